@@ -569,8 +569,15 @@ def _abstract_bases(
     return out
 
 
-def key_alias(resource: Resource, base_schema: str, values: Mapping[str, Any]) -> dict[str, Any]:
-    """Key values of a concrete resource expressed in an abstract base's field names."""
-    base = base_schema.removesuffix("Reference").split("_", 1)[-1]
+def abstract_field(resource: Resource, reference_schema: str, key_name: str) -> str:
+    """The name a key field of ``resource`` has inside a reference of the given schema.
+
+    The same as ``key_name`` except for a concrete resource behind an abstract
+    base: ``schoolId`` is ``educationOrganizationId`` inside an
+    ``educationOrganizationReference``.
+    """
+    base = reference_schema.removesuffix("Reference").split("_", 1)[-1]
     own = resource.schema.split("_", 1)[-1]
-    return {(base + "Id" if k == own + "Id" else k): v for k, v in values.items()}
+    if base != own and key_name == own + "Id":
+        return base + "Id"
+    return key_name

@@ -1,0 +1,868 @@
+"""The sandbox's storage: one SQLite database per data set (school year / tenant).
+
+It keeps what an ODS/API keeps and in the same way: records with server ids
+and change versions, the tracked deletes and key changes, and -- so that
+``Use-Snapshot`` reads are exact -- every superseded version of a record
+(``history``), which lets a read see the data as of any change version.
+
+Bodies are stored as the exact JSON bytes served (id, links, ``_etag``,
+``_lastModifiedDate`` included), so a page is a join of stored bytes.
+Offset paging without filters finds its start through an in-memory sorted
+array of live row numbers, so the deepest page costs what the first does.
+"""
+
+from __future__ import annotations
+
+import base64
+import bisect
+import datetime as dt
+import re
+import sqlite3
+import threading
+import uuid
+from array import array
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from random import Random
+from typing import Any
+
+import orjson
+
+from edfi.model import ApiModel, Reference, Resource, Scalar, Shape, abstract_field
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS records(
+    seq INTEGER PRIMARY KEY, rid INTEGER NOT NULL, id TEXT NOT NULL, key TEXT NOT NULL,
+    cv INTEGER NOT NULL, body BLOB NOT NULL);
+CREATE UNIQUE INDEX IF NOT EXISTS records_key ON records(rid, key);
+CREATE UNIQUE INDEX IF NOT EXISTS records_id ON records(id);
+CREATE INDEX IF NOT EXISTS records_rid_seq ON records(rid, seq);
+CREATE INDEX IF NOT EXISTS records_rid_cv ON records(rid, cv);
+CREATE TABLE IF NOT EXISTS history(
+    rid INTEGER NOT NULL, seq INTEGER NOT NULL, id TEXT NOT NULL, key TEXT NOT NULL,
+    cv INTEGER NOT NULL, until_cv INTEGER NOT NULL, body BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS history_rid_seq ON history(rid, seq);
+CREATE TABLE IF NOT EXISTS deletes(
+    rid INTEGER NOT NULL, id TEXT NOT NULL, cv INTEGER NOT NULL, key_values BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS deletes_rid_cv ON deletes(rid, cv);
+CREATE TABLE IF NOT EXISTS key_changes(
+    rid INTEGER NOT NULL, id TEXT NOT NULL, cv INTEGER NOT NULL,
+    old_key BLOB NOT NULL, new_key BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS key_changes_rid_cv ON key_changes(rid, cv);
+CREATE TABLE IF NOT EXISTS refs(
+    tgt INTEGER NOT NULL, src INTEGER NOT NULL, PRIMARY KEY (tgt, src)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS refs_src ON refs(src);
+CREATE TABLE IF NOT EXISTS meta(name TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+MAX_LIMIT = 500
+DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+DATETIME_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})?$")
+TIME_RE = re.compile(r"^\d{2}:\d{2}(:\d{2}(\.\d+)?)?$")
+
+
+class ApiError(Exception):
+    """An error the API reports as ODS/API 7.2+ problem details."""
+
+    def __init__(
+        self,
+        status: int,
+        kind: str,
+        title: str,
+        detail: str,
+        *,
+        validation_errors: Mapping[str, list[str]] | None = None,
+        errors: list[str] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ):
+        super().__init__(detail)
+        self.status = status
+        self.kind = kind
+        self.title = title
+        self.detail = detail
+        self.validation_errors = dict(validation_errors or {})
+        self.errors = list(errors or [])
+        self.headers = dict(headers or {})
+
+    def problem(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "detail": self.detail,
+            "type": "urn:ed-fi:api:" + self.kind,
+            "title": self.title,
+            "status": self.status,
+            "correlationId": uuid.uuid4().hex,
+        }
+        if self.validation_errors:
+            body["validationErrors"] = self.validation_errors
+        if self.errors:
+            body["errors"] = self.errors
+        return body
+
+
+def bad_request(detail: str, errors: Mapping[str, list[str]] | None = None) -> ApiError:
+    return ApiError(
+        400,
+        "bad-request:data-validation-failed" if errors else "bad-request",
+        "Data Validation Failed" if errors else "Bad Request",
+        detail,
+        validation_errors=errors,
+    )
+
+
+def not_found(detail: str = "The specified resource could not be found.") -> ApiError:
+    return ApiError(404, "not-found", "Not Found", detail)
+
+
+def _entity(resource: Resource) -> str:
+    """The entity name ODS/API uses in messages and ``link.rel`` (``StudentSchoolAssociation``)."""
+    name = resource.schema.split("_", 1)[-1]
+    return name[:1].upper() + name[1:]
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """What a collection read selects: change-version window, filters, snapshot."""
+
+    min_cv: int | None = None
+    max_cv: int | None = None
+    filters: tuple[tuple[str, Any], ...] = ()  # (json path, value)
+    snapshot: int | None = None  # read as of this change version
+
+    @property
+    def plain(self) -> bool:
+        return (
+            self.min_cv is None
+            and self.max_cv is None
+            and not self.filters
+            and self.snapshot is None
+        )
+
+
+@dataclass(slots=True)
+class Page:
+    body: bytes
+    count: int
+    last_seq: int | None
+    total: int | None = None
+
+
+@dataclass(slots=True)
+class WriteResult:
+    id: str
+    created: bool
+    cv: int
+
+
+def encode_token(start: int, end: int) -> str:
+    """A page token: the row-number range a partition (or its rest) covers."""
+    return base64.urlsafe_b64encode(f"{start}:{end}".encode()).decode().rstrip("=")
+
+
+def decode_token(token: str) -> tuple[int, int]:
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+        start, end = raw.split(":")
+        return int(start), int(end)
+    except Exception as exc:
+        raise bad_request(f"The page token {token!r} is not valid.") from exc
+
+
+@dataclass
+class _Tables:
+    """Per-resource data kept in memory: ids and live row numbers."""
+
+    rid: dict[str, int] = field(default_factory=dict)
+    live: dict[int, array[int]] = field(default_factory=dict)
+
+
+class Store:
+    """One data set. Thread-safe: reads use a connection per thread, writes one lock."""
+
+    def __init__(self, model: ApiModel, path: str, *, seed: int = 1):
+        self.model = model
+        self.path = path
+        self._local = threading.local()
+        self._write_lock = threading.RLock()
+        self._rng = Random(seed)
+        self.descriptors: set[str] = set()
+        self.tables = _Tables()
+        self.snapshot_cv: int | None = None
+        conn = self._conn()
+        conn.executescript(SCHEMA)
+        for i, path_ in enumerate(sorted(model.resources), start=1):
+            self.tables.rid[path_] = i
+            self.tables.live[i] = array("q")
+        self.resource_by_rid = {v: model[k] for k, v in self.tables.rid.items()}
+        self._cv = int(self._meta("cv") or 0)
+        for rid, seq in conn.execute("SELECT rid, seq FROM records ORDER BY rid, seq"):
+            self.tables.live[rid].append(seq)
+        for res in model:
+            if res.is_descriptor:
+                rid = self.tables.rid[res.path]
+                for (key,) in conn.execute("SELECT key FROM records WHERE rid=?", (rid,)):
+                    ns, code = orjson.loads(key)
+                    self.descriptors.add(f"{ns}#{code}".lower())
+
+    # -- plumbing ----------------------------------------------------------------
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=OFF")
+            conn.execute("PRAGMA cache_size=-200000")
+            conn.execute("PRAGMA temp_store=MEMORY")
+            conn.execute("PRAGMA mmap_size=1073741824")
+            self._local.conn = conn
+        return conn
+
+    def _meta(self, name: str) -> str | None:
+        row = self._conn().execute("SELECT value FROM meta WHERE name=?", (name,)).fetchone()
+        return row[0] if row else None
+
+    def set_meta(self, name: str, value: str) -> None:
+        self._conn().execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (name, value))
+
+    def get_meta(self, name: str) -> str | None:
+        return self._meta(name)
+
+    @property
+    def newest_change_version(self) -> int:
+        return self._cv
+
+    def rid(self, resource: Resource) -> int:
+        return self.tables.rid[resource.path]
+
+    def _next_cv(self) -> int:
+        self._cv += 1
+        return self._cv
+
+    def _new_id(self) -> str:
+        return uuid.UUID(int=self._rng.getrandbits(128), version=4).hex
+
+    @staticmethod
+    def _now() -> str:
+        return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+    @staticmethod
+    def key_string(values: Sequence[Any]) -> str:
+        return orjson.dumps(list(values)).decode()
+
+    def record_key(self, resource: Resource, record: Mapping[str, Any]) -> str:
+        return self.key_string(list(resource.key_values(record).values()))
+
+    # -- reference resolution ----------------------------------------------------
+    def _resolve(
+        self, conn: sqlite3.Connection, ref: Reference, value: Mapping[str, Any]
+    ) -> tuple[Resource, int, str] | None:
+        """The record a reference points at, as (resource, seq, id), or None."""
+        for target_path in self.model.targets(ref):
+            target = self.model[target_path]
+            values = [value.get(abstract_field(target, ref.schema, k.name)) for k in target.key]
+            row = conn.execute(
+                "SELECT seq, id FROM records WHERE rid=? AND key=?",
+                (self.rid(target), self.key_string(values)),
+            ).fetchone()
+            if row:
+                return target, row[0], row[1]
+        return None
+
+    def _link_references(
+        self,
+        conn: sqlite3.Connection,
+        shape: Shape,
+        body: dict[str, Any],
+        where: str,
+        refs_out: list[int],
+        missing: list[str],
+    ) -> None:
+        """Resolve every reference of a body in place, adding ``link`` and recording targets."""
+        for name, ref in shape.references.items():
+            value = body.get(name)
+            if not isinstance(value, dict):
+                continue
+            value.pop("link", None)
+            hit = self._resolve(conn, ref, value)
+            if hit is None:
+                targets = self.model.targets(ref)
+                entity = _entity(self.model[targets[0]]) if len(targets) == 1 else (
+                    ref.schema.split("_", 1)[-1].removesuffix("Reference"))
+                missing.append(entity[:1].upper() + entity[1:])
+                continue
+            target, seq, id_ = hit
+            refs_out.append(seq)
+            value["link"] = {"rel": _entity(target), "href": f"{target.path}/{id_}"}
+        for name, sub in shape.collections.items():
+            for i, item in enumerate(body.get(name) or ()):
+                if isinstance(item, dict):
+                    self._link_references(conn, sub, item, f"{where}.{name}[{i}]", refs_out,
+                                          missing)
+        for name, sub in shape.objects.items():
+            item = body.get(name)
+            if isinstance(item, dict):
+                self._link_references(conn, sub, item, f"{where}.{name}", refs_out, missing)
+
+    # -- validation ----------------------------------------------------------------
+    def validate(self, resource: Resource, body: Any) -> None:
+        """Schema and descriptor checks, as the ODS/API makes them before touching data."""
+        if not isinstance(body, dict):
+            raise bad_request("The request body must be a JSON object.")
+        errors: dict[str, list[str]] = {}
+        self._validate_shape(resource.shape, body, "$", errors)
+        if errors:
+            raise bad_request("Data validation failed. See 'validationErrors' for details.", errors)
+
+    def _validate_shape(
+        self, shape: Shape, body: Mapping[str, Any], where: str, errors: dict[str, list[str]]
+    ) -> None:
+        for name, s in shape.scalars.items():
+            value = body.get(name)
+            if value is None:
+                if s.required:
+                    errors.setdefault(f"{where}.{name}", []).append(f"{name} is required.")
+                continue
+            problem = self._check_scalar(s, value)
+            if problem:
+                errors.setdefault(f"{where}.{name}", []).append(problem)
+        for name, ref in shape.references.items():
+            value = body.get(name)
+            if value is None:
+                if ref.required:
+                    errors.setdefault(f"{where}.{name}", []).append(f"{name} is required.")
+                continue
+            if not isinstance(value, dict):
+                errors.setdefault(f"{where}.{name}", []).append(f"{name} must be an object.")
+                continue
+            for f in ref.fields:
+                fv = value.get(f.name)
+                if fv is None:
+                    if f.required:
+                        errors.setdefault(f"{where}.{name}.{f.name}", []).append(
+                            f"{f.name} is required.")
+                    continue
+                problem = self._check_scalar(f, fv)
+                if problem:
+                    errors.setdefault(f"{where}.{name}.{f.name}", []).append(problem)
+        for name, sub in shape.collections.items():
+            items = body.get(name)
+            if items is None or items == []:
+                if name in shape.required_collections:
+                    errors.setdefault(f"{where}.{name}", []).append(
+                        f"{name} must have at least one item.")
+                continue
+            if not isinstance(items, list):
+                errors.setdefault(f"{where}.{name}", []).append(f"{name} must be an array.")
+                continue
+            for i, item in enumerate(items):
+                if not isinstance(item, dict):
+                    errors.setdefault(f"{where}.{name}[{i}]", []).append("must be an object.")
+                else:
+                    self._validate_shape(sub, item, f"{where}.{name}[{i}]", errors)
+        for name, sub in shape.objects.items():
+            item = body.get(name)
+            if item is None:
+                if name in shape.required:
+                    errors.setdefault(f"{where}.{name}", []).append(f"{name} is required.")
+            elif not isinstance(item, dict):
+                errors.setdefault(f"{where}.{name}", []).append(f"{name} must be an object.")
+            else:
+                self._validate_shape(sub, item, f"{where}.{name}", errors)
+
+    def _check_scalar(self, s: Scalar, value: Any) -> str | None:
+        kind = s.kind
+        if kind == "integer":
+            if isinstance(value, bool) or not isinstance(value, int):
+                return f"{s.name} must be an integer."
+        elif kind == "number":
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                return f"{s.name} must be a number."
+        elif kind == "boolean":
+            if not isinstance(value, bool):
+                return f"{s.name} must be a boolean."
+        else:
+            if not isinstance(value, str):
+                return f"{s.name} must be a string."
+            if kind == "date" and not DATE_RE.match(value):
+                return f"{s.name} must be a date (yyyy-mm-dd)."
+            if kind == "date-time" and not DATETIME_RE.match(value):
+                return f"{s.name} must be a date-time."
+            if kind == "time" and not TIME_RE.match(value):
+                return f"{s.name} must be a time (hh:mm:ss)."
+            if s.max_length and len(value) > s.max_length:
+                return f"{s.name} must be at most {s.max_length} characters."
+            if s.descriptor and value.lower() not in self.descriptors:
+                return f"{s.name} value '{value}' does not exist."
+        return None
+
+    # -- writes ------------------------------------------------------------------
+    def upsert(self, resource: Resource, body: dict[str, Any]) -> WriteResult:
+        """POST semantics: insert, or update the record with the same natural key."""
+        if "id" in body:
+            raise bad_request("Resource identifiers cannot be assigned by the client. "
+                              "The 'id' property should not be included in the request body.")
+        for meta in ("_etag", "_lastModifiedDate"):
+            body.pop(meta, None)
+        self.validate(resource, body)
+        key = self.record_key(resource, body)
+        with self._write_lock:
+            conn = self._conn()
+            row = conn.execute(
+                "SELECT seq, id, cv, body FROM records WHERE rid=? AND key=?",
+                (self.rid(resource), key),
+            ).fetchone()
+            conn.execute("BEGIN")
+            try:
+                if row is None:
+                    result = self._insert(conn, resource, body, key)
+                else:
+                    result = self._update(conn, resource, row, body, key)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        return result
+
+    def _serialize(self, resource: Resource, id_: str, body: dict[str, Any], cv: int) -> bytes:
+        out = {"id": id_, **body, "_etag": str(cv), "_lastModifiedDate": self._now()}
+        return orjson.dumps(out)
+
+    def _prepare(
+        self, conn: sqlite3.Connection, resource: Resource, body: dict[str, Any]
+    ) -> list[int]:
+        refs: list[int] = []
+        missing: list[str] = []
+        self._link_references(conn, resource.shape, body, "$", refs, missing)
+        if missing:
+            names = sorted(set(missing))
+            raise ApiError(
+                409,
+                "conflict:unresolved-reference",
+                "Unresolved Reference",
+                "The referenced '" + "', '".join(names) + "' resource"
+                + ("s do" if len(names) > 1 else " does") + " not exist.",
+                errors=[f"The referenced '{n}' resource does not exist." for n in names],
+            )
+        return refs
+
+    def _insert(
+        self, conn: sqlite3.Connection, resource: Resource, body: dict[str, Any], key: str
+    ) -> WriteResult:
+        refs = self._prepare(conn, resource, body)
+        cv = self._next_cv()
+        id_ = self._new_id()
+        rid = self.rid(resource)
+        cur = conn.execute(
+            "INSERT INTO records(rid, id, key, cv, body) VALUES (?, ?, ?, ?, ?)",
+            (rid, id_, key, cv, self._serialize(resource, id_, body, cv)),
+        )
+        seq = int(cur.lastrowid or 0)
+        conn.executemany("INSERT OR IGNORE INTO refs VALUES (?, ?)", [(t, seq) for t in refs])
+        self.set_meta("cv", str(cv))
+        self.tables.live[rid].append(seq)
+        if resource.is_descriptor:
+            self.descriptors.add(f"{body['namespace']}#{body['codeValue']}".lower())
+        return WriteResult(id_, True, cv)
+
+    def _update(
+        self,
+        conn: sqlite3.Connection,
+        resource: Resource,
+        row: tuple[int, str, int, bytes],
+        body: dict[str, Any],
+        key: str,
+        *,
+        old_key: str | None = None,
+    ) -> WriteResult:
+        seq, id_, old_cv, old_body = row
+        refs = self._prepare(conn, resource, body)
+        cv = self._next_cv()
+        rid = self.rid(resource)
+        conn.execute(
+            "INSERT INTO history(rid, seq, id, key, cv, until_cv, body) "
+            "SELECT rid, seq, id, key, cv, ?, body FROM records WHERE seq=?",
+            (cv, seq),
+        )
+        conn.execute(
+            "UPDATE records SET key=?, cv=?, body=? WHERE seq=?",
+            (key, cv, self._serialize(resource, id_, body, cv), seq),
+        )
+        conn.execute("DELETE FROM refs WHERE src=?", (seq,))
+        conn.executemany("INSERT OR IGNORE INTO refs VALUES (?, ?)", [(t, seq) for t in refs])
+        if old_key is not None and old_key != key:
+            conn.execute(
+                "INSERT INTO key_changes VALUES (?, ?, ?, ?, ?)",
+                (rid, id_, cv, self._key_values_json(resource, old_key),
+                 self._key_values_json(resource, key)),
+            )
+        self.set_meta("cv", str(cv))
+        return WriteResult(id_, False, cv)
+
+    def _key_values_json(self, resource: Resource, key: str) -> bytes:
+        return orjson.dumps(dict(zip(resource.key_names, orjson.loads(key), strict=True)))
+
+    def put(self, resource: Resource, id_: str, body: dict[str, Any]) -> WriteResult:
+        """PUT by id: full replacement; a changed natural key is a key change (cascaded)."""
+        body.pop("id", None)
+        for meta in ("_etag", "_lastModifiedDate"):
+            body.pop(meta, None)
+        self.validate(resource, body)
+        key = self.record_key(resource, body)
+        with self._write_lock:
+            conn = self._conn()
+            row = conn.execute(
+                "SELECT seq, id, cv, body FROM records WHERE rid=? AND id=?",
+                (self.rid(resource), id_),
+            ).fetchone()
+            if row is None:
+                raise not_found()
+            old = orjson.loads(row[3])
+            old_key = self.record_key(resource, old)
+            if old_key != key:
+                if not resource.key_changes:
+                    raise bad_request(
+                        f"Key values for this resource ({_entity(resource)}) cannot be changed. "
+                        "Delete and recreate the resource item instead.")
+                clash = conn.execute(
+                    "SELECT 1 FROM records WHERE rid=? AND key=?", (self.rid(resource), key)
+                ).fetchone()
+                if clash:
+                    raise ApiError(409, "conflict:non-unique-values", "Identifying Values Are Not Unique",
+                                   "A resource with the new key values already exists.")
+            conn.execute("BEGIN")
+            try:
+                result = self._update(conn, resource, row, body, key, old_key=old_key)
+                if old_key != key:
+                    self._cascade(conn, resource, row[0], orjson.loads(old_key),
+                                  orjson.loads(key))
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        return result
+
+    def _cascade(
+        self,
+        conn: sqlite3.Connection,
+        target: Resource,
+        target_seq: int,
+        old_values: list[Any],
+        new_values: list[Any],
+    ) -> None:
+        """Rewrite every reference to a record whose key changed, as ODS cascades do."""
+        old_map = dict(zip(target.key_names, old_values, strict=True))
+        new_map = dict(zip(target.key_names, new_values, strict=True))
+        sources = conn.execute(
+            "SELECT r.seq, r.id, r.cv, r.body, r.rid FROM refs JOIN records r ON r.seq = refs.src "
+            "WHERE refs.tgt=?", (target_seq,)).fetchall()
+        for seq, id_, cv, raw, rid in sources:
+            resource = self.resource_by_rid[rid]
+            body = orjson.loads(raw)
+            for meta in ("id", "_etag", "_lastModifiedDate"):
+                body.pop(meta, None)
+            _rewrite_refs(self.model, resource.shape, body, target, old_map, new_map)
+            old_key = self.record_key(resource, orjson.loads(raw))
+            key = self.record_key(resource, body)
+            self._update(conn, resource, (seq, id_, cv, raw), body, key,
+                         old_key=old_key if resource.key_changes else None)
+            if old_key != key:
+                self._cascade(conn, resource, seq, orjson.loads(old_key), orjson.loads(key))
+
+    def delete(self, resource: Resource, id_: str) -> int:
+        with self._write_lock:
+            conn = self._conn()
+            rid = self.rid(resource)
+            row = conn.execute(
+                "SELECT seq, key FROM records WHERE rid=? AND id=?", (rid, id_)
+            ).fetchone()
+            if row is None:
+                raise not_found()
+            seq, key = row
+            dep = conn.execute(
+                "SELECT r.rid FROM refs JOIN records r ON r.seq = refs.src WHERE refs.tgt=? "
+                "LIMIT 1", (seq,)).fetchone()
+            if dep:
+                entity = _entity(self.resource_by_rid[dep[0]])
+                raise ApiError(
+                    409, "conflict:dependent-item-exists", "Dependent Item Exists",
+                    "The requested action cannot be performed because this item is referenced "
+                    f"by existing '{entity}' item(s).")
+            conn.execute("BEGIN")
+            try:
+                cv = self._next_cv()
+                conn.execute(
+                    "INSERT INTO history(rid, seq, id, key, cv, until_cv, body) "
+                    "SELECT rid, seq, id, key, cv, ?, body FROM records WHERE seq=?", (cv, seq))
+                conn.execute("DELETE FROM records WHERE seq=?", (seq,))
+                conn.execute("DELETE FROM refs WHERE src=?", (seq,))
+                conn.execute("INSERT INTO deletes VALUES (?, ?, ?, ?)",
+                             (rid, id_, cv, self._key_values_json(resource, key)))
+                self.set_meta("cv", str(cv))
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            live = self.tables.live[rid]
+            i = bisect.bisect_left(live, seq)
+            if i < len(live) and live[i] == seq:
+                del live[i]
+            if resource.is_descriptor:
+                ns, code = orjson.loads(key)
+                self.descriptors.discard(f"{ns}#{code}".lower())
+            return cv
+
+    # -- bulk load -------------------------------------------------------------------
+    def bulk_load(self, batches: Iterable[tuple[str, list[dict[str, Any]]]]) -> int:
+        """Load a generated data set fast: same records as POSTs would make, one transaction.
+
+        Resources must arrive in dependency order; bodies are trusted (the generator
+        is tested against the model), so only references are resolved.
+        """
+        n = 0
+        with self._write_lock:
+            conn = self._conn()
+            conn.execute("BEGIN")
+            index: dict[int, dict[str, tuple[int, str]]] = {}
+            needed = {p for p, deps in self.model.dependents.items() if deps}
+            try:
+                for path, batch in batches:
+                    resource = self.model[path]
+                    rid = self.rid(resource)
+                    rows = []
+                    ref_rows = []
+                    keep = index.setdefault(rid, {}) if path in needed else None
+                    seq = int(conn.execute("SELECT coalesce(max(seq), 0) FROM records")
+                              .fetchone()[0])
+                    for body in batch:
+                        seq += 1
+                        key = self.record_key(resource, body)
+                        refs: list[int] = []
+                        self._bulk_link(resource.shape, body, index, refs)
+                        cv = self._next_cv()
+                        id_ = self._new_id()
+                        rows.append((seq, rid, id_, key, cv,
+                                     self._serialize(resource, id_, body, cv)))
+                        ref_rows.extend((t, seq) for t in refs)
+                        if keep is not None:
+                            keep[key] = (seq, id_)
+                        if resource.is_descriptor:
+                            self.descriptors.add(
+                                f"{body['namespace']}#{body['codeValue']}".lower())
+                    conn.executemany(
+                        "INSERT INTO records(seq, rid, id, key, cv, body) VALUES (?,?,?,?,?,?)",
+                        rows)
+                    conn.executemany("INSERT OR IGNORE INTO refs VALUES (?, ?)", ref_rows)
+                    self.tables.live[rid].extend(r[0] for r in rows)
+                    n += len(rows)
+                self.set_meta("cv", str(self._cv))
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        return n
+
+    def _bulk_link(
+        self,
+        shape: Shape,
+        body: dict[str, Any],
+        index: Mapping[int, Mapping[str, tuple[int, str]]],
+        refs: list[int],
+    ) -> None:
+        for name, ref in shape.references.items():
+            value = body.get(name)
+            if not isinstance(value, dict):
+                continue
+            for target_path in self.model.targets(ref):
+                target = self.model[target_path]
+                values = [value.get(abstract_field(target, ref.schema, k.name))
+                          for k in target.key]
+                hit = index.get(self.rid(target), {}).get(self.key_string(values))
+                if hit:
+                    refs.append(hit[0])
+                    value["link"] = {"rel": _entity(target), "href": f"{target_path}/{hit[1]}"}
+                    break
+            else:
+                raise ValueError(f"{shape.name}.{name} {value} does not resolve")
+        for name, sub in shape.collections.items():
+            for item in body.get(name) or ():
+                self._bulk_link(sub, item, index, refs)
+        for name, sub in shape.objects.items():
+            item = body.get(name)
+            if isinstance(item, dict):
+                self._bulk_link(sub, item, index, refs)
+
+    # -- reads ---------------------------------------------------------------------
+    def get_by_id(self, resource: Resource, id_: str, snapshot: int | None = None) -> bytes:
+        conn = self._conn()
+        rid = self.rid(resource)
+        if snapshot is None:
+            row = conn.execute("SELECT body FROM records WHERE rid=? AND id=?",
+                               (rid, id_)).fetchone()
+        else:
+            row = conn.execute(
+                "SELECT body FROM (SELECT body, cv FROM records WHERE rid=? AND id=? AND cv<=? "
+                "UNION ALL SELECT body, cv FROM history WHERE rid=? AND id=? AND cv<=? "
+                "AND until_cv>?) LIMIT 1",
+                (rid, id_, snapshot, rid, id_, snapshot, snapshot)).fetchone()
+        if row is None:
+            raise not_found()
+        return bytes(row[0])
+
+    def _select(
+        self, rid: int, w: Window, extra: str = "", extra_params: Sequence[Any] = (),
+        *, cols: str = "seq, body",
+    ) -> tuple[str, list[Any]]:
+        """SQL selecting the rows of a window, current or as of a snapshot."""
+        conds = ["rid=?"]
+        params: list[Any] = [rid]
+        if w.min_cv is not None:
+            conds.append("cv>=?")
+            params.append(w.min_cv)
+        if w.max_cv is not None:
+            conds.append("cv<=?")
+            params.append(w.max_cv)
+        for path, value in w.filters:
+            conds.append("json_extract(body, ?) = ?")
+            params += [path, value]
+        if extra:
+            conds.append(extra)
+            params += extra_params
+        where = " AND ".join(conds)
+        if w.snapshot is None:
+            return f"SELECT {cols} FROM records WHERE {where}", params
+        # as of the snapshot: current rows not changed since, plus the versions that were
+        # current then and have been superseded (updated, re-keyed or deleted) since
+        sql = (f"SELECT {cols} FROM records WHERE {where} AND cv<=? UNION ALL "
+               f"SELECT {cols} FROM history WHERE {where} AND cv<=? AND until_cv>?")
+        return sql, [*params, w.snapshot, *params, w.snapshot, w.snapshot]
+
+    def count(self, resource: Resource, w: Window) -> int:
+        rid = self.rid(resource)
+        if w.plain:
+            return len(self.tables.live[rid])
+        sql, params = self._select(rid, w, cols="seq")
+        return int(self._conn().execute(f"SELECT count(*) FROM ({sql})", params).fetchone()[0])
+
+    def page_offset(self, resource: Resource, w: Window, offset: int, limit: int) -> Page:
+        """Offset paging, ordered by row number (the ODS orders by its aggregate id)."""
+        rid = self.rid(resource)
+        conn = self._conn()
+        if w.plain:
+            live = self.tables.live[rid]
+            if offset >= len(live):
+                return Page(b"[]", 0, None)
+            start = live[offset]
+            rows = conn.execute(
+                "SELECT seq, body FROM records WHERE rid=? AND seq>=? ORDER BY seq LIMIT ?",
+                (rid, start, limit)).fetchall()
+        else:
+            sql, params = self._select(rid, w)
+            rows = conn.execute(f"{sql} ORDER BY seq LIMIT ? OFFSET ?",
+                                [*params, limit, offset]).fetchall()
+        return _page(rows)
+
+    def page_range(self, resource: Resource, w: Window, start: int, end: int, size: int
+                   ) -> Page:
+        """Keyset paging inside a row-number range (7.3 page tokens)."""
+        sql, params = self._select(self.rid(resource), w, "seq>=? AND seq<?", (start, end))
+        rows = self._conn().execute(f"{sql} ORDER BY seq LIMIT ?", [*params, size]).fetchall()
+        return _page(rows)
+
+    def partitions(self, resource: Resource, w: Window, number: int) -> list[str]:
+        """Split the matching rows into ``number`` ranges of about equal size."""
+        rid = self.rid(resource)
+        if w.plain:
+            seqs: Sequence[int] = self.tables.live[rid]
+        else:
+            sql, params = self._select(rid, w, cols="seq")
+            seqs = [r[0] for r in self._conn().execute(f"{sql} ORDER BY seq", params)]
+        if not seqs:
+            return []
+        number = max(1, min(number, len(seqs)))
+        bounds = [seqs[(len(seqs) * i) // number] for i in range(number)]
+        ends = [*bounds[1:], seqs[-1] + 1]
+        return [encode_token(s, e) for s, e in zip(bounds, ends, strict=True)]
+
+    def tracked(self, resource: Resource, kind: str, w: Window, offset: int, limit: int,
+                ) -> tuple[bytes, int]:
+        """``/deletes`` or ``/keyChanges`` entries in a change-version window."""
+        rid = self.rid(resource)
+        conds = ["rid=?"]
+        params: list[Any] = [rid]
+        if w.min_cv is not None:
+            conds.append("cv>=?")
+            params.append(w.min_cv)
+        if w.max_cv is not None:
+            conds.append("cv<=?")
+            params.append(w.max_cv)
+        if w.snapshot is not None:
+            conds.append("cv<=?")
+            params.append(w.snapshot)
+        where = " AND ".join(conds)
+        conn = self._conn()
+        total = int(conn.execute(f"SELECT count(*) FROM {kind} WHERE {where}",
+                                 params).fetchone()[0])
+        if kind == "deletes":
+            rows = conn.execute(
+                f"SELECT id, cv, key_values FROM deletes WHERE {where} ORDER BY cv "
+                "LIMIT ? OFFSET ?", [*params, limit, offset]).fetchall()
+            parts = [b'{"id":"%s","changeVersion":%d,"keyValues":%s}' % (i.encode(), cv, kv)
+                     for i, cv, kv in rows]
+        else:
+            rows = conn.execute(
+                f"SELECT id, cv, old_key, new_key FROM key_changes WHERE {where} ORDER BY cv "
+                "LIMIT ? OFFSET ?", [*params, limit, offset]).fetchall()
+            parts = [b'{"id":"%s","changeVersion":%d,"oldKeyValues":%s,"newKeyValues":%s}'
+                     % (i.encode(), cv, o, n) for i, cv, o, n in rows]
+        return b"[" + b",".join(parts) + b"]", total
+
+    # -- helpers for tests and tooling ---------------------------------------------
+    def iter_records(self, resource: Resource) -> Iterator[dict[str, Any]]:
+        """Every current record of a resource, as served."""
+        rid = self.rid(resource)
+        for (body,) in self._conn().execute(
+            "SELECT body FROM records WHERE rid=? ORDER BY seq", (rid,)
+        ):
+            yield orjson.loads(body)
+
+    def find(self, resource: Resource, key_values: Mapping[str, Any]) -> dict[str, Any] | None:
+        key = self.key_string([key_values[k] for k in resource.key_names])
+        row = self._conn().execute("SELECT body FROM records WHERE rid=? AND key=?",
+                                   (self.rid(resource), key)).fetchone()
+        return orjson.loads(row[0]) if row else None
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+
+def _page(rows: Sequence[tuple[int, bytes]]) -> Page:
+    if not rows:
+        return Page(b"[]", 0, None)
+    return Page(b"[" + b",".join(r[1] for r in rows) + b"]", len(rows), rows[-1][0])
+
+
+def _rewrite_refs(
+    model: ApiModel,
+    shape: Shape,
+    body: dict[str, Any],
+    target: Resource,
+    old: Mapping[str, Any],
+    new: Mapping[str, Any],
+) -> None:
+    """Point references at a record's new key values (every reference to the old key)."""
+    for name, ref in shape.references.items():
+        value = body.get(name)
+        if not isinstance(value, dict) or target.path not in model.targets(ref):
+            continue
+        if all(value.get(k) == v for k, v in old.items()):
+            value.update(new)
+    for name, sub in shape.collections.items():
+        for item in body.get(name) or ():
+            if isinstance(item, dict):
+                _rewrite_refs(model, sub, item, target, old, new)
+    for name, sub in shape.objects.items():
+        item = body.get(name)
+        if isinstance(item, dict):
+            _rewrite_refs(model, sub, item, target, old, new)
