@@ -399,31 +399,40 @@ def _scalar_kind(spec: Mapping[str, Any]) -> tuple[str, str | None]:
 class _ShapeBuilder:
     def __init__(self, schemas: Mapping[str, Any], collection_paths: Mapping[str, str]):
         self.schemas = schemas
-        # descriptor resources by type name, e.g. "gradeleveldescriptor" -> /ed-fi/gradeLevelDescriptors
-        self.descriptors: dict[str, str] = {}
+        # descriptor resources by type name, e.g. "gradeleveldescriptor" -> [/ed-fi/...]
+        self.descriptors: dict[str, list[str]] = {}
         for path, schema in collection_paths.items():
             if path.endswith("Descriptors"):
-                self.descriptors[schema.split("_", 1)[-1].lower()] = path
+                self.descriptors.setdefault(schema.split("_", 1)[-1].lower(), []).append(path)
         self._cache: dict[str, Shape] = {}
 
-    def descriptor_for(self, prop: str) -> str | None:
+    def descriptor_for(self, prop: str, schema: str) -> str | None:
         """The descriptor resource a ``...Descriptor`` property takes its values from.
 
         Role names prefix the type (``entryGradeLevelDescriptor``), so the longest
-        descriptor type the property name ends with wins.
+        descriptor type the property name ends with wins; when two namespaces
+        define it (``ed-fi`` and ``lmsx`` submission statuses), the one of the
+        schema's own namespace does.
         """
         if not prop.endswith("Descriptor"):
             return None
         low = prop.lower()
         best = None
-        for typ, path in self.descriptors.items():
-            if low.endswith(typ) and (best is None or len(typ) > len(best[0])):
-                best = (typ, path)
-        return best[1] if best else None
+        for typ in self.descriptors:
+            if low.endswith(typ) and (best is None or len(typ) > len(best)):
+                best = typ
+        if best is None:
+            return None
+        paths = self.descriptors[best]
+        own = schema.split("_", 1)[0].replace("-", "").lower()
+        for path in paths:
+            if path.split("/")[1].replace("-", "").lower() == own:
+                return path
+        return sorted(paths)[0]
 
-    def scalar(self, name: str, spec: Mapping[str, Any], required: bool) -> Scalar:
+    def scalar(self, name: str, spec: Mapping[str, Any], required: bool, schema: str) -> Scalar:
         kind, fmt = _scalar_kind(spec)
-        desc = self.descriptor_for(name) if kind == "string" else None
+        desc = self.descriptor_for(name, schema) if kind == "string" else None
         return Scalar(name, kind, fmt, required, spec.get("maxLength"), desc)
 
     def shape(self, schema_name: str) -> Shape:
@@ -445,7 +454,7 @@ class _ShapeBuilder:
                     ref_spec = self.schemas.get(target, {})
                     ref_req = set(ref_spec.get("required", ()))
                     fields = tuple(
-                        self.scalar(fname, fspec, fname in ref_req)
+                        self.scalar(fname, fspec, fname in ref_req, schema_name)
                         for fname, fspec in ref_spec.get("properties", {}).items()
                         if fname != "link"
                     )
@@ -459,7 +468,7 @@ class _ShapeBuilder:
                     if is_req:
                         shape.required_collections |= {name}
             elif prop.get("type") != "object":
-                shape.scalars[name] = self.scalar(name, prop, is_req)
+                shape.scalars[name] = self.scalar(name, prop, is_req, schema_name)
         return shape
 
 

@@ -1,0 +1,457 @@
+"""An async client for Ed-Fi ODS/APIs: discovery, OAuth, retries, one request budget.
+
+One ``EdFiClient`` per API per flow run. Every request it sends -- whichever
+task sends it -- passes one ``asyncio.Semaphore`` (max concurrent requests) and
+one token bucket (requests per second), so a flow fanning out many resources
+never exceeds what the API owner allows.
+
+Retries live here, not in Prefect: connection failures, read timeouts, dropped
+bodies, 5xx and 429 (honouring ``Retry-After``) are retried with exponential
+backoff and full jitter; a 401 gets a new token once. Errors that a person
+must fix raise ``EdFiError`` subclasses whose message names the problem and
+the fix, and never contains the client secret.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import orjson
+from pydantic import SecretStr
+
+from .model import ApiModel, load_model
+
+log = logging.getLogger("edfi.client")
+
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
+class EdFiError(Exception):
+    """A failure talking to an Ed-Fi API, worded for the person who must fix it."""
+
+
+class EdFiConnectionError(EdFiError):
+    """The API cannot be reached (DNS, refused, TLS, timeouts after every retry)."""
+
+
+class EdFiAuthError(EdFiError):
+    """The API refused the credentials."""
+
+
+class EdFiUnsupportedError(EdFiError):
+    """The server is not an Ed-Fi ODS/API this project can work with."""
+
+
+class EdFiResponseError(EdFiError):
+    """The API answered a request with an error status."""
+
+    def __init__(self, message: str, status: int, problem: Any = None):
+        super().__init__(message)
+        self.status = status
+        self.problem = problem
+
+
+class EdFiMalformedError(EdFiError):
+    """The API answered with a body that is not the JSON it promised."""
+
+
+@dataclass(frozen=True)
+class Connection:
+    """Everything needed to talk to one Ed-Fi API (the core's view of the connection block)."""
+
+    base_url: str
+    client_id: str
+    client_secret: SecretStr
+    tenant: str | None = None
+    verify_tls: bool = True
+    page_size: int = 500
+    max_concurrency: int = 8
+    requests_per_second: float | None = None
+    timeout_seconds: float = 60.0
+    max_retries: int = 8
+    backoff_seconds: float = 0.5
+    max_backoff_seconds: float = 30.0
+
+    def __post_init__(self) -> None:
+        parts = urlsplit(self.base_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise EdFiError(
+                f"The Ed-Fi base URL {self.base_url!r} is not an http(s) URL; set it to the "
+                "API's root, e.g. https://api.example.org/v7.3/api")
+        if not 1 <= self.page_size <= 500:
+            raise EdFiError(f"page_size must be between 1 and 500 (got {self.page_size}).")
+        if self.max_concurrency < 1:
+            raise EdFiError("max_concurrency must be at least 1.")
+
+
+@dataclass
+class Discovery:
+    """What the root document says about the API."""
+
+    version: str
+    data_models: dict[str, str]
+    urls: dict[str, str]
+    school_years: list[int] = field(default_factory=list)
+
+    @property
+    def version_tuple(self) -> tuple[int, ...]:
+        out = []
+        for part in self.version.split("."):
+            digits = "".join(ch for ch in part if ch.isdigit())
+            if not digits:
+                break
+            out.append(int(digits))
+        return tuple(out)
+
+    @property
+    def cursor_paging(self) -> bool:
+        """ODS/API 7.3 added page tokens and partitions."""
+        return self.version_tuple >= (7, 3)
+
+    @property
+    def snapshots(self) -> bool:
+        """``Use-Snapshot`` exists on 7.x (and 5.x/6.x servers with snapshots enabled)."""
+        return self.version_tuple >= (7,)
+
+
+class _RateLimiter:
+    """A token bucket: at most ``rate`` requests a second, bursts of one second's worth."""
+
+    def __init__(self, rate: float):
+        self.rate = rate
+        self.capacity = max(1.0, rate)
+        self.tokens = self.capacity
+        self.updated = time.monotonic()
+        self.lock = asyncio.Lock()
+
+    async def acquire(self) -> None:
+        async with self.lock:
+            while True:
+                now = time.monotonic()
+                self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
+                self.updated = now
+                if self.tokens >= 1:
+                    self.tokens -= 1
+                    return
+                await asyncio.sleep((1 - self.tokens) / self.rate)
+
+
+@dataclass
+class Response:
+    """A successful response: status, headers and the raw body (parsed on demand)."""
+
+    status: int
+    headers: httpx.Headers
+    content: bytes
+    url: str
+
+    def json(self) -> Any:
+        try:
+            return orjson.loads(self.content) if self.content else None
+        except orjson.JSONDecodeError as exc:
+            raise EdFiMalformedError(
+                f"{self.url} returned a body that is not valid JSON ({exc}); the server or a "
+                "proxy in front of it is sending broken responses.") from exc
+
+
+@dataclass
+class ClientStats:
+    requests: int = 0
+    retries: int = 0
+    bytes: int = 0
+    token_refreshes: int = 0
+
+
+class EdFiClient:
+    """Async client bound to one event loop; use ``async with EdFiClient(conn) as api``."""
+
+    def __init__(self, connection: Connection, *, transport: httpx.AsyncBaseTransport | None = None):
+        self.conn = connection
+        limits = httpx.Limits(max_connections=connection.max_concurrency * 2,
+                              max_keepalive_connections=connection.max_concurrency * 2)
+        self._http = httpx.AsyncClient(
+            timeout=httpx.Timeout(connection.timeout_seconds, connect=15.0),
+            verify=connection.verify_tls,
+            limits=limits,
+            transport=transport,
+            follow_redirects=True,
+        )
+        self._sem = asyncio.Semaphore(connection.max_concurrency)
+        self._rate = (_RateLimiter(connection.requests_per_second)
+                      if connection.requests_per_second else None)
+        self._token: str | None = None
+        self._token_expires = 0.0
+        self._token_lifetime = 0.0
+        self._token_lock = asyncio.Lock()
+        self.discovery: Discovery | None = None
+        self.stats = ClientStats()
+        self._rng = random.Random()
+
+    async def __aenter__(self) -> EdFiClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # -- discovery and metadata --------------------------------------------------------
+    @property
+    def root_url(self) -> str:
+        base = self.conn.base_url.rstrip("/")
+        return f"{base}/{self.conn.tenant}" if self.conn.tenant else base
+
+    async def discover(self) -> Discovery:
+        """Read the root document; fail early and clearly if this is not an Ed-Fi API."""
+        url = self.root_url + "/"
+        try:
+            resp = await self._http.get(url)
+        except httpx.HTTPError as exc:
+            raise EdFiConnectionError(
+                f"Cannot reach the Ed-Fi API at {url}: {_describe(exc)}. Check the base URL "
+                "in the connection and that the server is running and reachable.") from exc
+        if resp.status_code != 200:
+            raise EdFiUnsupportedError(
+                f"{url} answered {resp.status_code} to the discovery request; the base URL "
+                "should be the API root that returns the Ed-Fi discovery document.")
+        try:
+            doc = orjson.loads(resp.content)
+            urls = {k: str(v) for k, v in doc["urls"].items()}
+            version = str(doc["version"])
+            models = {m["name"]: str(m["version"]) for m in doc.get("dataModels", [])}
+        except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
+            raise EdFiUnsupportedError(
+                f"{url} did not return an Ed-Fi discovery document (no 'version' and 'urls'); "
+                "check that the base URL points at an Ed-Fi ODS/API.") from exc
+        for needed in ("oauth", "dataManagementApi"):
+            if needed not in urls:
+                raise EdFiUnsupportedError(
+                    f"The discovery document at {url} has no '{needed}' URL; this server is "
+                    "not an Ed-Fi ODS/API this project supports.")
+        disc = Discovery(version, models, urls, [int(y) for y in doc.get("schoolYears", [])])
+        if disc.version_tuple < (5,):
+            raise EdFiUnsupportedError(
+                f"{url} is Ed-Fi ODS/API {version}; this project supports 5.x, 6.x and 7.x.")
+        self.discovery = disc
+        return disc
+
+    async def _discovered(self) -> Discovery:
+        return self.discovery or await self.discover()
+
+    def url(self, name: str, school_year: int | None = None) -> str:
+        """A URL from the discovery document, the school year put in its route."""
+        if self.discovery is None:
+            raise EdFiError("discover() must run before URLs are built")
+        raw = self.discovery.urls[name]
+        if "{" in raw:
+            if school_year is None:
+                raise EdFiError(
+                    "This Ed-Fi API is year-specific: set school_years in the connection "
+                    f"(it serves {self.discovery.school_years or 'several years'}).")
+            start = raw.index("{")
+            end = raw.index("}", start)
+            raw = raw[:start] + str(school_year) + raw[end + 1:]
+        elif school_year is not None and name in ("dataManagementApi", "changeQueries",
+                                                  "dependencies", "openApiMetadata"):
+            raise EdFiError(
+                f"school year {school_year} was asked for, but this Ed-Fi API is not "
+                "year-specific; leave school_years empty in the connection.")
+        return raw.rstrip("/")
+
+    async def load_model(self, school_year: int | None = None) -> ApiModel:
+        """The server's own model, from the OpenAPI documents its metadata lists."""
+        await self._discovered()
+        listing = (await self.get_absolute(self.url("openApiMetadata", school_year) + "/")).json()
+        if not isinstance(listing, list):
+            raise EdFiUnsupportedError("The metadata endpoint did not list OpenAPI documents.")
+        docs = []
+        for entry in listing:
+            name = str(entry.get("name", "")).lower()
+            if name in ("resources", "descriptors") or name.endswith(("resources", "descriptors")):
+                docs.append((await self.get_absolute(entry["endpointUri"])).json())
+        if not docs:
+            raise EdFiUnsupportedError(
+                "The API's metadata lists no Resources or Descriptors OpenAPI document.")
+        return load_model(*docs)
+
+    async def dependencies(self, school_year: int | None = None) -> list[dict[str, Any]]:
+        await self._discovered()
+        data = (await self.get_absolute(self.url("dependencies", school_year))).json()
+        if not isinstance(data, list):
+            raise EdFiUnsupportedError("The dependencies metadata is not a JSON list.")
+        return data
+
+    # -- auth --------------------------------------------------------------------------
+    async def _authenticate(self, stale: str | None = None) -> str:
+        async with self._token_lock:
+            if self._token and self._token != stale and time.monotonic() < self._token_expires:
+                return self._token
+            disc = await self._discovered()
+            url = disc.urls["oauth"]
+            secret = self.conn.client_secret.get_secret_value()
+            for attempt in range(self.conn.max_retries + 1):
+                try:
+                    resp = await self._http.post(
+                        url, data={"grant_type": "client_credentials"},
+                        auth=(self.conn.client_id, secret))
+                except httpx.HTTPError as exc:
+                    if attempt >= self.conn.max_retries:
+                        raise EdFiConnectionError(
+                            f"Cannot reach the token endpoint {url}: {_describe(exc)}.") from exc
+                    await self._sleep_backoff(attempt, None)
+                    continue
+                if resp.status_code in RETRY_STATUSES and attempt < self.conn.max_retries:
+                    await self._sleep_backoff(attempt, resp.headers.get("retry-after"))
+                    continue
+                break
+            if resp.status_code in (400, 401, 403):
+                raise EdFiAuthError(
+                    f"The Ed-Fi API at {self.root_url} rejected the client credentials for "
+                    f"client id {self.conn.client_id!r} (HTTP {resp.status_code}). Check the "
+                    "client id and secret in the connection block.")
+            if resp.status_code != 200:
+                raise EdFiResponseError(
+                    f"The token endpoint {url} answered {resp.status_code}.", resp.status_code)
+            try:
+                body = orjson.loads(resp.content)
+                token = str(body["access_token"])
+                lifetime = float(body.get("expires_in", 1800))
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+                raise EdFiUnsupportedError(
+                    f"The token endpoint {url} did not return an OAuth token.") from exc
+            self._token = token
+            self._token_lifetime = lifetime
+            # renew a little before expiry, so long pulls don't stall on 401s
+            self._token_expires = time.monotonic() + lifetime - min(60.0, lifetime * 0.2)
+            self.stats.token_refreshes += 1
+            return token
+
+    async def token(self) -> str:
+        if self._token and time.monotonic() < self._token_expires:
+            return self._token
+        return await self._authenticate()
+
+    # -- requests ------------------------------------------------------------------------
+    async def get_absolute(self, url: str, params: Mapping[str, Any] | None = None,
+                           headers: Mapping[str, str] | None = None) -> Response:
+        """GET an absolute URL with auth (metadata is served with or without a token)."""
+        return await self.request("GET", url, params=params, headers=headers)
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        json_body: Any = None,
+        ok: tuple[int, ...] = (200, 201, 204),
+        retry_statuses: frozenset[int] = RETRY_STATUSES,
+        parse_json: bool = False,
+    ) -> Response:
+        """Send one request under the shared budget, retrying what retrying can fix.
+
+        With ``parse_json`` a body that is not JSON counts as a transient failure
+        (a truncated proxy response) and is retried like one, then reported.
+        """
+        content = orjson.dumps(json_body) if json_body is not None else None
+        attempt = 0
+        refreshed = False
+        while True:
+            token = await self.token()
+            hdrs = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+            if content is not None:
+                hdrs["Content-Type"] = "application/json"
+            if headers:
+                hdrs.update(headers)
+            failure: str
+            retry_after: str | None = None
+            try:
+                if self._rate:
+                    await self._rate.acquire()
+                async with self._sem:
+                    self.stats.requests += 1
+                    resp = await self._http.request(method, url, params=params, headers=hdrs,
+                                                    content=content)
+                    body = resp.content
+                self.stats.bytes += len(body)
+            except httpx.TimeoutException as exc:
+                failure = f"timed out ({type(exc).__name__})"
+            except httpx.TransportError as exc:
+                failure = _describe(exc)
+            else:
+                if resp.status_code in ok:
+                    result = Response(resp.status_code, resp.headers, body, str(resp.url))
+                    if not parse_json:
+                        return result
+                    try:
+                        result.json()
+                        return result
+                    except EdFiMalformedError as exc:
+                        failure = str(exc)
+                        if attempt >= min(2, self.conn.max_retries):
+                            raise
+                elif resp.status_code == 401 and not refreshed:
+                    refreshed = True
+                    await self._authenticate(stale=token)
+                    continue
+                elif resp.status_code in retry_statuses:
+                    failure = f"HTTP {resp.status_code}"
+                    retry_after = resp.headers.get("retry-after")
+                else:
+                    raise _response_error(method, resp)
+            if attempt >= self.conn.max_retries:
+                raise EdFiConnectionError(
+                    f"{method} {_redact(url)} failed after {attempt + 1} attempts; last failure: "
+                    f"{failure}.")
+            self.stats.retries += 1
+            log.debug("retrying %s %s after %s", method, _redact(url), failure)
+            await self._sleep_backoff(attempt, retry_after)
+            attempt += 1
+
+    async def _sleep_backoff(self, attempt: int, retry_after: str | None) -> None:
+        if retry_after:
+            try:
+                await asyncio.sleep(min(float(retry_after), self.conn.max_backoff_seconds))
+                return
+            except ValueError:
+                pass
+        cap = min(self.conn.max_backoff_seconds, self.conn.backoff_seconds * 2**attempt)
+        await asyncio.sleep(self._rng.uniform(0, cap))
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}" if text != type(exc).__name__ else text
+
+
+def _redact(url: str) -> str:
+    """URLs never carry secrets here, but keep query strings out of messages anyway."""
+    return url.split("?", 1)[0]
+
+
+def _response_error(method: str, resp: httpx.Response) -> EdFiResponseError:
+    problem: Any = None
+    detail = ""
+    try:
+        problem = orjson.loads(resp.content)
+        if isinstance(problem, dict):
+            detail = str(problem.get("detail") or problem.get("message") or "")
+            errs = problem.get("validationErrors") or {}
+            if errs:
+                detail += " " + "; ".join(f"{k}: {' '.join(v)}" for k, v in errs.items())
+    except orjson.JSONDecodeError:
+        detail = resp.text[:300]
+    where = _redact(str(resp.request.url))
+    return EdFiResponseError(
+        f"{method} {where} answered {resp.status_code}: {detail.strip() or resp.reason_phrase}",
+        resp.status_code, problem)

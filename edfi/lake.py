@@ -1,0 +1,418 @@
+"""The lake: raw JSONL and typed parquet on any fsspec storage, committed by manifests.
+
+Layout under the storage URL (Hive-style partitions)::
+
+    raw/{namespace}/{resource}/school_year={y}/run={run_id}/records-00000.jsonl.gz
+                                                           deletes.jsonl.gz
+                                                           key_changes.jsonl.gz
+    current/{namespace}/{resource}/school_year={y}/v{version}/part-00000.parquet
+    state/{namespace}/{resource}/school_year={y}.json      committed manifest
+    runs/{run_id}.json                                     run manifest
+
+A table version directory becomes visible only when the state manifest that
+names it is written, and that is the last write of a resource's pull. Readers
+(gold, the next incremental run) go through ``committed_files``; superseded
+and orphaned versions are removed after each commit. ``school_year=0`` holds
+data of an API that is not year-specific.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import io
+import re
+import uuid
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import fsspec
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pj
+import pyarrow.parquet as pq
+
+from .model import Resource, Shape
+
+LINEAGE = ("_school_year", "_change_version", "_pulled_at")
+ROW_GROUP_ROWS = 50_000
+
+
+class LakeError(Exception):
+    """The lake storage cannot be used as configured."""
+
+
+# -- storage ---------------------------------------------------------------------------
+
+
+class Lake:
+    """A storage URL (``file://``, ``s3://``, ``memory://`` ...) and the lake's conventions."""
+
+    def __init__(self, url: str, storage_options: Mapping[str, Any] | None = None):
+        if not url or "://" not in url and not url.startswith("/") and not url.startswith("."):
+            raise LakeError(
+                f"The lake URL {url!r} is not a storage URL; use e.g. file:///data/lake, "
+                "./lake or s3://bucket/prefix.")
+        protocol = url.split("://", 1)[0] if "://" in url else "file"
+        try:
+            fsspec.get_filesystem_class(protocol)
+        except (ValueError, ImportError) as exc:
+            raise LakeError(
+                f"The lake URL {url!r} uses the storage protocol {protocol!r}, which is not "
+                f"available ({exc}); install its fsspec package or fix the URL.") from exc
+        try:
+            self.fs, root = fsspec.core.url_to_fs(url, **dict(storage_options or {}))
+        except Exception as exc:
+            raise LakeError(f"Cannot open the lake at {url!r}: {exc}") from exc
+        self.url = url
+        self.root = root.rstrip("/")
+        self.protocol = protocol
+
+    def check_writable(self) -> None:
+        """Fail before any data is read if the lake cannot be written."""
+        probe = self.path("runs", f".probe-{uuid.uuid4().hex}")
+        try:
+            self.fs.makedirs(self.path("runs"), exist_ok=True)
+            with self.fs.open(probe, "wb") as fh:
+                fh.write(b"ok")
+            self.fs.rm(probe)
+        except Exception as exc:
+            raise LakeError(
+                f"Cannot write to the lake at {self.url!r}: {type(exc).__name__}: {exc}. Check "
+                "that the location (bucket) exists and the credentials allow writing.") from exc
+
+    def path(self, *parts: str) -> str:
+        return "/".join([self.root, *parts])
+
+    def uri(self, path: str) -> str:
+        """A full URL for a path (what DuckDB and users see)."""
+        return path if self.protocol == "file" else f"{self.protocol}://{path}"
+
+    def write_bytes(self, path: str, data: bytes) -> None:
+        """Write a whole object; on local disk via a rename so readers never see half of it."""
+        parent = path.rsplit("/", 1)[0]
+        self.fs.makedirs(parent, exist_ok=True)
+        if self.protocol in ("file", "local"):
+            tmp = f"{path}.tmp-{uuid.uuid4().hex}"
+            with self.fs.open(tmp, "wb") as fh:
+                fh.write(data)
+            self.fs.mv(tmp, path)
+        else:  # object stores make a PUT visible whole
+            with self.fs.open(path, "wb") as fh:
+                fh.write(data)
+
+    def write_json(self, path: str, obj: Any) -> None:
+        self.write_bytes(path, orjson.dumps(obj, option=orjson.OPT_INDENT_2))
+
+    def read_json(self, path: str) -> Any | None:
+        try:
+            with self.fs.open(path, "rb") as fh:
+                return orjson.loads(fh.read())
+        except FileNotFoundError:
+            return None
+
+    def exists(self, path: str) -> bool:
+        return bool(self.fs.exists(path))
+
+    def rm(self, path: str) -> None:
+        if self.fs.exists(path):
+            self.fs.rm(path, recursive=True)
+
+    def invalidate(self) -> None:
+        self.fs.invalidate_cache()
+
+    # -- conventions -----------------------------------------------------------------
+    @staticmethod
+    def table_dir(resource: Resource) -> str:
+        return f"{resource.namespace}/{resource.name}"
+
+    def state_path(self, resource: Resource, year: int) -> str:
+        return self.path("state", self.table_dir(resource), f"school_year={year}.json")
+
+    def current_dir(self, resource: Resource, year: int) -> str:
+        return self.path("current", self.table_dir(resource), f"school_year={year}")
+
+    def raw_dir(self, resource: Resource, year: int, run_id: str) -> str:
+        return self.path("raw", self.table_dir(resource), f"school_year={year}", f"run={run_id}")
+
+    def run_path(self, run_id: str) -> str:
+        return self.path("runs", f"{run_id}.json")
+
+    def state(self, resource: Resource, year: int) -> dict[str, Any] | None:
+        return self.read_json(self.state_path(resource, year))
+
+    def committed_files(self, resource: Resource, year: int) -> list[str]:
+        state = self.state(resource, year)
+        return list(state["files"]) if state else []
+
+    def commit(self, resource: Resource, year: int, state: dict[str, Any]) -> None:
+        """Make a table version current, then drop every other version."""
+        self.write_json(self.state_path(resource, year), state)
+        self.collect_garbage(resource, year, keep=state.get("version"))
+
+    def collect_garbage(self, resource: Resource, year: int, keep: str | None) -> None:
+        base = self.current_dir(resource, year)
+        try:
+            entries = self.fs.ls(base, detail=False)
+        except FileNotFoundError:
+            return
+        for entry in entries:
+            name = entry.rstrip("/").rsplit("/", 1)[-1]
+            if name != keep:
+                self.fs.rm(entry, recursive=True)
+
+    def runs(self) -> list[dict[str, Any]]:
+        try:
+            names = self.fs.ls(self.path("runs"), detail=False)
+        except FileNotFoundError:
+            return []
+        out = []
+        for n in sorted(names):
+            if n.endswith(".json"):
+                run = self.read_json(n)
+                if run:
+                    out.append(run)
+        return out
+
+
+def new_version() -> str:
+    """A sortable, unique table version name."""
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%f")
+    return f"v{stamp}-{uuid.uuid4().hex[:6]}"
+
+
+# -- arrow schema from the model -------------------------------------------------------
+
+
+def _arrow_type(kind: str, fmt: str | None, *, parse: bool) -> pa.DataType:
+    if kind == "integer":
+        return pa.int32() if fmt == "int32" else pa.int64()
+    if kind == "number":
+        return pa.float64()
+    if kind == "boolean":
+        return pa.bool_()
+    if kind == "date" and not parse:
+        return pa.date32()
+    if kind == "date-time" and not parse:
+        return pa.timestamp("us", tz="UTC")
+    return pa.string()  # strings, descriptors, times; dates while parsing
+
+
+def _struct(shape: Shape, *, parse: bool) -> list[pa.Field]:
+    fields = [pa.field(s.name, _arrow_type(s.kind, s.fmt, parse=parse))
+              for s in shape.scalars.values()]
+    for ref in shape.references.values():
+        fields.append(pa.field(ref.name, pa.struct(
+            [pa.field(f.name, _arrow_type(f.kind, f.fmt, parse=parse)) for f in ref.fields])))
+    for name, sub in shape.collections.items():
+        fields.append(pa.field(name, pa.list_(pa.struct(_struct(sub, parse=parse)))))
+    for name, sub in shape.objects.items():
+        fields.append(pa.field(name, pa.struct(_struct(sub, parse=parse))))
+    return fields
+
+
+def arrow_schema(resource: Resource, *, parse: bool = False) -> pa.Schema:
+    """The parquet schema of a resource: typed from OpenAPI, plus server and lineage columns.
+
+    With ``parse`` the dates and date-times are strings: the shape the JSON
+    reader reads before they are cast.
+    """
+    ts = pa.string() if parse else pa.timestamp("us", tz="UTC")
+    fields = [pa.field("id", pa.string()), *_struct(resource.shape, parse=parse),
+              pa.field("_etag", pa.string()), pa.field("_lastModifiedDate", ts)]
+    if not parse:
+        fields += [pa.field("_school_year", pa.int32()), pa.field("_change_version", pa.int64()),
+                   pa.field("_pulled_at", pa.timestamp("us", tz="UTC"))]
+    return pa.schema(fields)
+
+
+_FRACTION = r"(\.\d{6})\d+"
+
+
+def _cast(arr: pa.Array | pa.ChunkedArray, target: pa.DataType) -> pa.Array | pa.ChunkedArray:
+    """Cast parsed strings to their types; trims 7-digit fractions the ODS/API writes."""
+    try:
+        return arr.cast(target)
+    except pa.ArrowInvalid:
+        if pa.types.is_timestamp(target) and pa.types.is_string(arr.type):
+            trimmed = pc.replace_substring_regex(arr, _FRACTION, r"\1")
+            trimmed = pc.replace_substring_regex(trimmed, r"(T\d{2}:\d{2}:\d{2}(?:\.\d+)?)$",
+                                                 r"\1Z")
+            return trimmed.cast(target)
+        raise
+
+
+def records_to_table(jsonl: bytes, resource: Resource, *, school_year: int,
+                     change_version: int, pulled_at: dt.datetime) -> pa.Table:
+    """Typed rows from JSON lines (fast C++ reader, then casts); extra properties ignored."""
+    parse_schema = arrow_schema(resource, parse=True)
+    if not jsonl:
+        parsed = parse_schema.empty_table()
+    else:
+        parsed = pj.read_json(
+            io.BytesIO(jsonl),
+            read_options=pj.ReadOptions(block_size=1 << 24),
+            parse_options=pj.ParseOptions(explicit_schema=parse_schema,
+                                          unexpected_field_behavior="ignore"))
+        parsed = parsed.select(parse_schema.names)
+    target = arrow_schema(resource)
+    columns = []
+    for f in parse_schema:
+        col = parsed.column(f.name)
+        want = target.field(f.name).type
+        columns.append(col if col.type == want else _cast(col, want))
+    n = parsed.num_rows
+    columns += [
+        pa.array([school_year] * n, pa.int32()),
+        pa.array([change_version] * n, pa.int64()),
+        pa.array([pulled_at] * n, pa.timestamp("us", tz="UTC")),
+    ]
+    return pa.Table.from_arrays(columns, schema=target)
+
+
+def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """An older table version in today's schema: new columns null, dropped ones gone."""
+    if table.schema.equals(schema):
+        return table
+    cols = []
+    for f in schema:
+        if f.name in table.column_names:
+            col = table.column(f.name)
+            cols.append(col if col.type == f.type else col.cast(f.type))
+        else:
+            cols.append(pa.nulls(table.num_rows, f.type))
+    return pa.Table.from_arrays(cols, schema=schema)
+
+
+# -- writers ---------------------------------------------------------------------------
+
+
+class JsonlGzWriter:
+    """Raw records as gzip JSON lines, in parts of ``part_rows`` records."""
+
+    def __init__(self, lake: Lake, directory: str, prefix: str, part_rows: int = 200_000):
+        self.lake = lake
+        self.directory = directory
+        self.prefix = prefix
+        self.part_rows = part_rows
+        self.parts: list[str] = []
+        self.bytes = 0
+        self._fh: Any = None
+        self._gz: gzip.GzipFile | None = None
+        self._rows = 0
+
+    def _open(self) -> None:
+        path = f"{self.directory}/{self.prefix}-{len(self.parts):05d}.jsonl.gz"
+        self.lake.fs.makedirs(self.directory, exist_ok=True)
+        self._fh = self.lake.fs.open(path, "wb")
+        self._gz = gzip.GzipFile(fileobj=self._fh, mode="wb", compresslevel=3)
+        self.parts.append(path)
+        self._rows = 0
+
+    def write(self, jsonl: bytes, rows: int) -> None:
+        if self._gz is None or self._rows >= self.part_rows:
+            self.close()
+            self._open()
+        assert self._gz is not None
+        self._gz.write(jsonl)
+        self._rows += rows
+
+    def close(self) -> None:
+        if self._gz is not None:
+            self._gz.close()
+            self._fh.close()
+            self.bytes += int(self.lake.fs.size(self.parts[-1]))
+            self._gz = None
+            self._fh = None
+
+
+def write_jsonl_gz(lake: Lake, path: str, rows: Iterable[Mapping[str, Any]]) -> int:
+    buf = io.BytesIO()
+    with gzip.GzipFile(fileobj=buf, mode="wb", compresslevel=3) as gz:
+        for r in rows:
+            gz.write(orjson.dumps(r) + b"\n")
+    lake.write_bytes(path, buf.getvalue())
+    return len(buf.getvalue())
+
+
+class ParquetPartWriter:
+    """A table version's parquet files, written as row groups of bounded size."""
+
+    def __init__(self, lake: Lake, directory: str, schema: pa.Schema,
+                 part_rows: int = 2_000_000):
+        self.lake = lake
+        self.directory = directory
+        self.schema = schema
+        self.part_rows = part_rows
+        self.files: list[str] = []
+        self.rows = 0
+        self._writer: pq.ParquetWriter | None = None
+        self._fh: Any = None
+        self._part_rows = 0
+        self._pending: list[pa.Table] = []
+        self._pending_rows = 0
+
+    def write(self, table: pa.Table) -> None:
+        if table.num_rows == 0:
+            return
+        self._pending.append(table)
+        self._pending_rows += table.num_rows
+        if self._pending_rows >= ROW_GROUP_ROWS:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        table = pa.concat_tables(self._pending)
+        self._pending, self._pending_rows = [], 0
+        if self._writer is None or self._part_rows >= self.part_rows:
+            self._close_part()
+            path = f"{self.directory}/part-{len(self.files):05d}.parquet"
+            self.lake.fs.makedirs(self.directory, exist_ok=True)
+            self._fh = self.lake.fs.open(path, "wb")
+            self._writer = pq.ParquetWriter(self._fh, self.schema, compression="zstd")
+            self.files.append(path)
+            self._part_rows = 0
+        self._writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
+        self._part_rows += table.num_rows
+        self.rows += table.num_rows
+
+    def _close_part(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._fh.close()
+            self._writer = None
+
+    def close(self) -> list[str]:
+        self._flush()
+        self._close_part()
+        if not self.files:  # an empty table still has a file, so readers see its schema
+            path = f"{self.directory}/part-00000.parquet"
+            self.lake.fs.makedirs(self.directory, exist_ok=True)
+            with self.lake.fs.open(path, "wb") as fh:
+                pq.write_table(self.schema.empty_table(), fh, compression="zstd")
+            self.files.append(path)
+        return self.files
+
+
+def iter_batches(lake: Lake, files: Iterable[str], schema: pa.Schema | None = None
+                 ) -> Iterator[pa.Table]:
+    """Row groups of committed parquet files, one at a time (bounded memory)."""
+    for path in files:
+        with lake.fs.open(path, "rb") as fh:
+            pf = pq.ParquetFile(fh)
+            for i in range(pf.num_row_groups):
+                table = pf.read_row_group(i)
+                yield conform(table, schema) if schema is not None else table
+
+
+def read_table(lake: Lake, files: Iterable[str]) -> pa.Table:
+    """A whole (small) table -- for tests and tools; flows stream with ``iter_batches``."""
+    tables = list(iter_batches(lake, files))
+    return pa.concat_tables(tables) if tables else pa.table({})
+
+
+def safe_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.=-]", "_", text)

@@ -1,0 +1,225 @@
+"""Extract flow: every resource of an Ed-Fi API into the lake, full or incremental.
+
+One async flow run holds one ``EdFiClient`` per API (one token, one request
+budget) and fans out one Prefect task per (school year, resource); the tasks
+call the Prefect-free core in ``edfi.extract``. State -- the change version
+each table reflects and the run that wrote it -- lives in the lake, so a run
+killed half-way is resumed by the next one without pulling finished tables
+again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import uuid
+from typing import Any, Literal
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import (
+    acreate_progress_artifact,
+    acreate_table_artifact,
+    aupdate_progress_artifact,
+)
+from prefect.cache_policies import NONE
+
+from blocks import EdFiConnection, LakeStorage
+from edfi.client import EdFiClient, EdFiError
+from edfi.extract import (
+    NO_YEAR,
+    ExtractError,
+    PullOptions,
+    ResourceResult,
+    extract_resource,
+    newest_change_version,
+    select_resources,
+)
+from edfi.lake import Lake, LakeError
+from edfi.model import Resource
+
+Mode = Literal["incremental", "full"]
+
+
+@task(name="extract-resource", task_run_name="{label}", cache_policy=NONE, retries=1,
+      retry_delay_seconds=5)
+async def pull_resource(
+    client: EdFiClient,
+    lake: Lake,
+    resource: Resource,
+    *,
+    label: str,
+    data_url: str,
+    school_year: int,
+    max_cv: int,
+    mode: Mode,
+    options: PullOptions,
+) -> dict[str, Any]:
+    """One (school year, resource): the core does the work; the task adds retries and a log."""
+    result = await extract_resource(client, lake, resource, data_url=data_url,
+                                    school_year=school_year, max_cv=max_cv, mode=mode,
+                                    options=options)
+    get_run_logger().info(
+        "%s: %s (%s) %d records, %d deletes, %d key changes, %d rows, %.1fs",
+        label, result.status, result.mode, result.records, result.deletes, result.key_changes,
+        result.rows, result.seconds)
+    return result.as_row()
+
+
+def _run_signature(base_url: str, years: list[int | None], resources: list[str], mode: str
+                   ) -> str:
+    return f"{base_url}|{years}|{sorted(resources)}|{mode}"
+
+
+async def _load_blocks(connection: EdFiConnection | str, lake: LakeStorage | str
+                       ) -> tuple[EdFiConnection, LakeStorage]:
+    conn_block = (connection if isinstance(connection, EdFiConnection)
+                  else await EdFiConnection.aload(connection))
+    lake_block = lake if isinstance(lake, LakeStorage) else await LakeStorage.aload(lake)
+    return conn_block, lake_block
+
+
+@flow(name="edfi-extract", description="Ed-Fi API -> lake: raw JSONL and typed parquet, "
+      "full or incremental.")
+async def extract(
+    connection: EdFiConnection | str,
+    lake: LakeStorage | str,
+    resources: list[str] | None = None,
+    exclude: list[str] | None = None,
+    school_years: list[int] | None = None,
+    mode: Mode = "incremental",
+    full_refresh: list[str] | None = None,
+    resource_parallelism: int = 4,
+    count_tolerance: float = 0.0,
+) -> dict[str, Any]:
+    """Pull an Ed-Fi API into the lake.
+
+    Args:
+        connection: an ``EdFiConnection`` block or the name of a saved one.
+        lake: a ``LakeStorage`` block or the name of a saved one.
+        resources: globs over ``namespace/resource`` to include (default: all,
+            descriptors included), e.g. ``["ed-fi/student*", "lmsx/*"]``.
+        exclude: globs to leave out, e.g. ``["*Descriptors"]``.
+        school_years: years to pull from a year-specific API (default: the
+            connection's ``school_years``; none for a single-year API).
+        mode: ``incremental`` pulls changes since the last run (and deletes and
+            key changes); ``full`` pulls everything again.
+        full_refresh: resources to pull in full even in an incremental run.
+        resource_parallelism: resources pulled at once (requests are capped
+            separately by the connection's ``max_concurrency``).
+        count_tolerance: share by which a pulled count may differ from the
+            server's Total-Count before the resource fails (0 = exact).
+
+    Returns the run summary: one row per (school year, resource).
+    """
+    logger = get_run_logger()
+    if mode not in ("incremental", "full"):
+        raise ValueError(f"mode must be 'incremental' or 'full', not {mode!r}")
+    conn_block, lake_block = await _load_blocks(connection, lake)
+    conn = conn_block.connection()
+    try:
+        store = lake_block.lake()
+        store.check_writable()
+    except LakeError as exc:
+        raise LakeError(str(exc)) from None
+    years: list[int | None] = list(school_years or conn_block.school_years or [None])
+    started = dt.datetime.now(dt.UTC)
+
+    async with EdFiClient(conn) as client:
+        disc = await client.discover()
+        await client.token()  # bad credentials fail here, before anything is written
+        model = await client.load_model(years[0])
+        chosen = select_resources(model, resources, exclude)
+        refresh = {model.find(name).path for name in (full_refresh or [])}
+        snapshot = disc.snapshots
+        logger.info("Ed-Fi API %s (data models %s): %d resources x %d school year(s); "
+                    "%s paging, snapshots %s", disc.version, disc.data_models, len(chosen),
+                    len(years), "cursor" if disc.cursor_paging else "offset",
+                    "on" if snapshot else "off")
+        max_cvs: dict[int | None, int] = {}
+        for year in years:
+            max_cvs[year] = await newest_change_version(
+                client, client.url("changeQueries", year), snapshot)
+
+        signature = _run_signature(conn.base_url, years, [r.path for r in chosen], mode)
+        unfinished = [r for r in store.runs()
+                      if r.get("status") == "running" and r.get("signature") == signature]
+        run_id = (unfinished[-1]["run_id"] if unfinished else
+                  started.strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8])
+        if unfinished:
+            logger.info("Resuming run %s, which did not finish; tables it committed are kept.",
+                        run_id)
+        run_doc: dict[str, Any] = {
+            "run_id": run_id, "status": "running", "signature": signature, "mode": mode,
+            "started_at": started.isoformat(), "api_version": disc.version,
+            "data_models": disc.data_models,
+            "change_versions": {str(y if y is not None else NO_YEAR): v
+                                for y, v in max_cvs.items()},
+        }
+        store.write_json(store.run_path(run_id), run_doc)
+
+        work = [(y, r) for y in years for r in chosen]
+        progress_id = await acreate_progress_artifact(
+            progress=0.0, key="edfi-extract-progress",
+            description=f"Extract run {run_id}: {len(work)} resource pulls")
+        done = 0
+        gate = asyncio.Semaphore(max(1, resource_parallelism))
+        options = PullOptions(page_size=conn.page_size, parallel=conn.max_concurrency,
+                              snapshot=snapshot, cursor=disc.cursor_paging,
+                              count_tolerance=count_tolerance, run_id=run_id)
+
+        async def one(year: int | None, resource: Resource) -> dict[str, Any]:
+            nonlocal done
+            partition = year if year is not None else NO_YEAR
+            label = f"{resource.full_name} {partition}"
+            async with gate:
+                try:
+                    row = await pull_resource(
+                        client, store, resource, label=label,
+                        data_url=client.url("dataManagementApi", year), school_year=partition,
+                        max_cv=max_cvs[year],
+                        mode="full" if resource.path in refresh else mode, options=options)
+                except (EdFiError, LakeError, OSError) as exc:
+                    logger.error("%s failed: %s", label, exc)
+                    row = ResourceResult(resource.full_name, partition, "failed",
+                                         message=str(exc)).as_row()
+            done += 1
+            await aupdate_progress_artifact(progress_id, 100.0 * done / len(work))
+            return row
+
+        rows = await asyncio.gather(*(one(y, r) for y, r in work))
+
+    failed = [r for r in rows if r["status"] == "failed"]
+    summary = {
+        "run_id": run_id,
+        "lake": store.url,
+        "api_version": disc.version,
+        "status": "failed" if failed else "completed",
+        "resources": rows,
+        "records": sum(r["records"] for r in rows),
+        "deletes": sum(r["deletes"] for r in rows),
+        "key_changes": sum(r["key_changes"] for r in rows),
+        "bytes": sum(r["bytes"] for r in rows),
+        "seconds": round((dt.datetime.now(dt.UTC) - started).total_seconds(), 2),
+        "requests": client.stats.requests,
+        "retries": client.stats.retries,
+    }
+    await acreate_table_artifact(
+        table=[{k: r[k] for k in ("resource", "school_year", "status", "mode", "records",
+                                  "deletes", "key_changes", "rows", "bytes", "seconds",
+                                  "message")} for r in rows],
+        key="edfi-extract-summary",
+        description=f"Extract run {run_id} into {store.url}: {summary['records']} records, "
+                    f"{len(failed)} failed")
+    run_doc.update(status=summary["status"], finished_at=dt.datetime.now(dt.UTC).isoformat(),
+                   summary={k: v for k, v in summary.items() if k != "resources"},
+                   resources=rows)
+    store.write_json(store.run_path(run_id), run_doc)
+    if failed:
+        names = ", ".join(f"{r['resource']} ({r['school_year']})" for r in failed[:10])
+        raise ExtractError(
+            f"{len(failed)} of {len(rows)} resource pulls failed and were not committed: "
+            f"{names}. The first error: {failed[0]['message']}")
+    logger.info("Extracted %d records (%d deletes, %d key changes) into %s in %.1fs",
+                summary["records"], summary["deletes"], summary["key_changes"], store.url,
+                summary["seconds"])
+    return summary
