@@ -137,6 +137,16 @@ async def extract_resource(
     schema = arrow_schema(resource)
     try:
         expected = await total_count(client, plan)
+        if not full and state is not None and expected == 0 and not await _has_tracked(
+                client, plan, resource):
+            # nothing changed: move the watermark, keep the table as it is
+            lake.write_json(lake.state_path(resource, school_year),
+                            {**state, "change_version": max_cv, "run_id": options.run_id,
+                             "checked_at": dt.datetime.now(dt.UTC).isoformat()})
+            result.status = "unchanged"
+            result.change_version = max_cv
+            result.rows = state.get("rows", 0)
+            return result
         raw = JsonlGzWriter(lake, raw_dir, "records")
         target = version_dir if full else f"{version_dir}/_staging"
         changes = ParquetPartWriter(lake, target, schema)
@@ -202,6 +212,13 @@ async def extract_resource(
     finally:
         result.seconds = round(time.perf_counter() - started, 3)
     return result
+
+
+async def _has_tracked(client: EdFiClient, plan: ReadPlan, resource: Resource) -> bool:
+    """Whether the window holds deletes or key changes."""
+    if await total_count(client, plan, "/deletes"):
+        return True
+    return resource.key_changes and bool(await total_count(client, plan, "/keyChanges"))
 
 
 def _verify(resource: Resource, got: int, expected: int, tolerance: float) -> None:

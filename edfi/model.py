@@ -332,8 +332,11 @@ def load_model_files(*paths: str) -> ApiModel:
     docs = []
     for p in paths:
         opener = gzip.open if p.endswith(".gz") else open
-        with opener(p, "rt", encoding="utf-8-sig") as fh:
-            docs.append(json.load(fh))
+        try:
+            with opener(p, "rt", encoding="utf-8-sig") as fh:
+                docs.append(json.load(fh))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ModelError(f"{p} is not a JSON OpenAPI document: {exc}") from exc
     return load_model(*docs)
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
 import secrets
 import time
 from collections.abc import Mapping
@@ -230,7 +229,6 @@ class Sandbox:
                 "dataManagementApi": f"{base}{year}/data/v3/",
                 "xsdMetadata": f"{base}{year}/metadata/xsd",
                 "changeQueries": f"{base}{year}/changeQueries/v1/",
-                "composites": f"{base}{year}/composites/v1/",
             },
         }
         if self.years:
@@ -299,6 +297,8 @@ class Sandbox:
             return _json(self.documents[0])
         if parts == ["data", "v3", "descriptors", "swagger.json"]:
             return _json(self.documents[1])
+        if parts == ["xsd"]:
+            return _json([])  # the sandbox publishes no XSD files
         if parts == ["data", "v3", "dependencies"]:
             if "application/graphml" in request.headers.get("accept", ""):
                 return Response(self._graphml(), media_type="application/graphml")
@@ -386,10 +386,11 @@ class Sandbox:
             body = await _read_json(request)
             if "id" in body and body["id"] != rest[0]:
                 raise bad_request("The identifier in the body does not match the one in the URL.")
-            result = await anyio.to_thread.run_sync(store.put, resource, rest[0], body)
+            result = await anyio.to_thread.run_sync(store.put, resource, rest[0], body,
+                                                    _if_match(request))
             return Response(status_code=204, headers={"ETag": f'"{result.cv}"'})
         if method == "DELETE" and len(rest) == 1:
-            await anyio.to_thread.run_sync(store.delete, resource, rest[0])
+            await anyio.to_thread.run_sync(store.delete, resource, rest[0], _if_match(request))
             return Response(status_code=204)
         raise ApiError(405, "method-not-allowed", "Method Not Allowed",
                        f"{method} is not supported on this path.")
@@ -454,19 +455,26 @@ class Sandbox:
         q = request.query_params
         w = self._window(request, resource, snapshot)
         headers: dict[str, str] = {}
-        if "pageToken" in q or "pageSize" in q:
-            size = _int_param(q, "pageSize") or 25
-            _check_limit(size, "pageSize")
-            if "pageToken" in q:
-                start, end = decode_token(q["pageToken"])
-            else:
-                start, end = 0, 2**62
+        # 7.3 cursor paging: a GET without offset/limit starts a page-token chain
+        cursor = "pageToken" in q or ("offset" not in q and "limit" not in q)
+        if cursor:
+            if "pageSize" in q and "pageToken" not in q:
+                raise bad_request("pageToken is required when pageSize is specified; start "
+                                  "with a GET without paging parameters or use /partitions.")
+            size = _int_param(q, "pageSize")
+            size = 25 if size is None else size
+            _check_limit(size, "pageSize", minimum=1)
+            start, end = decode_token(q["pageToken"]) if "pageToken" in q else (0, 2**62)
             page: Page = await anyio.to_thread.run_sync(store.page_range, resource, w, start,
                                                         end, size)
             if page.count == size and page.last_seq is not None and page.last_seq + 1 < end:
-                headers["Next-Page-Token"] = encode_token(page.last_seq + 1, end)
+                more = await anyio.to_thread.run_sync(store.page_range, resource, w,
+                                                      page.last_seq + 1, end, 1)
+                if more.count:
+                    headers["Next-Page-Token"] = encode_token(page.last_seq + 1, end)
         else:
-            offset = _int_param(q, "offset") or 0
+            offset = _int_param(q, "offset")
+            offset = 0 if offset is None else offset
             limit = _int_param(q, "limit")
             limit = 25 if limit is None else limit
             _check_limit(limit, "limit")
@@ -485,7 +493,8 @@ class Sandbox:
                           snapshot: int | None) -> Response:
         q = request.query_params
         w = self._window(request, resource, snapshot, allow_filters=False)
-        offset = _int_param(q, "offset") or 0
+        offset = _int_param(q, "offset")
+        offset = 0 if offset is None else offset
         limit = _int_param(q, "limit")
         limit = 25 if limit is None else limit
         _check_limit(limit, "limit")
@@ -497,7 +506,8 @@ class Sandbox:
 
     async def get_partitions(self, request: Request, store: Store, resource: Resource,
                              snapshot: int | None) -> Response:
-        number = _int_param(request.query_params, "number") or 1
+        number = _int_param(request.query_params, "number")
+        number = 1 if number is None else number
         if not 1 <= number <= 200:
             raise bad_request("number must be between 1 and 200.")
         w = self._window(request, resource, snapshot)
@@ -516,6 +526,12 @@ class _DroppedResponse(Response):
                     "headers": [(b"content-type", JSON.encode()), (b"content-length", b"100000")]})
         await send({"type": "http.response.body", "body": b'[{"id":"', "more_body": True})
         raise ConnectionAbortedError("sandbox fault: connection dropped mid-body")
+
+
+def _if_match(request: Request) -> str | None:
+    """The ``If-Match`` etag, unquoted (writes fail with 412 when it is stale)."""
+    value = request.headers.get("if-match")
+    return value.strip().strip('"') if value else None
 
 
 def _snapshot_requested(request: Request) -> bool:
@@ -549,9 +565,9 @@ def _int_param(q: Mapping[str, str], name: str) -> int | None:
         raise bad_request(f"The value '{raw}' is not valid for {name}.") from exc
 
 
-def _check_limit(limit: int, name: str) -> None:
-    if not 0 <= limit <= MAX_LIMIT:
-        raise bad_request(f"{name} must be a value between 0 and {MAX_LIMIT}.")
+def _check_limit(limit: int, name: str, minimum: int = 0) -> None:
+    if not minimum <= limit <= MAX_LIMIT:
+        raise bad_request(f"{name} must be a value between {minimum} and {MAX_LIMIT}.")
 
 
 def _coerce(kind: str, value: str, name: str) -> Any:
@@ -569,7 +585,3 @@ def _coerce(kind: str, value: str, name: str) -> Any:
         return 1 if value.lower() == "true" else 0
     return value
 
-
-def secret_fingerprint(secret: str) -> str:
-    """A short non-reversible tag for a secret (for logs that must tell secrets apart)."""
-    return hashlib.sha256(secret.encode()).hexdigest()[:8]

@@ -221,6 +221,13 @@ def _prune_all(schemas: dict[str, Any], all_schemas: dict[str, Any],
     return {k: v for k, v in out.items() if k not in dropped}
 
 
+def _tags(paths: dict[str, Any]) -> list[dict[str, str]]:
+    """The top-level tag list (clients such as edfi-api-client list resources from it)."""
+    names = sorted({p.strip("/").split("/")[1] for p in paths if "{" not in p
+                    and not p.endswith(("/deletes", "/keyChanges"))})
+    return [{"name": n, "description": n} for n in names]
+
+
 def _closure(schemas: dict[str, Any], roots: list[str]) -> set[str]:
     seen: set[str] = set()
     stack = list(roots)
@@ -268,6 +275,7 @@ def build(spec_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     components = {k: v for k, v in res["components"].items() if k != "schemas"}
     resources_doc = {
         "openapi": "3.0.1",
+        "tags": _tags(paths),
         "info": {"title": "Ed-Fi Resources API (sandbox, DS 5.0 subset + lmsx)",
                  "version": "5.0", "description": "Compact subset of the Ed-Fi DS 5.0 "
                  "Resources API served by the edfi-flows sandbox."},
@@ -319,6 +327,7 @@ def build(spec_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
         dpaths[f"/lmsx/{name}/deletes"] = _change_path(name, "deletes")
     descriptors_doc = {
         "openapi": "3.0.1",
+        "tags": _tags(dpaths),
         "info": {"title": "Ed-Fi Descriptors API (sandbox, DS 5.0 subset + lmsx)",
                  "version": "5.0", "description": "Descriptors used by the sandbox resources."},
         "paths": dpaths,

@@ -500,7 +500,8 @@ class Store:
     def _key_values_json(self, resource: Resource, key: str) -> bytes:
         return orjson.dumps(dict(zip(resource.key_names, orjson.loads(key), strict=True)))
 
-    def put(self, resource: Resource, id_: str, body: dict[str, Any]) -> WriteResult:
+    def put(self, resource: Resource, id_: str, body: dict[str, Any],
+            if_match: str | None = None) -> WriteResult:
         """PUT by id: full replacement; a changed natural key is a key change (cascaded)."""
         body.pop("id", None)
         for meta in ("_etag", "_lastModifiedDate"):
@@ -515,6 +516,7 @@ class Store:
             ).fetchone()
             if row is None:
                 raise not_found()
+            _check_etag(if_match, row[2])
             old = orjson.loads(row[3])
             old_key = self.record_key(resource, old)
             if old_key != key:
@@ -567,16 +569,19 @@ class Store:
             if old_key != key:
                 self._cascade(conn, resource, seq, orjson.loads(old_key), orjson.loads(key))
 
-    def delete(self, resource: Resource, id_: str) -> int:
+    def delete(self, resource: Resource, id_: str, if_match: str | None = None) -> int:
         with self._write_lock:
             conn = self._conn()
             rid = self.rid(resource)
             row = conn.execute(
-                "SELECT seq, key FROM records WHERE rid=? AND id=?", (rid, id_)
+                "SELECT seq, key, cv FROM records WHERE rid=? AND id=?", (rid, id_)
             ).fetchone()
             if row is None:
                 raise not_found()
-            seq, key = row
+            seq, key, cv_now = row
+            _check_etag(if_match, cv_now)
+            if resource.is_descriptor:
+                self._check_descriptor_unused(conn, resource, key)
             dep = conn.execute(
                 "SELECT r.rid FROM refs JOIN records r ON r.seq = refs.src WHERE refs.tgt=? "
                 "LIMIT 1", (seq,)).fetchone()
@@ -609,6 +614,23 @@ class Store:
                 ns, code = orjson.loads(key)
                 self.descriptors.discard(f"{ns}#{code}".lower())
             return cv
+
+    def _check_descriptor_unused(self, conn: sqlite3.Connection, resource: Resource,
+                                 key: str) -> None:
+        """A descriptor value still used by records cannot be deleted (409, as in the ODS)."""
+        ns, code = orjson.loads(key)
+        needle = orjson.dumps(f"{ns}#{code}").decode()
+        users = [self.rid(r) for r in self.model
+                 if any(d == resource.path for _, d in r.shape.descriptor_paths())]
+        for rid in users:
+            hit = conn.execute("SELECT 1 FROM records WHERE rid=? AND instr(body, ?) > 0 "
+                               "LIMIT 1", (rid, needle)).fetchone()
+            if hit:
+                entity = _entity(self.resource_by_rid[rid])
+                raise ApiError(
+                    409, "conflict:dependent-item-exists", "Dependent Item Exists",
+                    "The requested action cannot be performed because this item is referenced "
+                    f"by existing '{entity}' item(s).")
 
     # -- bulk load -------------------------------------------------------------------
     def bulk_load(self, batches: Iterable[tuple[str, list[dict[str, Any]]]]) -> int:
@@ -835,6 +857,13 @@ class Store:
         if conn is not None:
             conn.close()
             self._local.conn = None
+
+
+def _check_etag(if_match: str | None, cv: int) -> None:
+    if if_match is not None and if_match != str(cv):
+        raise ApiError(412, "precondition-failed", "Resource Was Modified",
+                       "The resource item has been modified by another user (its _etag no "
+                       "longer matches If-Match).")
 
 
 def _page(rows: Sequence[tuple[int, bytes]]) -> Page:

@@ -417,11 +417,6 @@ def test_model_errors_for_broken_ed_fi_documents() -> None:
         load_model(doc)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="load_model_files lets json.JSONDecodeError escape for a file that is not JSON "
-    "(e.g. a YAML spec); it should raise ModelError naming the file",
-)
 def test_non_json_file_is_a_model_error_naming_the_file(tmp_path: Path) -> None:
     path = tmp_path / "resources.yaml"
     path.write_text("openapi: 3.0.1\npaths: {}\n")

@@ -43,13 +43,17 @@ def main() -> None:
             "rows": len(rows),
             "ids": sorted({r["id"] for r in rows}),
         }
-    print(json.dumps({
-        "api_mode": client.api_mode,
-        "ods_version": client.get_ods_version(),
-        "data_model_version": client.get_data_model_version(),
-        "newest_change_version": client.get_newest_change_version(),
-        "resources": counts,
-    }))
+    print(
+        json.dumps(
+            {
+                "api_mode": client.api_mode,
+                "ods_version": client.get_ods_version(),
+                "data_model_version": client.get_data_model_version(),
+                "newest_change_version": client.get_newest_change_version(),
+                "resources": counts,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -1,0 +1,733 @@
+"""Gold: the lake's current tables reshaped into Analytics Middle Tier (AMT) views.
+
+Each view is one DuckDB query in ``edfi/sql/<View>.sql``, written to sit next
+to its AMT counterpart; files starting with ``_`` are helpers several views
+share. The queries read the committed parquet files of the lake through
+views named ``edfi_<resource>`` / ``lmsx_<resource>``, a ``descriptors`` table
+(every descriptor value with its type, description and id) and
+``descriptor_constants`` (which descriptor values the descriptor map ties to
+which AMT constant). A view that builds on another one reads it as
+``amt_<View>``.
+
+A year-specific lake is built one school year at a time, exactly as AMT runs
+over one ODS per year, so records of two years never join each other; the
+years' rows land in one folder per view. Everything is written into a new
+version folder under ``gold/`` and becomes visible only when
+``gold/_manifest.json`` names it (the last write); older versions are removed
+after that.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from functools import cache
+from importlib import resources as importlib_resources
+from typing import Any
+
+import duckdb
+import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .lake import Lake, arrow_schema, new_version
+from .model import builtin_model
+
+GOLD_DIR = "gold"
+MANIFEST = "_manifest.json"
+
+# The AMT views in build order (a view comes after every view it reads).
+VIEWS: tuple[str, ...] = (
+    "DateDim",
+    "GradingPeriodDim",
+    "MostRecentGradingPeriod",
+    "LocalEducationAgencyDim",
+    "SchoolDim",
+    "AcademicTimePeriodDim",
+    "ClassPeriodDim",
+    "ContactPersonDim",
+    "DemographicDim",
+    "StudentLocalEducationAgencyDemographicsBridge",
+    "StudentSchoolDemographicsBridge",
+    "StudentLocalEducationAgencyDim",
+    "StudentSchoolDim",
+    "AllStudentSchoolDim",
+    "StudentProgramDim",
+    "SectionDim",
+    "StaffSectionDim",
+    "StudentSectionDim",
+    "asmt_AssessmentFact",
+    "asmt_StudentAssessmentFact",
+    "chrab_ChronicAbsenteeismAttendanceFact",
+    "ews_StudentEarlyWarningFact",
+    "ews_StudentSectionGradeFact",
+    "equity_FeederSchoolDim",
+    "equity_StudentDisciplineActionDim",
+    "equity_StudentProgramCohortDim",
+    "equity_StudentSchoolFoodServiceProgramDim",
+    "equity_StudentHistoryDim",
+    "engage_AssignmentDim",
+    "engage_AssignmentSubmissionFact",
+)
+
+# Every constant AMT defines (analytics_config.DescriptorConstant); names are case-sensitive.
+CONSTANTS: frozenset[str] = frozenset({
+    "Address.Home", "Address.Physical", "Address.Mailing", "Address.Work", "Address.Temporary",
+    "Telephone.Home", "Telephone.Mobile", "Telephone.Work",
+    "Email.Personal", "Email.Work",
+    "Foodservice.FullPrice",
+    "AttendanceEvent.Present", "AttendanceEvent.ExcusedAbsence",
+    "AttendanceEvent.UnexcusedAbsence", "AttendanceEvent.Absence", "AttendanceEvent.Tardy",
+    "CalendarEvent.InstructionalDay",
+    "Behavior.StateOffense", "Behavior.SchoolCodeOfConductOffense",
+    "GradeType.GradingPeriod", "GradeType.Semester", "GradeType.Final",
+    "AuthorizationScope.District", "AuthorizationScope.School", "AuthorizationScope.Section",
+    "AssignmentCategory.Assignment",
+    "SubmissionStatus.IsPastDue", "SubmissionStatus.SubmittedLate",
+    "SubmissionStatus.SubmittedOnTime", "SubmissionStatus.Upcoming",
+})
+MAP_FIELDS = ("constantName", "descriptor", "codeValue")
+
+# analytics_config.ews_LetterGradeTranslation defaults.
+LETTER_GRADES: tuple[tuple[str, float], ...] = (
+    ("A", 95.0), ("B", 85.0), ("C", 75.0), ("D", 65.0), ("F", 55.0))
+
+# Columns the views read that some data standards or servers lack: added as nulls.
+OPTIONAL_COLUMNS: dict[str, dict[str, str]] = {
+    "edfi_objectiveAssessments": {
+        "learningStandards": "STRUCT(learningStandardReference "
+                             "STRUCT(learningStandardId VARCHAR))[]"},
+    "edfi_gradingPeriods": {"gradingPeriodName": "VARCHAR", "periodSequence": "INTEGER"},
+    "edfi_courses": {"academicSubjects": "STRUCT(academicSubjectDescriptor VARCHAR)[]"},
+}
+# Tables the built-in DS5 model does not have, for lakes that lack them too.
+EXTRA_TABLES: dict[str, dict[str, str]] = {
+    "edfi_feederSchoolAssociations": {
+        "id": "VARCHAR", "beginDate": "DATE", "endDate": "DATE",
+        "schoolReference": "STRUCT(schoolId BIGINT)",
+        "feederSchoolReference": "STRUCT(schoolId BIGINT)",
+        "_lastModifiedDate": "TIMESTAMPTZ"},
+}
+
+MACROS = """
+CREATE MACRO code(u) AS substr(u, strpos(u, '#') + 1);
+CREATE MACRO ymd(d) AS strftime(CAST(d AS DATE), '%Y%m%d');
+CREATE MACRO iso(d) AS strftime(CAST(d AS DATE), '%Y-%m-%d');
+CREATE MACRO txt(x) AS CAST(x AS VARCHAR);
+CREATE MACRO keep(l) AS CASE WHEN l IS NULL OR len(l) = 0 THEN [NULL] ELSE l END;
+CREATE MACRO active_ge(d) AS d IS NULL OR CAST(d AS TIMESTAMP) >= amt_now();
+CREATE MACRO active_gt(d) AS d IS NULL OR CAST(d AS TIMESTAMP) > amt_now();
+CREATE MACRO did(u) AS (SELECT descriptorId FROM descriptors WHERE uri = lower(u));
+CREATE MACRO desc_of(u) AS (SELECT description FROM descriptors WHERE uri = lower(u));
+CREATE MACRO short_of(u) AS (SELECT shortDescription FROM descriptors WHERE uri = lower(u));
+CREATE MACRO lmd_of(u) AS (SELECT lmd FROM descriptors WHERE uri = lower(u));
+CREATE MACRO maps_to(u, c) AS EXISTS (
+    SELECT 1 FROM descriptor_constants m WHERE m.uri = lower(u) AND m.constantName = c);
+"""
+
+
+class GoldError(Exception):
+    """The gold views cannot be built from this lake as it is."""
+
+
+class DescriptorMapError(ValueError):
+    """A descriptor map file is malformed; the message names the row and the fix."""
+
+
+# -- the descriptor map -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MapRow:
+    """One row of the descriptor map: this descriptor value counts as this AMT constant."""
+
+    constantName: str  # noqa: N815 -- the map's own JSON names
+    descriptor: str
+    codeValue: str  # noqa: N815
+
+    def as_json(self) -> dict[str, str]:
+        return asdict(self)
+
+
+def default_map_path() -> str:
+    return str(importlib_resources.files("edfi") / "data" / "descriptor_map.json")
+
+
+def parse_descriptor_map(data: bytes | str, source: str) -> list[MapRow]:
+    """Rows of a map file, checked so a typo fails the run instead of silently counting nothing."""
+    try:
+        doc = json.loads(data)
+    except json.JSONDecodeError as exc:
+        raise DescriptorMapError(
+            f"The descriptor map {source} is not valid JSON (line {exc.lineno}, column "
+            f"{exc.colno}: {exc.msg}). It must be a list of objects with "
+            f"{', '.join(MAP_FIELDS)}.") from None
+    if isinstance(doc, dict) and isinstance(doc.get("rows"), list):
+        doc = doc["rows"]
+    if not isinstance(doc, list):
+        raise DescriptorMapError(
+            f"The descriptor map {source} must be a JSON list of rows "
+            f"{{{', '.join(MAP_FIELDS)}}}, not {type(doc).__name__}.")
+    rows: list[MapRow] = []
+    for n, item in enumerate(doc, start=1):
+        where = f"The descriptor map {source}, row {n} ({json.dumps(item)[:200]})"
+        if not isinstance(item, dict):
+            raise DescriptorMapError(f"{where}: a row must be an object with "
+                                     f"{', '.join(MAP_FIELDS)}.")
+        missing = [k for k in MAP_FIELDS if k not in item]
+        if missing:
+            raise DescriptorMapError(f"{where}: missing property {', '.join(map(repr, missing))}.")
+        extra = sorted(set(item) - set(MAP_FIELDS))
+        if extra:
+            raise DescriptorMapError(
+                f"{where}: unknown property {', '.join(map(repr, extra))}; a row has exactly "
+                f"{', '.join(MAP_FIELDS)}.")
+        bad = [k for k in MAP_FIELDS if not isinstance(item[k], str) or not item[k].strip()]
+        if bad:
+            raise DescriptorMapError(f"{where}: {', '.join(map(repr, bad))} must be a "
+                                     "non-empty string.")
+        constant = item["constantName"].strip()
+        if constant not in CONSTANTS:
+            close = [c for c in sorted(CONSTANTS) if c.lower() == constant.lower()]
+            hint = (f" (constant names are case-sensitive: did you mean {close[0]!r}?)"
+                    if close else f"; known constants: {', '.join(sorted(CONSTANTS))}")
+            raise DescriptorMapError(f"{where}: unknown constantName {constant!r}{hint}.")
+        descriptor = item["descriptor"].strip()
+        if not descriptor.lower().endswith("descriptor"):
+            descriptor += "Descriptor"  # "AttendanceEventCategory" means the same type
+        rows.append(MapRow(constant, descriptor, item["codeValue"].strip()))
+    return rows
+
+
+def load_descriptor_map(location: str | None = None,
+                        storage_options: Mapping[str, Any] | None = None
+                        ) -> tuple[list[MapRow], str]:
+    """The map at a local path or storage URL (default: AMT's, shipped); rows and its name."""
+    source = location or default_map_path()
+    try:
+        with fsspec.open(source, "rb", **dict(storage_options or {})) as fh:
+            data = fh.read()
+    except FileNotFoundError:
+        raise DescriptorMapError(
+            f"The descriptor map {source} does not exist; pass a local path or a storage URL "
+            "of a JSON file, or leave descriptor_map empty for AMT's default map.") from None
+    except Exception as exc:
+        raise DescriptorMapError(f"Cannot read the descriptor map {source}: "
+                                 f"{type(exc).__name__}: {exc}") from exc
+    return parse_descriptor_map(data, source), source
+
+
+# -- what the lake holds ------------------------------------------------------------------
+
+_STATE = re.compile(r"state/([^/]+)/([^/]+)/school_year=(-?\d+)\.json$")
+
+
+def committed_tables(lake: Lake) -> dict[int, dict[str, list[str]]]:
+    """{school year: {``namespace/resource``: committed parquet files}} from the state manifests.
+
+    Only manifests are listed: a table version exists for readers only once its
+    manifest names it, so ``current/`` is never globbed.
+    """
+    lake.invalidate()
+    try:
+        found = lake.fs.find(lake.path("state"))
+    except FileNotFoundError:
+        found = []
+    out: dict[int, dict[str, list[str]]] = {}
+    for path in found:
+        m = _STATE.search(path)
+        if not m:
+            continue
+        state = lake.read_json(path)
+        if not state or not state.get("files"):
+            continue
+        out.setdefault(int(m.group(3)), {})[f"{m.group(1)}/{m.group(2)}"] = list(state["files"])
+    return out
+
+
+@cache
+def _sql(name: str) -> str:
+    return (importlib_resources.files("edfi") / "sql" / f"{name}.sql").read_text("utf-8")
+
+
+def helper_names() -> list[str]:
+    names = [p.name[:-4] for p in (importlib_resources.files("edfi") / "sql").iterdir()
+             if p.name.startswith("_") and p.name.endswith(".sql")]
+    return sorted(names)
+
+
+def _refs(sql: str, prefix: str) -> set[str]:
+    return set(re.findall(rf"\b{prefix}(\w+)", sql))
+
+
+def view_order(views: Iterable[str] | None = None) -> list[str]:
+    """The views asked for plus every view they read, in build order."""
+    if views is None:
+        return list(VIEWS)
+    unknown = [v for v in views if v not in VIEWS]
+    if unknown:
+        raise GoldError(f"Unknown AMT view(s) {', '.join(unknown)}; the views are: "
+                        f"{', '.join(VIEWS)}.")
+    wanted: set[str] = set()
+    stack = list(views)
+    while stack:
+        v = stack.pop()
+        if v in wanted:
+            continue
+        wanted.add(v)
+        stack.extend(_view_deps(v))
+    return [v for v in VIEWS if v in wanted]
+
+
+def _view_deps(view: str) -> set[str]:
+    sql = _sql(view)
+    deps = _refs(sql, "amt_")
+    for helper in helper_names():
+        if helper in sql:
+            deps |= _refs(_sql(helper), "amt_")
+    return deps & set(VIEWS)
+
+
+def _type_name(resource: str) -> str:
+    """``attendanceEventCategoryDescriptors`` -> ``AttendanceEventCategoryDescriptor``."""
+    return resource[0].upper() + resource[1:-1]
+
+
+def _struct_fields(sql_type: str) -> dict[str, str]:
+    """Top-level fields of a DuckDB ``STRUCT(...)`` type string: {name: type}."""
+    inner = sql_type[len("STRUCT("):-1]
+    fields: dict[str, str] = {}
+    depth, start = 0, 0
+    for i, ch in enumerate([*inner, ","]):
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            name, _, kind = inner[start:i].strip().partition(" ")
+            fields[name.strip('"')] = kind.strip()
+            start = i + 1
+    return fields
+
+
+def _sql_str(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _file_list(lake: Lake, files: Sequence[str]) -> str:
+    return "[" + ", ".join(_sql_str(lake.uri(f)) for f in files) + "]"
+
+
+# -- one school year's DuckDB session ------------------------------------------------------
+
+
+class _YearSession:
+    """A DuckDB connection with one school year's tables, descriptors and map registered."""
+
+    def __init__(self, lake: Lake, year: int, tables: Mapping[str, list[str]],
+                 descriptor_map: Sequence[MapRow], now: dt.datetime, threads: int | None):
+        self.lake = lake
+        self.year = year
+        self.con = duckdb.connect(config={"threads": threads} if threads else {})
+        self.con.execute("SET TimeZone = 'UTC'")
+        if lake.protocol not in ("file", "local"):
+            self.con.register_filesystem(lake.fs)
+        self.columns: dict[str, dict[str, str]] = {}
+        stamp = now.astimezone(dt.UTC).replace(tzinfo=None).isoformat(sep=" ")
+        self.con.execute(f"CREATE MACRO amt_now() AS TIMESTAMP {_sql_str(stamp)}")
+        self._register_sources(tables)
+        self._register_descriptors(tables, descriptor_map)
+        self.con.execute(MACROS)
+        self.con.execute("CREATE TABLE ews_LetterGradeTranslation AS SELECT * FROM (VALUES "
+                         + ", ".join(f"({_sql_str(k)}, CAST({v} AS DECIMAL(9, 2)))"
+                                     for k, v in LETTER_GRADES)
+                         + ") t(LetterGradeEarned, NumericGradeEarned)")
+
+    # sources
+    def _register_sources(self, tables: Mapping[str, list[str]]) -> None:
+        for full_name, files in sorted(tables.items()):
+            namespace, name = full_name.split("/", 1)
+            if name.endswith("Descriptors"):
+                continue
+            view = f"{'edfi' if namespace == 'ed-fi' else namespace}_{name}"
+            self.con.execute(
+                f'CREATE VIEW "src_{view}" AS SELECT * FROM read_parquet('
+                f"{_file_list(self.lake, files)}, union_by_name = true, "
+                "hive_partitioning = false)")
+            self.columns[view] = self._describe(f"src_{view}")
+        self._compat()
+        for view, cols in self.columns.items():
+            self._conform(view, cols)
+
+    def _describe(self, relation: str) -> dict[str, str]:
+        return {r[0]: r[1] for r in self.con.execute(f'DESCRIBE "{relation}"').fetchall()}
+
+    def _compat(self) -> None:
+        """Data Standard 4 lakes: parents and friends under their DS5 names and shapes."""
+        cols = self.columns
+        if "edfi_contacts" not in cols and "edfi_parents" in cols:
+            self.con.execute('CREATE VIEW "src_edfi_contacts" AS SELECT * EXCLUDE '
+                             '(parentUniqueId), parentUniqueId AS contactUniqueId '
+                             'FROM "src_edfi_parents"')
+            cols["edfi_contacts"] = self._describe("src_edfi_contacts")
+        if ("edfi_studentContactAssociations" not in cols
+                and "edfi_studentParentAssociations" in cols):
+            self.con.execute(
+                'CREATE VIEW "src_edfi_studentContactAssociations" AS SELECT * EXCLUDE '
+                "(parentReference), {'contactUniqueId': parentReference.parentUniqueId} "
+                'AS contactReference FROM "src_edfi_studentParentAssociations"')
+            cols["edfi_studentContactAssociations"] = self._describe(
+                "src_edfi_studentContactAssociations")
+        if ("edfi_studentDisciplineIncidentBehaviorAssociations" not in cols
+                and "edfi_studentDisciplineIncidentAssociations" in cols):
+            self.con.execute(
+                'CREATE VIEW "src_edfi_studentDisciplineIncidentBehaviorAssociations" AS '
+                "SELECT id, studentReference, disciplineIncidentReference, _lastModifiedDate "
+                'FROM "src_edfi_studentDisciplineIncidentAssociations"')
+            cols["edfi_studentDisciplineIncidentBehaviorAssociations"] = self._describe(
+                "src_edfi_studentDisciplineIncidentBehaviorAssociations")
+
+    def _conform(self, view: str, cols: dict[str, str]) -> None:
+        """The view over a source, with the DS4 shapes rewritten and absent columns null."""
+        extra: list[str] = []
+        replace: list[str] = []
+        for name, sql_type in OPTIONAL_COLUMNS.get(view, {}).items():
+            if name in cols:
+                continue
+            if view == "edfi_gradingPeriods" and name == "gradingPeriodName":
+                extra.append("CAST(periodSequence AS VARCHAR) AS gradingPeriodName")
+            elif view == "edfi_courses" and "academicSubjectDescriptor" in cols:
+                extra.append("CASE WHEN academicSubjectDescriptor IS NULL THEN [] ELSE "
+                             "[{'academicSubjectDescriptor': academicSubjectDescriptor}] "
+                             "END AS academicSubjects")
+            else:
+                extra.append(f"CAST(NULL AS {sql_type}) AS {name}")
+        ref = cols.get("gradingPeriodReference", "")
+        if ref.startswith("STRUCT") and "gradingPeriodName" not in ref:
+            replace.append("struct_insert(gradingPeriodReference, gradingPeriodName := "
+                           "CAST(gradingPeriodReference.periodSequence AS VARCHAR)) "
+                           "AS gradingPeriodReference")
+        periods = cols.get("gradingPeriods", "")
+        if "gradingPeriodReference" in periods and "gradingPeriodName" not in periods:
+            replace.append("list_transform(gradingPeriods, g -> {'gradingPeriodReference': "
+                           "struct_insert(g.gradingPeriodReference, gradingPeriodName := "
+                           "CAST(g.gradingPeriodReference.periodSequence AS VARCHAR))}) "
+                           "AS gradingPeriods")
+        select = "*" + (f" REPLACE ({', '.join(replace)})" if replace else "")
+        if extra:
+            select += ", " + ", ".join(extra)
+        self.con.execute(f'CREATE VIEW "{view}" AS SELECT {select} FROM "src_{view}"')
+
+    def ensure_tables(self, sql: str) -> None:
+        """Empty tables, with the built-in model's columns, for sources the lake does not have."""
+        for prefix in ("edfi_", "lmsx_"):
+            for name in sorted(_refs(sql, prefix)):
+                view = f"{prefix}{name}"
+                if view in self.columns:
+                    continue
+                namespace = "ed-fi" if prefix == "edfi_" else prefix[:-1]
+                path = f"/{namespace}/{name}"
+                model = builtin_model()
+                if path in model:
+                    empty = arrow_schema(model[path]).empty_table()
+                    self.con.register(f"_empty_{view}", empty)
+                    self.con.execute(f'CREATE VIEW "src_{view}" AS SELECT * '
+                                     f'FROM "_empty_{view}"')
+                elif view in EXTRA_TABLES:
+                    cols = ", ".join(f"CAST(NULL AS {t}) AS {c}"
+                                     for c, t in EXTRA_TABLES[view].items())
+                    self.con.execute(f'CREATE VIEW "src_{view}" AS SELECT {cols} LIMIT 0')
+                else:
+                    raise GoldError(
+                        f"The lake has no committed table {namespace}/{name} for school year "
+                        f"{self.year}, and gold has no shape for it; extract it first.")
+                self.columns[view] = self._describe(f"src_{view}")
+                self._conform(view, self.columns[view])
+
+    # descriptors
+    def _register_descriptors(self, tables: Mapping[str, list[str]],
+                              descriptor_map: Sequence[MapRow]) -> None:
+        types: list[tuple[str, str]] = []
+        files: list[str] = []
+        for full_name, paths in sorted(tables.items()):
+            name = full_name.split("/", 1)[1]
+            if not name.endswith("Descriptors"):
+                continue
+            for p in paths:
+                types.append((self.lake.uri(p), _type_name(name)))
+                files.append(p)
+        if files:
+            self.con.execute(
+                "CREATE VIEW _descriptor_files AS SELECT * FROM read_parquet("
+                f"{_file_list(self.lake, files)}, union_by_name = true, filename = true, "
+                "hive_partitioning = false)")
+            cols = self._describe("_descriptor_files")
+            ids = [c for c in cols if c.endswith("DescriptorId")]
+            descriptor_id = (f"coalesce({', '.join(ids)})" if len(ids) > 1
+                             else ids[0] if ids else "CAST(NULL AS INTEGER)")
+            self.con.execute("CREATE TABLE _descriptor_types (filename VARCHAR, type VARCHAR)")
+            self.con.executemany("INSERT INTO _descriptor_types VALUES (?, ?)", types)
+            self.con.execute(f"""
+                CREATE TABLE descriptors AS
+                SELECT lower(f.namespace || '#' || f.codeValue) AS uri, t.type, f.namespace,
+                       f.codeValue, f.shortDescription, f.description,
+                       CAST({descriptor_id} AS BIGINT) AS descriptorId,
+                       f._lastModifiedDate AS lmd
+                FROM _descriptor_files f JOIN _descriptor_types t USING (filename)
+                QUALIFY row_number() OVER (PARTITION BY lower(f.namespace || '#' || f.codeValue)
+                                           ORDER BY f._lastModifiedDate DESC) = 1""")
+        else:
+            self.con.execute(
+                "CREATE TABLE descriptors (uri VARCHAR, type VARCHAR, namespace VARCHAR, "
+                "codeValue VARCHAR, shortDescription VARCHAR, description VARCHAR, "
+                "descriptorId BIGINT, lmd TIMESTAMPTZ)")
+        self.con.execute("CREATE TABLE descriptor_map (constantName VARCHAR, descriptor VARCHAR, "
+                         "codeValue VARCHAR)")
+        if descriptor_map:
+            self.con.executemany("INSERT INTO descriptor_map VALUES (?, ?, ?)",
+                                 [(r.constantName, r.descriptor, r.codeValue)
+                                  for r in descriptor_map])
+        self.con.execute("""
+            CREATE TABLE descriptor_constants AS
+            SELECT DISTINCT d.uri, m.constantName
+            FROM descriptors d JOIN descriptor_map m
+              ON lower(d.type) = lower(m.descriptor) AND lower(d.codeValue) = lower(m.codeValue)
+        """)
+
+    # views
+    def register_helpers(self) -> None:
+        for helper in helper_names():
+            sql = _sql(helper)
+            self.ensure_tables(sql)
+            self.con.execute(f'CREATE VIEW "{helper}" AS {sql}')
+
+    def register_output(self, view: str, files: Sequence[str]) -> None:
+        self.con.execute(f'CREATE OR REPLACE VIEW "amt_{view}" AS SELECT * FROM read_parquet('
+                         f"{_file_list(self.lake, files)}, hive_partitioning = false)")
+
+    def unmapped(self) -> list[dict[str, Any]]:
+        """Values of mapped descriptor types used in the data that map to no constant."""
+        mapped = {t for (t,) in self.con.execute(
+            "SELECT DISTINCT lower(descriptor) FROM descriptor_map").fetchall()}
+        if not mapped:
+            return []
+        parts: list[str] = []
+        for view, cols in sorted(self.columns.items()):
+            for col, sql_type in cols.items():
+                hits = [t for t in mapped if col.lower().endswith(t)]
+                if sql_type == "VARCHAR" and hits:
+                    parts.append(f"SELECT {_sql_str(f'{view}.{col}')} AS used_in, lower({col}) "
+                                 f'AS uri, count(*) AS n FROM "{view}" WHERE {col} IS NOT NULL '
+                                 "GROUP BY ALL")
+                elif sql_type.startswith("STRUCT(") and sql_type.endswith(")[]"):
+                    for fname, ftype in _struct_fields(sql_type[:-2]).items():
+                        if ftype == "VARCHAR" and any(fname.lower().endswith(t) for t in mapped):
+                            parts.append(
+                                f"SELECT {_sql_str(f'{view}.{col}[].{fname}')} AS used_in, "
+                                f"lower(e.{fname}) AS uri, count(*) AS n FROM \"{view}\", "
+                                f"unnest({col}) AS u(e) WHERE e.{fname} IS NOT NULL GROUP BY ALL")
+        if not parts:
+            return []
+        rows = self.con.execute(f"""
+            WITH used AS ({' UNION ALL '.join(parts)})
+            SELECT d.type, d.namespace || '#' || d.codeValue AS value, d.codeValue,
+                   sum(u.n) AS rows, list(DISTINCT u.used_in ORDER BY u.used_in) AS used_in
+            FROM used u JOIN descriptors d ON d.uri = u.uri
+            WHERE lower(d.type) IN (SELECT lower(descriptor) FROM descriptor_map)
+              AND u.uri NOT IN (SELECT uri FROM descriptor_constants)
+            GROUP BY ALL ORDER BY 1, 2""").fetchall()
+        return [{"descriptor": t, "value": v, "codeValue": c, "rows": int(n),
+                 "used_in": list(u), "school_year": self.year} for t, v, c, n, u in rows]
+
+    def close(self) -> None:
+        self.con.close()
+
+
+# -- a build ------------------------------------------------------------------------------
+
+
+@dataclass
+class ViewResult:
+    """What building one view did: the row of the run summary."""
+
+    view: str
+    rows: int
+    seconds: float
+    files: list[str] = field(default_factory=list)
+    columns: list[str] = field(default_factory=list)
+
+    def as_row(self) -> dict[str, Any]:
+        return {"view": self.view, "rows": self.rows, "seconds": self.seconds}
+
+
+class GoldBuild:
+    """One gold run: a new version folder filled view by view, then committed.
+
+    ``as_of`` stands in for AMT's "now" (open enrollments, past dates, due
+    assignments); it defaults to the start of the build.
+    """
+
+    def __init__(self, lake: Lake, *, descriptor_map: Sequence[MapRow] | None = None,
+                 map_source: str = "", school_years: Sequence[int] | None = None,
+                 as_of: dt.datetime | None = None, threads: int | None = None):
+        self.lake = lake
+        if descriptor_map is None:
+            descriptor_map, map_source = load_descriptor_map()
+        self.descriptor_map = list(descriptor_map)
+        self.map_source = map_source
+        self.as_of = as_of or dt.datetime.now(dt.UTC)
+        if self.as_of.tzinfo is None:
+            self.as_of = self.as_of.replace(tzinfo=dt.UTC)
+        self.threads = threads
+        committed = committed_tables(lake)
+        if not committed:
+            raise GoldError(f"The lake at {lake.url} has no committed tables (no state "
+                            "manifests); run the extract flow into it first.")
+        if school_years:
+            missing = sorted(set(school_years) - set(committed))
+            if missing:
+                raise GoldError(
+                    f"The lake at {lake.url} holds no tables for school year(s) "
+                    f"{', '.join(map(str, missing))}; it holds "
+                    f"{', '.join(map(str, sorted(committed)))}.")
+            committed = {y: committed[y] for y in school_years}
+        self.tables = committed
+        self.years = sorted(committed)
+        self.version = new_version()
+        self.base = lake.path(GOLD_DIR, self.version)
+        self.results: dict[str, ViewResult] = {}
+        self._sessions: dict[int, _YearSession] = {}
+
+    def session(self, year: int) -> _YearSession:
+        if year not in self._sessions:
+            s = _YearSession(self.lake, year, self.tables[year], self.descriptor_map,
+                             self.as_of, self.threads)
+            s.register_helpers()
+            self._sessions[year] = s
+        return self._sessions[year]
+
+    def run_view(self, view: str) -> ViewResult:
+        """Build one view for every school year; it must come after the views it reads."""
+        started = time.perf_counter()
+        sql = _sql(view)
+        missing = [d for d in _view_deps(view) if d not in self.results]
+        if missing:
+            raise GoldError(f"{view} reads {', '.join(sorted(missing))}, which is not built yet.")
+        result = ViewResult(view, 0, 0.0)
+        for year in self.years:
+            s = self.session(year)
+            s.ensure_tables(sql)
+            path = f"{self.base}/{view}/school_year={year}.parquet"
+            self.lake.fs.makedirs(f"{self.base}/{view}", exist_ok=True)
+            try:
+                reader = s.con.execute(sql).fetch_record_batch(100_000)
+            except duckdb.Error as exc:
+                raise GoldError(f"{view} (school year {year}) failed: {exc}") from exc
+            with self.lake.fs.open(path, "wb") as fh, \
+                    pq.ParquetWriter(fh, reader.schema, compression="zstd") as writer:
+                for batch in reader:
+                    writer.write_batch(batch)
+                    result.rows += batch.num_rows
+            s.register_output(view, [path])
+            result.files.append(path)
+            result.columns = list(reader.schema.names)
+        result.seconds = round(time.perf_counter() - started, 3)
+        self.results[view] = result
+        return result
+
+    def unmapped(self) -> list[dict[str, Any]]:
+        """Descriptor values of mapped types, used in the data, that the map ties to nothing."""
+        merged: dict[tuple[str, str], dict[str, Any]] = {}
+        for year in self.years:
+            for row in self.session(year).unmapped():
+                key = (row["descriptor"], row["value"])
+                if key in merged:
+                    merged[key]["rows"] += row["rows"]
+                    merged[key]["used_in"] = sorted({*merged[key]["used_in"], *row["used_in"]})
+                    merged[key]["school_years"].append(row["school_year"])
+                else:
+                    row["school_years"] = [row.pop("school_year")]
+                    merged[key] = row
+        return list(merged.values())
+
+    def commit(self, unmapped: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
+        """Name the version's files in the manifest (the last write), then drop older versions."""
+        manifest = {
+            "version": self.version,
+            "created_at": dt.datetime.now(dt.UTC).isoformat(),
+            "as_of": self.as_of.isoformat(),
+            "school_years": self.years,
+            "descriptor_map": self.map_source,
+            "views": {v: {"files": r.files, "rows": r.rows, "columns": r.columns}
+                      for v, r in self.results.items()},
+            "unmapped_descriptors": list(unmapped),
+        }
+        self.lake.write_json(self.lake.path(GOLD_DIR, MANIFEST), manifest)
+        self.collect_garbage()
+        return manifest
+
+    def collect_garbage(self) -> None:
+        try:
+            entries = self.lake.fs.ls(self.lake.path(GOLD_DIR), detail=False)
+        except FileNotFoundError:
+            return
+        for entry in entries:
+            name = entry.rstrip("/").rsplit("/", 1)[-1]
+            if name.startswith("v") and name != self.version:
+                self.lake.fs.rm(entry, recursive=True)
+
+    def abort(self) -> None:
+        """Drop this version's files (the committed version stays as it was)."""
+        self.close()
+        self.lake.rm(self.base)
+
+    def close(self) -> None:
+        for s in self._sessions.values():
+            s.close()
+        self._sessions.clear()
+
+
+def build_gold(lake: Lake, *, descriptor_map: Sequence[MapRow] | None = None,
+               map_source: str = "", school_years: Sequence[int] | None = None,
+               views: Iterable[str] | None = None, as_of: dt.datetime | None = None,
+               threads: int | None = None) -> dict[str, Any]:
+    """Build and commit the views in one call (what the flow does task by task)."""
+    build = GoldBuild(lake, descriptor_map=descriptor_map, map_source=map_source,
+                      school_years=school_years, as_of=as_of, threads=threads)
+    try:
+        for view in view_order(views):
+            build.run_view(view)
+        unmapped = build.unmapped()
+        manifest = build.commit(unmapped)
+    except BaseException:
+        build.abort()
+        raise
+    build.close()
+    return manifest
+
+
+# -- reading gold -------------------------------------------------------------------------
+
+
+def gold_manifest(lake: Lake) -> dict[str, Any]:
+    lake.invalidate()
+    manifest = lake.read_json(lake.path(GOLD_DIR, MANIFEST))
+    if manifest is None:
+        raise GoldError(f"The lake at {lake.url} has no gold views yet; run the gold flow.")
+    return dict(manifest)
+
+
+def read_view(lake: Lake, view: str) -> pa.Table:
+    """A committed gold view as one arrow table (all school years)."""
+    manifest = gold_manifest(lake)
+    if view not in manifest["views"]:
+        raise GoldError(f"The gold manifest of {lake.url} has no view {view!r}.")
+    tables = []
+    for path in manifest["views"][view]["files"]:
+        with lake.fs.open(path, "rb") as fh:
+            tables.append(pq.read_table(fh))
+    return pa.concat_tables(tables, promote_options="default")
