@@ -75,42 +75,87 @@ VIEWS: tuple[str, ...] = (
 )
 
 # Every constant AMT defines (analytics_config.DescriptorConstant); names are case-sensitive.
-CONSTANTS: frozenset[str] = frozenset({
-    "Address.Home", "Address.Physical", "Address.Mailing", "Address.Work", "Address.Temporary",
-    "Telephone.Home", "Telephone.Mobile", "Telephone.Work",
-    "Email.Personal", "Email.Work",
-    "Foodservice.FullPrice",
-    "AttendanceEvent.Present", "AttendanceEvent.ExcusedAbsence",
-    "AttendanceEvent.UnexcusedAbsence", "AttendanceEvent.Absence", "AttendanceEvent.Tardy",
-    "CalendarEvent.InstructionalDay",
-    "Behavior.StateOffense", "Behavior.SchoolCodeOfConductOffense",
-    "GradeType.GradingPeriod", "GradeType.Semester", "GradeType.Final",
-    "AuthorizationScope.District", "AuthorizationScope.School", "AuthorizationScope.Section",
-    "AssignmentCategory.Assignment",
-    "SubmissionStatus.IsPastDue", "SubmissionStatus.SubmittedLate",
-    "SubmissionStatus.SubmittedOnTime", "SubmissionStatus.Upcoming",
-})
+CONSTANTS: frozenset[str] = frozenset(
+    {
+        "Address.Home",
+        "Address.Physical",
+        "Address.Mailing",
+        "Address.Work",
+        "Address.Temporary",
+        "Telephone.Home",
+        "Telephone.Mobile",
+        "Telephone.Work",
+        "Email.Personal",
+        "Email.Work",
+        "Foodservice.FullPrice",
+        "AttendanceEvent.Present",
+        "AttendanceEvent.ExcusedAbsence",
+        "AttendanceEvent.UnexcusedAbsence",
+        "AttendanceEvent.Absence",
+        "AttendanceEvent.Tardy",
+        "CalendarEvent.InstructionalDay",
+        "Behavior.StateOffense",
+        "Behavior.SchoolCodeOfConductOffense",
+        "GradeType.GradingPeriod",
+        "GradeType.Semester",
+        "GradeType.Final",
+        "AuthorizationScope.District",
+        "AuthorizationScope.School",
+        "AuthorizationScope.Section",
+        "AssignmentCategory.Assignment",
+        "SubmissionStatus.IsPastDue",
+        "SubmissionStatus.SubmittedLate",
+        "SubmissionStatus.SubmittedOnTime",
+        "SubmissionStatus.Upcoming",
+    }
+)
 MAP_FIELDS = ("constantName", "descriptor", "codeValue")
 
 # analytics_config.ews_LetterGradeTranslation defaults.
 LETTER_GRADES: tuple[tuple[str, float], ...] = (
-    ("A", 95.0), ("B", 85.0), ("C", 75.0), ("D", 65.0), ("F", 55.0))
+    ("A", 95.0),
+    ("B", 85.0),
+    ("C", 75.0),
+    ("D", 65.0),
+    ("F", 55.0),
+)
 
 # Columns the views read that some data standards or servers lack: added as nulls.
 OPTIONAL_COLUMNS: dict[str, dict[str, str]] = {
     "edfi_objectiveAssessments": {
         "learningStandards": "STRUCT(learningStandardReference "
-                             "STRUCT(learningStandardId VARCHAR))[]"},
+        "STRUCT(learningStandardId VARCHAR))[]"
+    },
     "edfi_gradingPeriods": {"gradingPeriodName": "VARCHAR", "periodSequence": "INTEGER"},
     "edfi_courses": {"academicSubjects": "STRUCT(academicSubjectDescriptor VARCHAR)[]"},
 }
 # Tables the built-in DS5 model does not have, for lakes that lack them too.
 EXTRA_TABLES: dict[str, dict[str, str]] = {
     "edfi_feederSchoolAssociations": {
-        "id": "VARCHAR", "beginDate": "DATE", "endDate": "DATE",
+        "id": "VARCHAR",
+        "beginDate": "DATE",
+        "endDate": "DATE",
         "schoolReference": "STRUCT(schoolId BIGINT)",
         "feederSchoolReference": "STRUCT(schoolId BIGINT)",
-        "_lastModifiedDate": "TIMESTAMPTZ"},
+        "_lastModifiedDate": "TIMESTAMPTZ",
+    },
+}
+
+# Data Standard 4 tables read under their DS5 names: {DS5 view: (DS4 view, select list)}.
+DS4_NAMES: dict[str, tuple[str, str]] = {
+    "edfi_contacts": (
+        "edfi_parents",
+        "* EXCLUDE (parentUniqueId), parentUniqueId AS contactUniqueId",
+    ),
+    "edfi_studentContactAssociations": (
+        "edfi_studentParentAssociations",
+        "* EXCLUDE (parentReference), "
+        "{'contactUniqueId': parentReference.parentUniqueId} AS contactReference",
+    ),
+    "edfi_studentDisciplineIncidentBehaviorAssociations": (
+        "edfi_studentDisciplineIncidentAssociations",
+        "id, studentReference, disciplineIncidentReference, _lastModifiedDate",
+    ),
 }
 
 MACROS = """
@@ -145,9 +190,9 @@ class DescriptorMapError(ValueError):
 class MapRow:
     """One row of the descriptor map: this descriptor value counts as this AMT constant."""
 
-    constantName: str  # noqa: N815 -- the map's own JSON names
+    constantName: str
     descriptor: str
-    codeValue: str  # noqa: N815
+    codeValue: str
 
     def as_json(self) -> dict[str, str]:
         return asdict(self)
@@ -165,19 +210,22 @@ def parse_descriptor_map(data: bytes | str, source: str) -> list[MapRow]:
         raise DescriptorMapError(
             f"The descriptor map {source} is not valid JSON (line {exc.lineno}, column "
             f"{exc.colno}: {exc.msg}). It must be a list of objects with "
-            f"{', '.join(MAP_FIELDS)}.") from None
+            f"{', '.join(MAP_FIELDS)}."
+        ) from None
     if isinstance(doc, dict) and isinstance(doc.get("rows"), list):
         doc = doc["rows"]
     if not isinstance(doc, list):
         raise DescriptorMapError(
             f"The descriptor map {source} must be a JSON list of rows "
-            f"{{{', '.join(MAP_FIELDS)}}}, not {type(doc).__name__}.")
+            f"{{{', '.join(MAP_FIELDS)}}}, not {type(doc).__name__}."
+        )
     rows: list[MapRow] = []
     for n, item in enumerate(doc, start=1):
         where = f"The descriptor map {source}, row {n} ({json.dumps(item)[:200]})"
         if not isinstance(item, dict):
-            raise DescriptorMapError(f"{where}: a row must be an object with "
-                                     f"{', '.join(MAP_FIELDS)}.")
+            raise DescriptorMapError(
+                f"{where}: a row must be an object with {', '.join(MAP_FIELDS)}."
+            )
         missing = [k for k in MAP_FIELDS if k not in item]
         if missing:
             raise DescriptorMapError(f"{where}: missing property {', '.join(map(repr, missing))}.")
@@ -185,16 +233,21 @@ def parse_descriptor_map(data: bytes | str, source: str) -> list[MapRow]:
         if extra:
             raise DescriptorMapError(
                 f"{where}: unknown property {', '.join(map(repr, extra))}; a row has exactly "
-                f"{', '.join(MAP_FIELDS)}.")
+                f"{', '.join(MAP_FIELDS)}."
+            )
         bad = [k for k in MAP_FIELDS if not isinstance(item[k], str) or not item[k].strip()]
         if bad:
-            raise DescriptorMapError(f"{where}: {', '.join(map(repr, bad))} must be a "
-                                     "non-empty string.")
+            raise DescriptorMapError(
+                f"{where}: {', '.join(map(repr, bad))} must be a non-empty string."
+            )
         constant = item["constantName"].strip()
         if constant not in CONSTANTS:
             close = [c for c in sorted(CONSTANTS) if c.lower() == constant.lower()]
-            hint = (f" (constant names are case-sensitive: did you mean {close[0]!r}?)"
-                    if close else f"; known constants: {', '.join(sorted(CONSTANTS))}")
+            hint = (
+                f" (constant names are case-sensitive: did you mean {close[0]!r}?)"
+                if close
+                else f"; known constants: {', '.join(sorted(CONSTANTS))}"
+            )
             raise DescriptorMapError(f"{where}: unknown constantName {constant!r}{hint}.")
         descriptor = item["descriptor"].strip()
         if not descriptor.lower().endswith("descriptor"):
@@ -203,9 +256,9 @@ def parse_descriptor_map(data: bytes | str, source: str) -> list[MapRow]:
     return rows
 
 
-def load_descriptor_map(location: str | None = None,
-                        storage_options: Mapping[str, Any] | None = None
-                        ) -> tuple[list[MapRow], str]:
+def load_descriptor_map(
+    location: str | None = None, storage_options: Mapping[str, Any] | None = None
+) -> tuple[list[MapRow], str]:
     """The map at a local path or storage URL (default: AMT's, shipped); rows and its name."""
     source = location or default_map_path()
     try:
@@ -214,10 +267,12 @@ def load_descriptor_map(location: str | None = None,
     except FileNotFoundError:
         raise DescriptorMapError(
             f"The descriptor map {source} does not exist; pass a local path or a storage URL "
-            "of a JSON file, or leave descriptor_map empty for AMT's default map.") from None
+            "of a JSON file, or leave descriptor_map empty for AMT's default map."
+        ) from None
     except Exception as exc:
-        raise DescriptorMapError(f"Cannot read the descriptor map {source}: "
-                                 f"{type(exc).__name__}: {exc}") from exc
+        raise DescriptorMapError(
+            f"Cannot read the descriptor map {source}: {type(exc).__name__}: {exc}"
+        ) from exc
     return parse_descriptor_map(data, source), source
 
 
@@ -255,8 +310,11 @@ def _sql(name: str) -> str:
 
 
 def helper_names() -> list[str]:
-    names = [p.name[:-4] for p in (importlib_resources.files("edfi") / "sql").iterdir()
-             if p.name.startswith("_") and p.name.endswith(".sql")]
+    names = [
+        p.name[:-4]
+        for p in (importlib_resources.files("edfi") / "sql").iterdir()
+        if p.name.startswith("_") and p.name.endswith(".sql")
+    ]
     return sorted(names)
 
 
@@ -270,8 +328,9 @@ def view_order(views: Iterable[str] | None = None) -> list[str]:
         return list(VIEWS)
     unknown = [v for v in views if v not in VIEWS]
     if unknown:
-        raise GoldError(f"Unknown AMT view(s) {', '.join(unknown)}; the views are: "
-                        f"{', '.join(VIEWS)}.")
+        raise GoldError(
+            f"Unknown AMT view(s) {', '.join(unknown)}; the views are: {', '.join(VIEWS)}."
+        )
     wanted: set[str] = set()
     stack = list(views)
     while stack:
@@ -292,6 +351,12 @@ def _view_deps(view: str) -> set[str]:
     return deps & set(VIEWS)
 
 
+def _resource(view: str) -> str:
+    """``edfi_students`` -> ``ed-fi/students``: the name a user knows."""
+    prefix, name = view.split("_", 1)
+    return f"{'ed-fi' if prefix == 'edfi' else prefix}/{name}"
+
+
 def _type_name(resource: str) -> str:
     """``attendanceEventCategoryDescriptors`` -> ``AttendanceEventCategoryDescriptor``."""
     return resource[0].upper() + resource[1:-1]
@@ -299,7 +364,7 @@ def _type_name(resource: str) -> str:
 
 def _struct_fields(sql_type: str) -> dict[str, str]:
     """Top-level fields of a DuckDB ``STRUCT(...)`` type string: {name: type}."""
-    inner = sql_type[len("STRUCT("):-1]
+    inner = sql_type[len("STRUCT(") : -1]
     fields: dict[str, str] = {}
     depth, start = 0, 0
     for i, ch in enumerate([*inner, ","]):
@@ -312,6 +377,13 @@ def _struct_fields(sql_type: str) -> dict[str, str]:
             fields[name.strip('"')] = kind.strip()
             start = i + 1
     return fields
+
+
+def _arrow_reader(relation: duckdb.DuckDBPyRelation, rows: int) -> pa.RecordBatchReader:
+    """A streaming reader over a query's result (DuckDB 2 renamed the method)."""
+    to_reader = getattr(relation, "to_arrow_reader", None) or relation.fetch_record_batch
+    reader: pa.RecordBatchReader = to_reader(rows)
+    return reader
 
 
 def _sql_str(text: str) -> str:
@@ -328,8 +400,15 @@ def _file_list(lake: Lake, files: Sequence[str]) -> str:
 class _YearSession:
     """A DuckDB connection with one school year's tables, descriptors and map registered."""
 
-    def __init__(self, lake: Lake, year: int, tables: Mapping[str, list[str]],
-                 descriptor_map: Sequence[MapRow], now: dt.datetime, threads: int | None):
+    def __init__(
+        self,
+        lake: Lake,
+        year: int,
+        tables: Mapping[str, list[str]],
+        descriptor_map: Sequence[MapRow],
+        now: dt.datetime,
+        threads: int | None,
+    ):
         self.lake = lake
         self.year = year
         self.con = duckdb.connect(config={"threads": threads} if threads else {})
@@ -342,54 +421,60 @@ class _YearSession:
         self._register_sources(tables)
         self._register_descriptors(tables, descriptor_map)
         self.con.execute(MACROS)
-        self.con.execute("CREATE TABLE ews_LetterGradeTranslation AS SELECT * FROM (VALUES "
-                         + ", ".join(f"({_sql_str(k)}, CAST({v} AS DECIMAL(9, 2)))"
-                                     for k, v in LETTER_GRADES)
-                         + ") t(LetterGradeEarned, NumericGradeEarned)")
+        self.con.execute(
+            "CREATE TABLE ews_LetterGradeTranslation AS SELECT * FROM (VALUES "
+            + ", ".join(f"({_sql_str(k)}, CAST({v} AS DECIMAL(9, 2)))" for k, v in LETTER_GRADES)
+            + ") t(LetterGradeEarned, NumericGradeEarned)"
+        )
 
     # sources
     def _register_sources(self, tables: Mapping[str, list[str]]) -> None:
+        """Note the lake's tables; each becomes a view when a query first names it."""
+        self.available: dict[str, list[str]] = {}
         for full_name, files in sorted(tables.items()):
             namespace, name = full_name.split("/", 1)
-            if name.endswith("Descriptors"):
-                continue
-            view = f"{'edfi' if namespace == 'ed-fi' else namespace}_{name}"
-            self.con.execute(
-                f'CREATE VIEW "src_{view}" AS SELECT * FROM read_parquet('
-                f"{_file_list(self.lake, files)}, union_by_name = true, "
-                "hive_partitioning = false)")
-            self.columns[view] = self._describe(f"src_{view}")
-        self._compat()
-        for view, cols in self.columns.items():
-            self._conform(view, cols)
+            if not name.endswith("Descriptors"):
+                self.available[f"{'edfi' if namespace == 'ed-fi' else namespace}_{name}"] = files
 
     def _describe(self, relation: str) -> dict[str, str]:
         return {r[0]: r[1] for r in self.con.execute(f'DESCRIBE "{relation}"').fetchall()}
 
-    def _compat(self) -> None:
-        """Data Standard 4 lakes: parents and friends under their DS5 names and shapes."""
-        cols = self.columns
-        if "edfi_contacts" not in cols and "edfi_parents" in cols:
-            self.con.execute('CREATE VIEW "src_edfi_contacts" AS SELECT * EXCLUDE '
-                             '(parentUniqueId), parentUniqueId AS contactUniqueId '
-                             'FROM "src_edfi_parents"')
-            cols["edfi_contacts"] = self._describe("src_edfi_contacts")
-        if ("edfi_studentContactAssociations" not in cols
-                and "edfi_studentParentAssociations" in cols):
+    def source(self, view: str) -> None:
+        """Make ``view`` (e.g. ``edfi_students``) queryable: the lake's committed files, a
+        Data Standard 4 table under its DS5 name, or an empty table of the right columns."""
+        if view in self.columns:
+            return
+        if view in self.available:
             self.con.execute(
-                'CREATE VIEW "src_edfi_studentContactAssociations" AS SELECT * EXCLUDE '
-                "(parentReference), {'contactUniqueId': parentReference.parentUniqueId} "
-                'AS contactReference FROM "src_edfi_studentParentAssociations"')
-            cols["edfi_studentContactAssociations"] = self._describe(
-                "src_edfi_studentContactAssociations")
-        if ("edfi_studentDisciplineIncidentBehaviorAssociations" not in cols
-                and "edfi_studentDisciplineIncidentAssociations" in cols):
-            self.con.execute(
-                'CREATE VIEW "src_edfi_studentDisciplineIncidentBehaviorAssociations" AS '
-                "SELECT id, studentReference, disciplineIncidentReference, _lastModifiedDate "
-                'FROM "src_edfi_studentDisciplineIncidentAssociations"')
-            cols["edfi_studentDisciplineIncidentBehaviorAssociations"] = self._describe(
-                "src_edfi_studentDisciplineIncidentBehaviorAssociations")
+                f'CREATE VIEW "src_{view}" AS SELECT * FROM read_parquet('
+                f"{_file_list(self.lake, self.available[view])}, union_by_name = true, "
+                "hive_partitioning = false)"
+            )
+        elif view in DS4_NAMES and DS4_NAMES[view][0] in self.available:
+            old, select = DS4_NAMES[view]
+            self.source(old)
+            self.con.execute(f'CREATE VIEW "src_{view}" AS SELECT {select} FROM "{old}"')
+        else:
+            self._empty(view)
+        self.columns[view] = self._describe(f"src_{view}")
+        self._conform(view, self.columns[view])
+
+    def _empty(self, view: str) -> None:
+        prefix, name = view.split("_", 1)
+        namespace = "ed-fi" if prefix == "edfi" else prefix
+        path = f"/{namespace}/{name}"
+        model = builtin_model()
+        if path in model:
+            self.con.register(f"_empty_{view}", arrow_schema(model[path]).empty_table())
+            self.con.execute(f'CREATE VIEW "src_{view}" AS SELECT * FROM "_empty_{view}"')
+        elif view in EXTRA_TABLES:
+            cols = ", ".join(f"CAST(NULL AS {t}) AS {c}" for c, t in EXTRA_TABLES[view].items())
+            self.con.execute(f'CREATE VIEW "src_{view}" AS SELECT {cols} LIMIT 0')
+        else:
+            raise GoldError(
+                f"The lake has no committed table {namespace}/{name} for school year "
+                f"{self.year}, and gold has no shape for it; extract it first."
+            )
 
     def _conform(self, view: str, cols: dict[str, str]) -> None:
         """The view over a source, with the DS4 shapes rewritten and absent columns null."""
@@ -401,56 +486,43 @@ class _YearSession:
             if view == "edfi_gradingPeriods" and name == "gradingPeriodName":
                 extra.append("CAST(periodSequence AS VARCHAR) AS gradingPeriodName")
             elif view == "edfi_courses" and "academicSubjectDescriptor" in cols:
-                extra.append("CASE WHEN academicSubjectDescriptor IS NULL THEN [] ELSE "
-                             "[{'academicSubjectDescriptor': academicSubjectDescriptor}] "
-                             "END AS academicSubjects")
+                extra.append(
+                    "CASE WHEN academicSubjectDescriptor IS NULL THEN [] ELSE "
+                    "[{'academicSubjectDescriptor': academicSubjectDescriptor}] "
+                    "END AS academicSubjects"
+                )
             else:
                 extra.append(f"CAST(NULL AS {sql_type}) AS {name}")
         ref = cols.get("gradingPeriodReference", "")
         if ref.startswith("STRUCT") and "gradingPeriodName" not in ref:
-            replace.append("struct_insert(gradingPeriodReference, gradingPeriodName := "
-                           "CAST(gradingPeriodReference.periodSequence AS VARCHAR)) "
-                           "AS gradingPeriodReference")
+            replace.append(
+                "struct_insert(gradingPeriodReference, gradingPeriodName := "
+                "CAST(gradingPeriodReference.periodSequence AS VARCHAR)) "
+                "AS gradingPeriodReference"
+            )
         periods = cols.get("gradingPeriods", "")
         if "gradingPeriodReference" in periods and "gradingPeriodName" not in periods:
-            replace.append("list_transform(gradingPeriods, g -> {'gradingPeriodReference': "
-                           "struct_insert(g.gradingPeriodReference, gradingPeriodName := "
-                           "CAST(g.gradingPeriodReference.periodSequence AS VARCHAR))}) "
-                           "AS gradingPeriods")
+            replace.append(
+                "list_transform(gradingPeriods, lambda g: {'gradingPeriodReference': "
+                "struct_insert(g.gradingPeriodReference, gradingPeriodName := "
+                "CAST(g.gradingPeriodReference.periodSequence AS VARCHAR))}) "
+                "AS gradingPeriods"
+            )
         select = "*" + (f" REPLACE ({', '.join(replace)})" if replace else "")
         if extra:
             select += ", " + ", ".join(extra)
         self.con.execute(f'CREATE VIEW "{view}" AS SELECT {select} FROM "src_{view}"')
 
     def ensure_tables(self, sql: str) -> None:
-        """Empty tables, with the built-in model's columns, for sources the lake does not have."""
+        """Every source table a query names, as a view (see ``source``)."""
         for prefix in ("edfi_", "lmsx_"):
             for name in sorted(_refs(sql, prefix)):
-                view = f"{prefix}{name}"
-                if view in self.columns:
-                    continue
-                namespace = "ed-fi" if prefix == "edfi_" else prefix[:-1]
-                path = f"/{namespace}/{name}"
-                model = builtin_model()
-                if path in model:
-                    empty = arrow_schema(model[path]).empty_table()
-                    self.con.register(f"_empty_{view}", empty)
-                    self.con.execute(f'CREATE VIEW "src_{view}" AS SELECT * '
-                                     f'FROM "_empty_{view}"')
-                elif view in EXTRA_TABLES:
-                    cols = ", ".join(f"CAST(NULL AS {t}) AS {c}"
-                                     for c, t in EXTRA_TABLES[view].items())
-                    self.con.execute(f'CREATE VIEW "src_{view}" AS SELECT {cols} LIMIT 0')
-                else:
-                    raise GoldError(
-                        f"The lake has no committed table {namespace}/{name} for school year "
-                        f"{self.year}, and gold has no shape for it; extract it first.")
-                self.columns[view] = self._describe(f"src_{view}")
-                self._conform(view, self.columns[view])
+                self.source(f"{prefix}{name}")
 
     # descriptors
-    def _register_descriptors(self, tables: Mapping[str, list[str]],
-                              descriptor_map: Sequence[MapRow]) -> None:
+    def _register_descriptors(
+        self, tables: Mapping[str, list[str]], descriptor_map: Sequence[MapRow]
+    ) -> None:
         types: list[tuple[str, str]] = []
         files: list[str] = []
         for full_name, paths in sorted(tables.items()):
@@ -464,11 +536,17 @@ class _YearSession:
             self.con.execute(
                 "CREATE VIEW _descriptor_files AS SELECT * FROM read_parquet("
                 f"{_file_list(self.lake, files)}, union_by_name = true, filename = true, "
-                "hive_partitioning = false)")
+                "hive_partitioning = false)"
+            )
             cols = self._describe("_descriptor_files")
             ids = [c for c in cols if c.endswith("DescriptorId")]
-            descriptor_id = (f"coalesce({', '.join(ids)})" if len(ids) > 1
-                             else ids[0] if ids else "CAST(NULL AS INTEGER)")
+            descriptor_id = (
+                f"coalesce({', '.join(ids)})"
+                if len(ids) > 1
+                else ids[0]
+                if ids
+                else "CAST(NULL AS INTEGER)"
+            )
             self.con.execute("CREATE TABLE _descriptor_types (filename VARCHAR, type VARCHAR)")
             self.con.executemany("INSERT INTO _descriptor_types VALUES (?, ?)", types)
             self.con.execute(f"""
@@ -484,13 +562,17 @@ class _YearSession:
             self.con.execute(
                 "CREATE TABLE descriptors (uri VARCHAR, type VARCHAR, namespace VARCHAR, "
                 "codeValue VARCHAR, shortDescription VARCHAR, description VARCHAR, "
-                "descriptorId BIGINT, lmd TIMESTAMPTZ)")
-        self.con.execute("CREATE TABLE descriptor_map (constantName VARCHAR, descriptor VARCHAR, "
-                         "codeValue VARCHAR)")
+                "descriptorId BIGINT, lmd TIMESTAMPTZ)"
+            )
+        self.con.execute(
+            "CREATE TABLE descriptor_map (constantName VARCHAR, descriptor VARCHAR, "
+            "codeValue VARCHAR)"
+        )
         if descriptor_map:
-            self.con.executemany("INSERT INTO descriptor_map VALUES (?, ?, ?)",
-                                 [(r.constantName, r.descriptor, r.codeValue)
-                                  for r in descriptor_map])
+            self.con.executemany(
+                "INSERT INTO descriptor_map VALUES (?, ?, ?)",
+                [(r.constantName, r.descriptor, r.codeValue) for r in descriptor_map],
+            )
         self.con.execute("""
             CREATE TABLE descriptor_constants AS
             SELECT DISTINCT d.uri, m.constantName
@@ -506,42 +588,65 @@ class _YearSession:
             self.con.execute(f'CREATE VIEW "{helper}" AS {sql}')
 
     def register_output(self, view: str, files: Sequence[str]) -> None:
-        self.con.execute(f'CREATE OR REPLACE VIEW "amt_{view}" AS SELECT * FROM read_parquet('
-                         f"{_file_list(self.lake, files)}, hive_partitioning = false)")
+        self.con.execute(
+            f'CREATE OR REPLACE VIEW "amt_{view}" AS SELECT * FROM read_parquet('
+            f"{_file_list(self.lake, files)}, hive_partitioning = false)"
+        )
 
     def unmapped(self) -> list[dict[str, Any]]:
         """Values of mapped descriptor types used in the data that map to no constant."""
-        mapped = {t for (t,) in self.con.execute(
-            "SELECT DISTINCT lower(descriptor) FROM descriptor_map").fetchall()}
+        mapped = {
+            t
+            for (t,) in self.con.execute(
+                "SELECT DISTINCT lower(descriptor) FROM descriptor_map"
+            ).fetchall()
+        }
         if not mapped:
             return []
+        for view in self.available:
+            self.source(view)
         parts: list[str] = []
         for view, cols in sorted(self.columns.items()):
+            if view not in self.available:
+                continue  # empty, or a DS4 table under its DS5 name (scanned as itself)
             for col, sql_type in cols.items():
                 hits = [t for t in mapped if col.lower().endswith(t)]
                 if sql_type == "VARCHAR" and hits:
-                    parts.append(f"SELECT {_sql_str(f'{view}.{col}')} AS used_in, lower({col}) "
-                                 f'AS uri, count(*) AS n FROM "{view}" WHERE {col} IS NOT NULL '
-                                 "GROUP BY ALL")
+                    parts.append(
+                        f"SELECT {_sql_str(f'{_resource(view)}.{col}')} AS used_in, lower({col}) "
+                        f'AS uri, count(*) AS n FROM "{view}" WHERE {col} IS NOT NULL '
+                        "GROUP BY ALL"
+                    )
                 elif sql_type.startswith("STRUCT(") and sql_type.endswith(")[]"):
                     for fname, ftype in _struct_fields(sql_type[:-2]).items():
                         if ftype == "VARCHAR" and any(fname.lower().endswith(t) for t in mapped):
                             parts.append(
-                                f"SELECT {_sql_str(f'{view}.{col}[].{fname}')} AS used_in, "
-                                f"lower(e.{fname}) AS uri, count(*) AS n FROM \"{view}\", "
-                                f"unnest({col}) AS u(e) WHERE e.{fname} IS NOT NULL GROUP BY ALL")
+                                f"SELECT {_sql_str(f'{_resource(view)}.{col}[].{fname}')} "
+                                "AS used_in, "
+                                f'lower(e.{fname}) AS uri, count(*) AS n FROM "{view}", '
+                                f"unnest({col}) AS u(e) WHERE e.{fname} IS NOT NULL GROUP BY ALL"
+                            )
         if not parts:
             return []
         rows = self.con.execute(f"""
-            WITH used AS ({' UNION ALL '.join(parts)})
+            WITH used AS ({" UNION ALL ".join(parts)})
             SELECT d.type, d.namespace || '#' || d.codeValue AS value, d.codeValue,
                    sum(u.n) AS rows, list(DISTINCT u.used_in ORDER BY u.used_in) AS used_in
             FROM used u JOIN descriptors d ON d.uri = u.uri
             WHERE lower(d.type) IN (SELECT lower(descriptor) FROM descriptor_map)
               AND u.uri NOT IN (SELECT uri FROM descriptor_constants)
             GROUP BY ALL ORDER BY 1, 2""").fetchall()
-        return [{"descriptor": t, "value": v, "codeValue": c, "rows": int(n),
-                 "used_in": list(u), "school_year": self.year} for t, v, c, n, u in rows]
+        return [
+            {
+                "descriptor": t,
+                "value": v,
+                "codeValue": c,
+                "rows": int(n),
+                "used_in": list(u),
+                "school_year": self.year,
+            }
+            for t, v, c, n, u in rows
+        ]
 
     def close(self) -> None:
         self.con.close()
@@ -571,9 +676,16 @@ class GoldBuild:
     assignments); it defaults to the start of the build.
     """
 
-    def __init__(self, lake: Lake, *, descriptor_map: Sequence[MapRow] | None = None,
-                 map_source: str = "", school_years: Sequence[int] | None = None,
-                 as_of: dt.datetime | None = None, threads: int | None = None):
+    def __init__(
+        self,
+        lake: Lake,
+        *,
+        descriptor_map: Sequence[MapRow] | None = None,
+        map_source: str = "",
+        school_years: Sequence[int] | None = None,
+        as_of: dt.datetime | None = None,
+        threads: int | None = None,
+    ):
         self.lake = lake
         if descriptor_map is None:
             descriptor_map, map_source = load_descriptor_map()
@@ -585,15 +697,18 @@ class GoldBuild:
         self.threads = threads
         committed = committed_tables(lake)
         if not committed:
-            raise GoldError(f"The lake at {lake.url} has no committed tables (no state "
-                            "manifests); run the extract flow into it first.")
+            raise GoldError(
+                f"The lake at {lake.url} has no committed tables (no state "
+                "manifests); run the extract flow into it first."
+            )
         if school_years:
             missing = sorted(set(school_years) - set(committed))
             if missing:
                 raise GoldError(
                     f"The lake at {lake.url} holds no tables for school year(s) "
                     f"{', '.join(map(str, missing))}; it holds "
-                    f"{', '.join(map(str, sorted(committed)))}.")
+                    f"{', '.join(map(str, sorted(committed)))}."
+                )
             committed = {y: committed[y] for y in school_years}
         self.tables = committed
         self.years = sorted(committed)
@@ -604,8 +719,9 @@ class GoldBuild:
 
     def session(self, year: int) -> _YearSession:
         if year not in self._sessions:
-            s = _YearSession(self.lake, year, self.tables[year], self.descriptor_map,
-                             self.as_of, self.threads)
+            s = _YearSession(
+                self.lake, year, self.tables[year], self.descriptor_map, self.as_of, self.threads
+            )
             s.register_helpers()
             self._sessions[year] = s
         return self._sessions[year]
@@ -624,11 +740,13 @@ class GoldBuild:
             path = f"{self.base}/{view}/school_year={year}.parquet"
             self.lake.fs.makedirs(f"{self.base}/{view}", exist_ok=True)
             try:
-                reader = s.con.execute(sql).fetch_record_batch(100_000)
+                reader = _arrow_reader(s.con.sql(sql), 100_000)
             except duckdb.Error as exc:
                 raise GoldError(f"{view} (school year {year}) failed: {exc}") from exc
-            with self.lake.fs.open(path, "wb") as fh, \
-                    pq.ParquetWriter(fh, reader.schema, compression="zstd") as writer:
+            with (
+                self.lake.fs.open(path, "wb") as fh,
+                pq.ParquetWriter(fh, reader.schema, compression="zstd") as writer,
+            ):
                 for batch in reader:
                     writer.write_batch(batch)
                     result.rows += batch.num_rows
@@ -662,8 +780,10 @@ class GoldBuild:
             "as_of": self.as_of.isoformat(),
             "school_years": self.years,
             "descriptor_map": self.map_source,
-            "views": {v: {"files": r.files, "rows": r.rows, "columns": r.columns}
-                      for v, r in self.results.items()},
+            "views": {
+                v: {"files": r.files, "rows": r.rows, "columns": r.columns}
+                for v, r in self.results.items()
+            },
             "unmapped_descriptors": list(unmapped),
         }
         self.lake.write_json(self.lake.path(GOLD_DIR, MANIFEST), manifest)
@@ -691,13 +811,25 @@ class GoldBuild:
         self._sessions.clear()
 
 
-def build_gold(lake: Lake, *, descriptor_map: Sequence[MapRow] | None = None,
-               map_source: str = "", school_years: Sequence[int] | None = None,
-               views: Iterable[str] | None = None, as_of: dt.datetime | None = None,
-               threads: int | None = None) -> dict[str, Any]:
+def build_gold(
+    lake: Lake,
+    *,
+    descriptor_map: Sequence[MapRow] | None = None,
+    map_source: str = "",
+    school_years: Sequence[int] | None = None,
+    views: Iterable[str] | None = None,
+    as_of: dt.datetime | None = None,
+    threads: int | None = None,
+) -> dict[str, Any]:
     """Build and commit the views in one call (what the flow does task by task)."""
-    build = GoldBuild(lake, descriptor_map=descriptor_map, map_source=map_source,
-                      school_years=school_years, as_of=as_of, threads=threads)
+    build = GoldBuild(
+        lake,
+        descriptor_map=descriptor_map,
+        map_source=map_source,
+        school_years=school_years,
+        as_of=as_of,
+        threads=threads,
+    )
     try:
         for view in view_order(views):
             build.run_view(view)

@@ -70,11 +70,25 @@ class Lake:
         self.root = root.rstrip("/")
         self.protocol = protocol
 
+    @property
+    def local(self) -> bool:
+        return self.protocol in ("file", "local")
+
+    def makedirs(self, path: str) -> None:
+        """Folders exist only on local disk; on object stores (where s3fs's ``makedirs``
+        would even create a missing bucket) there is nothing to make."""
+        if self.local:
+            self.fs.makedirs(path, exist_ok=True)
+
     def check_writable(self) -> None:
         """Fail before any data is read if the lake cannot be written."""
         probe = self.path("runs", f".probe-{uuid.uuid4().hex}")
         try:
-            self.fs.makedirs(self.path("runs"), exist_ok=True)
+            if not self.local:
+                bucket = self.root.split("/", 1)[0]
+                if not self.fs.exists(bucket):
+                    raise FileNotFoundError(f"bucket {bucket!r} does not exist")
+            self.makedirs(self.path("runs"))
             with self.fs.open(probe, "wb") as fh:
                 fh.write(b"ok")
             self.fs.rm(probe)
@@ -92,9 +106,8 @@ class Lake:
 
     def write_bytes(self, path: str, data: bytes) -> None:
         """Write a whole object; on local disk via a rename so readers never see half of it."""
-        parent = path.rsplit("/", 1)[0]
-        self.fs.makedirs(parent, exist_ok=True)
-        if self.protocol in ("file", "local"):
+        self.makedirs(path.rsplit("/", 1)[0])
+        if self.local:
             tmp = f"{path}.tmp-{uuid.uuid4().hex}"
             with self.fs.open(tmp, "wb") as fh:
                 fh.write(data)
@@ -305,7 +318,7 @@ class JsonlGzWriter:
 
     def _open(self) -> None:
         path = f"{self.directory}/{self.prefix}-{len(self.parts):05d}.jsonl.gz"
-        self.lake.fs.makedirs(self.directory, exist_ok=True)
+        self.lake.makedirs(self.directory)
         self._fh = self.lake.fs.open(path, "wb")
         self._gz = gzip.GzipFile(fileobj=self._fh, mode="wb", compresslevel=3)
         self.parts.append(path)
@@ -370,7 +383,7 @@ class ParquetPartWriter:
         if self._writer is None or self._part_rows >= self.part_rows:
             self._close_part()
             path = f"{self.directory}/part-{len(self.files):05d}.parquet"
-            self.lake.fs.makedirs(self.directory, exist_ok=True)
+            self.lake.makedirs(self.directory)
             self._fh = self.lake.fs.open(path, "wb")
             self._writer = pq.ParquetWriter(self._fh, self.schema, compression="zstd")
             self.files.append(path)
@@ -390,7 +403,7 @@ class ParquetPartWriter:
         self._close_part()
         if not self.files:  # an empty table still has a file, so readers see its schema
             path = f"{self.directory}/part-00000.parquet"
-            self.lake.fs.makedirs(self.directory, exist_ok=True)
+            self.lake.makedirs(self.directory)
             with self.lake.fs.open(path, "wb") as fh:
                 pq.write_table(self.schema.empty_table(), fh, compression="zstd")
             self.files.append(path)

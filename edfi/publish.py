@@ -54,8 +54,10 @@ SERVER_FIELDS = frozenset({"id", "_etag", "_lastModifiedDate", "link"})
 # that the target refuses (403) is retried once the listed associations are published.
 DEFAULT_AUTHORIZATION_RETRY: dict[str, tuple[str, ...]] = {
     "/ed-fi/students": ("/ed-fi/studentSchoolAssociations",),
-    "/ed-fi/staffs": ("/ed-fi/staffEducationOrganizationEmploymentAssociations",
-                      "/ed-fi/staffEducationOrganizationAssignmentAssociations"),
+    "/ed-fi/staffs": (
+        "/ed-fi/staffEducationOrganizationEmploymentAssociations",
+        "/ed-fi/staffEducationOrganizationAssignmentAssociations",
+    ),
     "/ed-fi/contacts": ("/ed-fi/studentContactAssociations",),
     "/ed-fi/parents": ("/ed-fi/studentParentAssociations",),
 }
@@ -92,7 +94,8 @@ class PublishOptions:
     max_retries: int = 5
     retry_delay_ms: int = 100
     authorization_retry: Mapping[str, Sequence[str]] = field(
-        default_factory=lambda: dict(DEFAULT_AUTHORIZATION_RETRY))
+        default_factory=lambda: dict(DEFAULT_AUTHORIZATION_RETRY)
+    )
 
     def __post_init__(self) -> None:
         if self.mode not in ("incremental", "full"):
@@ -225,7 +228,8 @@ class DependencyGraph:
         nodes = set(dependencies)
         self.dependencies: dict[str, frozenset[str]] = {
             p: frozenset(d for d in deps if d in nodes and d != p)
-            for p, deps in dependencies.items()}
+            for p, deps in dependencies.items()
+        }
         rev: dict[str, set[str]] = {p: set() for p in self.dependencies}
         for p, deps in self.dependencies.items():
             for d in deps:
@@ -250,7 +254,8 @@ class DependencyGraph:
             stuck = sorted(set(remaining) - set(order))[:5]
             raise PublishError(
                 "The target's dependency metadata has a cycle through "
-                f"{', '.join(stuck)}; publishing cannot be ordered.")
+                f"{', '.join(stuck)}; publishing cannot be ordered."
+            )
         return order
 
     def __contains__(self, path: object) -> bool:
@@ -318,26 +323,29 @@ def build_graph(model: ApiModel, graphml: str | None) -> DependencyGraph:
     return DependencyGraph(deps)
 
 
-def select_resources(graph: DependencyGraph, model: ApiModel, options: PublishOptions
-                     ) -> list[str]:
+def select_resources(graph: DependencyGraph, model: ApiModel, options: PublishOptions) -> list[str]:
     """The resources to publish, in dependency order, as the Publisher chooses them.
 
     ``include`` adds everything the named resources need; ``exclude`` removes
     everything that needs the named ones; the ``_only`` variants take the names
     as given. Descriptors are left out unless ``include_descriptors`` or named.
     """
+
     def resolve(names: Sequence[str], option: str) -> set[str]:
         out = set()
         for name in names:
             try:
-                path = model.find(name).path
+                path = model.find(name.strip()).path
             except KeyError as exc:
                 raise PublishError(
                     f"{option}: {exc.args[0]}. Name resources as /ed-fi/students, "
-                    "ed-fi/students or students.") from None
+                    "ed-fi/students or students."
+                ) from None
             if path not in graph:
-                raise PublishError(f"{option}: {path} is not in the target's dependency "
-                                   "metadata, so it cannot be published.")
+                raise PublishError(
+                    f"{option}: {path} is not in the target's dependency "
+                    "metadata, so it cannot be published."
+                )
             out.add(path)
         return out
 
@@ -352,8 +360,9 @@ def select_resources(graph: DependencyGraph, model: ApiModel, options: PublishOp
             chosen |= {p, *graph.ancestors(p)}
     else:
         chosen = set(graph.dependencies)
-    chosen = {p for p in chosen
-              if p in named or options.include_descriptors or not model[p].is_descriptor}
+    chosen = {
+        p for p in chosen if p in named or options.include_descriptors or not model[p].is_descriptor
+    }
     for p in exclude:
         chosen -= {p, *graph.descendants(p)}
     chosen -= exclude_only
@@ -378,21 +387,25 @@ async def run_gated(
     deps = {u: frozenset(d for d in ds if d in dependencies) for u, ds in dependencies.items()}
     done = {u: asyncio.Event() for u in deps}
     results: dict[Unit, ResourceStats] = {}
+    broken_units: set[Unit] = set()
     gate = asyncio.Semaphore(parallelism)
 
     async def one(unit: Unit) -> None:
         for d in deps[unit]:
             await done[d].wait()
-        broken = sorted(d.path for d in deps[unit] if results[d].status in ("failed", "blocked"))
+        broken = sorted(d.path for d in deps[unit] if d in broken_units)
         if broken:
-            stats = ResourceStats(unit.path, "blocked",
-                                  message=f"not published: {', '.join(broken[:3])} failed")
+            broken_units.add(unit)
+            stats = ResourceStats(
+                unit.path, "blocked", message=f"not published: {', '.join(broken[:3])} failed"
+            )
         else:
             async with gate:
                 started = time.perf_counter()
                 try:
                     stats = await run(unit)
                 except Exception as exc:
+                    broken_units.add(unit)
                     stats = ResourceStats(unit.path, "failed", message=str(exc))
                     stats.seconds = round(time.perf_counter() - started, 3)
         results[unit] = stats
@@ -404,8 +417,9 @@ async def run_gated(
     return results
 
 
-async def _drain(items: AsyncIterator[Any], handle: Callable[[Any], Awaitable[None]],
-                 workers: int) -> None:
+async def _drain(
+    items: AsyncIterator[Any], handle: Callable[[Any], Awaitable[None]], workers: int
+) -> None:
     """Feed items to ``workers`` concurrent handlers through a bounded queue."""
     queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=workers * 4)
     failure: list[BaseException] = []
@@ -477,21 +491,28 @@ class StateStore:
         base = self.rejects_dir(run_id)
         for path, items in sorted(by_resource.items()):
             file = f"{base}/{path.strip('/')}.jsonl"
-            self.lake.write_bytes(file, b"".join(orjson.dumps(r.as_dict()) + b"\n"
-                                                 for r in items))
-            files[path] = {"file": self.lake.uri(file), "count": len(items),
-                           "failed": sum(not r.warning for r in items),
-                           "warnings": sum(r.warning for r in items)}
-        manifest = {"run_id": run_id, "resources": files,
-                    "written_at": dt.datetime.now(dt.UTC).isoformat()}
+            self.lake.write_bytes(file, b"".join(orjson.dumps(r.as_dict()) + b"\n" for r in items))
+            files[path] = {
+                "file": self.lake.uri(file),
+                "count": len(items),
+                "failed": sum(not r.warning for r in items),
+                "warnings": sum(r.warning for r in items),
+            }
+        manifest = {
+            "run_id": run_id,
+            "resources": files,
+            "written_at": dt.datetime.now(dt.UTC).isoformat(),
+        }
         self.lake.write_json(f"{base}/manifest.json", manifest)
         return manifest
 
     def read_rejects(self, run_id: str) -> list[Reject]:
         manifest = self.lake.read_json(f"{self.rejects_dir(run_id)}/manifest.json")
         if not isinstance(manifest, dict):
-            raise PublishError(f"The rejects of run {run_id} are missing from the lake "
-                               f"({self.rejects_dir(run_id)}).")
+            raise PublishError(
+                f"The rejects of run {run_id} are missing from the lake "
+                f"({self.rejects_dir(run_id)})."
+            )
         out: list[Reject] = []
         for entry in manifest["resources"].values():
             file = entry["file"].split("://", 1)[-1] if "://" in entry["file"] else entry["file"]
@@ -523,9 +544,16 @@ class Prepared:
 class Publisher:
     """One publish between two connected clients (each shared by every unit of the run)."""
 
-    def __init__(self, source: EdFiClient, target: EdFiClient, options: PublishOptions, *,
-                 state: StateStore | None = None, source_year: int | None = None,
-                 target_year: int | None = None):
+    def __init__(
+        self,
+        source: EdFiClient,
+        target: EdFiClient,
+        options: PublishOptions,
+        *,
+        state: StateStore | None = None,
+        source_year: int | None = None,
+        target_year: int | None = None,
+    ):
         self.source = source
         self.target = target
         self.options = options
@@ -544,45 +572,61 @@ class Publisher:
     async def prepare(self) -> Prepared:
         """Check both APIs, build the graph, pick resources and the change window."""
         opts = self.options
-        src_disc, tgt_disc = await asyncio.gather(self.source.discover(),
-                                                  self.target.discover())
+        src_disc, tgt_disc = await asyncio.gather(self.source.discover(), self.target.discover())
         await asyncio.gather(self.source.token(), self.target.token())
         warnings: list[str] = []
         for name in sorted(set(src_disc.data_models) | set(tgt_disc.data_models)):
             a, b = src_disc.data_models.get(name), tgt_disc.data_models.get(name)
             if a and b and a != b:
-                warnings.append(f"The source serves data model {name} {a} but the target "
-                                f"serves {b}; records may be refused where they differ.")
+                warnings.append(
+                    f"The source serves data model {name} {a} but the target "
+                    f"serves {b}; records may be refused where they differ."
+                )
         if src_disc.version_tuple[:1] != tgt_disc.version_tuple[:1]:
-            warnings.append(f"The source is ODS/API {src_disc.version} and the target "
-                            f"{tgt_disc.version}.")
+            warnings.append(
+                f"The source is ODS/API {src_disc.version} and the target {tgt_disc.version}."
+            )
         self.cursor = src_disc.cursor_paging
         self.snapshot = await self._isolation(warnings)
         self.src_url = self.source.url("dataManagementApi", self.source_year)
         self.tgt_url = self.target.url("dataManagementApi", self.target_year)
         self.src_model, self.tgt_model, graphml = await asyncio.gather(
-            self.source.load_model(self.source_year), self.target.load_model(self.target_year),
-            self._graphml())
+            self.source.load_model(self.source_year),
+            self.target.load_model(self.target_year),
+            self._graphml(),
+        )
         self.graph = build_graph(self.tgt_model, graphml)
         chosen = select_resources(self.graph, self.tgt_model, opts)
         missing = [p for p in chosen if p not in self.src_model]
         if missing:
-            warnings.append(f"{len(missing)} selected resources are not served by the source "
-                            f"and are skipped: {', '.join(missing[:5])}")
+            warnings.append(
+                f"{len(missing)} selected resources are not served by the source "
+                f"and are skipped: {', '.join(missing[:5])}"
+            )
         resources = [p for p in chosen if p in self.src_model]
         state = self.state.read() if self.state else {}
         newest = await self._newest_change_version()
-        prepared = Prepared(resources, None, src_disc.version, tgt_disc.version, warnings,
-                            state, skipped_resources=missing)
+        prepared = Prepared(
+            resources,
+            None,
+            src_disc.version,
+            tgt_disc.version,
+            warnings,
+            state,
+            skipped_resources=missing,
+        )
         if opts.resend_rejects:
             pending = state.get("pending_rejects")
             if not pending or self.state is None:
-                raise PublishError("resend_rejects was asked for, but the last run of this "
-                                   "source and target left no rejects to resend.")
+                raise PublishError(
+                    "resend_rejects was asked for, but the last run of this "
+                    "source and target left no rejects to resend."
+                )
             prepared.resend_run = str(pending["run_id"])
             prepared.resend = self.state.read_rejects(prepared.resend_run)
-            prepared.resources = [p for p in self.graph.order
-                                  if any(r.resource == p for r in prepared.resend)]
+            prepared.resources = [
+                p for p in self.graph.order if any(r.resource == p for r in prepared.resend)
+            ]
             prepared.window = Window(None, newest)
         else:
             last = opts.last_change_version
@@ -602,34 +646,43 @@ class Publisher:
         """``Use-Snapshot`` on the source, or a clear refusal unless isolation is waived."""
         disc = self.source.discovery
         assert disc is not None
-        advice = ("Enable snapshot isolation on the source (ODS/API 7.x serves Use-Snapshot), "
-                  "or set ignore_isolation=True to publish without it: records changed during "
-                  "the run may then be missed until the next run.")
+        advice = (
+            "Enable snapshot isolation on the source (ODS/API 7.x serves Use-Snapshot), "
+            "or set ignore_isolation=True to publish without it: records changed during "
+            "the run may then be missed until the next run."
+        )
         if not disc.snapshots:
             if self.options.ignore_isolation:
-                warnings.append(f"The source (ODS/API {disc.version}) has no snapshot "
-                                "isolation; publishing without it (ignore_isolation).")
+                warnings.append(
+                    f"The source (ODS/API {disc.version}) has no snapshot "
+                    "isolation; publishing without it (ignore_isolation)."
+                )
                 return False
-            raise PublishError(f"The source (ODS/API {disc.version}) does not support "
-                               f"snapshot isolation. {advice}")
+            raise PublishError(
+                f"The source (ODS/API {disc.version}) does not support snapshot isolation. {advice}"
+            )
         try:
             await self.source.request(
-                "GET", self.source.url("changeQueries", self.source_year)
-                + "/availableChangeVersions", headers={"Use-Snapshot": "true"})
+                "GET",
+                self.source.url("changeQueries", self.source_year) + "/availableChangeVersions",
+                headers={"Use-Snapshot": "true"},
+            )
         except EdFiResponseError as exc:
             if self.options.ignore_isolation:
-                warnings.append(f"The source refused a snapshot read ({exc.status}); "
-                                "publishing without isolation (ignore_isolation).")
+                warnings.append(
+                    f"The source refused a snapshot read ({exc.status}); "
+                    "publishing without isolation (ignore_isolation)."
+                )
                 return False
-            raise PublishError(f"The source refused a Use-Snapshot read ({exc}). {advice}"
-                               ) from None
+            raise PublishError(
+                f"The source refused a Use-Snapshot read ({exc}). {advice}"
+            ) from None
         return True
 
     async def _graphml(self) -> str | None:
         url = self.target.url("dependencies", self.target_year)
         try:
-            resp = await self.target.request("GET", url,
-                                             headers={"Accept": "application/graphml"})
+            resp = await self.target.request("GET", url, headers={"Accept": "application/graphml"})
         except EdFiResponseError:
             return None
         text = resp.content.decode("utf-8-sig", "replace")
@@ -637,14 +690,19 @@ class Publisher:
 
     async def _newest_change_version(self) -> int:
         resp = await self.source.request(
-            "GET", self.source.url("changeQueries", self.source_year)
-            + "/availableChangeVersions", headers=self._read_headers, parse_json=True)
+            "GET",
+            self.source.url("changeQueries", self.source_year) + "/availableChangeVersions",
+            headers=self._read_headers,
+            parse_json=True,
+        )
         body = resp.json() or {}
         for name in ("newestChangeVersion", "NewestChangeVersion"):
             if name in body:
                 return int(body[name])
-        raise PublishError("The source's availableChangeVersions has no newestChangeVersion; "
-                           "its change queries are not enabled.")
+        raise PublishError(
+            "The source's availableChangeVersions has no newestChangeVersion; "
+            "its change queries are not enabled."
+        )
 
     @property
     def _read_headers(self) -> dict[str, str]:
@@ -672,28 +730,38 @@ class Publisher:
             deleted = [p for p in prepared.resources if ("delete", p) in ops]
         else:
             incremental = self._window.incremental
-            keyed = [p for p in prepared.resources
-                     if incremental and self.src_model[p].key_changes]
+            keyed = [p for p in prepared.resources if incremental and self.src_model[p].key_changes]
             upserted = list(prepared.resources)
             deleted = list(prepared.resources) if incremental else []
 
         def forward(stage: str, paths: list[str]) -> dict[Unit, frozenset[Unit]]:
             present = set(paths)
-            return {Unit(stage, p): frozenset(Unit(stage, d) for d in self.graph.dependencies[p]
-                                              if d in present) for p in paths}
+            return {
+                Unit(stage, p): frozenset(
+                    Unit(stage, d) for d in self.graph.dependencies[p] if d in present
+                )
+                for p in paths
+            }
 
         upsert_units = forward(UPSERTS, upserted)
         for path, prereqs in self.options.authorization_retry.items():
             if path in upserted:
-                waits = {Unit(UPSERTS, path)} | {Unit(UPSERTS, q) for q in prereqs
-                                                  if q in chosen and q in upserted}
+                waits = {Unit(UPSERTS, path)} | {
+                    Unit(UPSERTS, q) for q in prereqs if q in chosen and q in upserted
+                }
                 upsert_units[Unit(RETRY, path)] = frozenset(waits)
         present = set(deleted)
-        delete_units = {Unit(DELETES, p): frozenset(Unit(DELETES, d)
-                                                    for d in self.graph.dependents[p]
-                                                    if d in present) for p in deleted}
-        stages = [(KEY_CHANGES, forward(KEY_CHANGES, keyed)), (UPSERTS, upsert_units),
-                  (DELETES, delete_units)]
+        delete_units = {
+            Unit(DELETES, p): frozenset(
+                Unit(DELETES, d) for d in self.graph.dependents[p] if d in present
+            )
+            for p in deleted
+        }
+        stages = [
+            (KEY_CHANGES, forward(KEY_CHANGES, keyed)),
+            (UPSERTS, upsert_units),
+            (DELETES, delete_units),
+        ]
         return [(name, units) for name, units in stages if units]
 
     async def run_unit(self, unit: Unit) -> ResourceStats:
@@ -728,9 +796,12 @@ class Publisher:
     ) -> dict[str, ResourceStats]:
         """All stages in order; ``runner`` lets the flow wrap each unit in a task."""
         for _, units in self.stages():
-            results = await run_gated(units, runner or self.run_unit,
-                                      parallelism=self.options.resource_parallelism,
-                                      on_done=on_done)
+            results = await run_gated(
+                units,
+                runner or self.run_unit,
+                parallelism=self.options.resource_parallelism,
+                on_done=on_done,
+            )
             for unit, res in results.items():
                 stats = self.stats.setdefault(unit.path, ResourceStats(unit.path))
                 if res.status in ("failed", "blocked") and stats.status != "failed":
@@ -751,11 +822,11 @@ class Publisher:
                 await asyncio.sleep(self.options.retry_delay_ms / 1000 * 2**attempt)
                 attempt += 1
 
-    async def _find_target(self, path: str, key_values: Mapping[str, Any]
-                           ) -> dict[str, Any] | None:
+    async def _find_target(self, path: str, key_values: Mapping[str, Any]) -> dict[str, Any] | None:
         params = {k: _query_value(v) for k, v in key_values.items()}
-        resp = await self.target.request("GET", f"{self.tgt_url}{path}", params=params,
-                                         parse_json=True)
+        resp = await self.target.request(
+            "GET", f"{self.tgt_url}{path}", params=params, parse_json=True
+        )
         found = resp.json() or []
         return found[0] if isinstance(found, list) and found else None
 
@@ -766,23 +837,46 @@ class Publisher:
         else:
             stats.failed += 1
 
-    async def _post(self, path: str, body: dict[str, Any], stats: ResourceStats,
-                    source_id: str | None, key_values: Any, *, deferrable: bool) -> None:
+    async def _post(
+        self,
+        path: str,
+        body: dict[str, Any],
+        stats: ResourceStats,
+        source_id: str | None,
+        key_values: Any,
+        *,
+        deferrable: bool,
+    ) -> None:
         url = f"{self.tgt_url}{path}"
         try:
-            await self._retrying(lambda: self.target.request("POST", url, json_body=body),
-                                 frozenset({409}))
+            await self._retrying(
+                lambda: self.target.request("POST", url, json_body=body), frozenset({409})
+            )
         except EdFiResponseError as exc:
             if exc.status == 403 and path in self.options.authorization_retry:
                 if deferrable:
                     self.forbidden.setdefault(path, []).append((body, source_id, key_values))
                     return
-                self._reject(stats, Reject(path, "upsert", 403, _problem_message(exc), body,
-                                           key_values, source_id,
-                                           self.options.treat_forbidden_post_as_warning))
+                self._reject(
+                    stats,
+                    Reject(
+                        path,
+                        "upsert",
+                        403,
+                        _problem_message(exc),
+                        body,
+                        key_values,
+                        source_id,
+                        self.options.treat_forbidden_post_as_warning,
+                    ),
+                )
                 return
-            self._reject(stats, Reject(path, "upsert", exc.status, _problem_message(exc), body,
-                                       key_values, source_id))
+            self._reject(
+                stats,
+                Reject(
+                    path, "upsert", exc.status, _problem_message(exc), body, key_values, source_id
+                ),
+            )
             return
         stats.written += 1
 
@@ -797,20 +891,27 @@ class Publisher:
             stats.read += len(items)
 
             async def resend(r: Reject) -> None:
-                await self._post(path, r.body, stats, r.source_id, r.key_values,
-                                 deferrable=True)
+                await self._post(path, r.body, stats, r.source_id, r.key_values, deferrable=True)
 
             await _drain(_aiter(items), resend, opts.write_parallelism)
             return
 
         plan = self._plan(path)
         expected = await total_count(self.source, plan)
+        got = 0
 
         async def records() -> AsyncIterator[dict[str, Any]]:
-            async for page in read_pages(self.source, plan, expected, page_size=opts.page_size,
-                                         parallel=opts.page_fetch_parallelism,
-                                         cursor=self.cursor):
+            nonlocal got
+            async for page in read_pages(
+                self.source,
+                plan,
+                expected,
+                page_size=opts.page_size,
+                parallel=opts.page_fetch_parallelism,
+                cursor=self.cursor,
+            ):
                 stats.read += len(page)
+                got += len(page)
                 for rec in page:
                     yield rec
 
@@ -818,20 +919,27 @@ class Publisher:
             key_values = resource.key_values(rec)
             if keys is not None:
                 keys.add(_key_tuple(key_values))
-            await self._post(path, publishable(rec), stats, rec.get("id"), key_values,
-                             deferrable=True)
+            await self._post(
+                path, publishable(rec), stats, rec.get("id"), key_values, deferrable=True
+            )
 
         await _drain(records(), send, opts.write_parallelism)
-        if stats.read != expected:
-            message = (f"read {stats.read} records but the source counted {expected} in the "
-                       "window")
+        if got != expected:
+            message = f"read {got} records but the source counted {expected} in the window"
             if self.snapshot:
-                raise PublishError(f"{path}: {message}; nothing is lost, but the run is not "
-                                   "complete: run it again.")
+                raise PublishError(
+                    f"{path}: {message}; nothing is lost, but the run is not "
+                    "complete: run it again."
+                )
             stats.message = message + " (no snapshot isolation; the next run catches up)"
 
     async def _retry_forbidden(self, path: str, stats: ResourceStats) -> None:
         pending = self.forbidden.pop(path, [])
+        if pending:
+            after = ", ".join(self.options.authorization_retry.get(path, ())) or "the rest"
+            stats.message = (
+                f"{len(pending)} retried after {after} (the target refused them with 403 first)"
+            )
 
         async def again(item: tuple[dict[str, Any], str | None, Any]) -> None:
             body, source_id, key_values = item
@@ -848,8 +956,9 @@ class Publisher:
                 if r.resource == path and r.operation == "key_change":
                     chains.append((r.source_id, r.key_values["old"], r.key_values["new"]))
         else:
-            entries = await read_tracked(self.source, self._plan(path), "keyChanges",
-                                         page_size=self.options.page_size)
+            entries = await read_tracked(
+                self.source, self._plan(path), "keyChanges", page_size=self.options.page_size
+            )
             entries.sort(key=lambda e: int(e.get("changeVersion") or 0))
             first: dict[str, dict[str, Any]] = {}
             last: dict[str, dict[str, Any]] = {}
@@ -872,15 +981,25 @@ class Publisher:
             body = resource.set_key_values(publishable(current), new)
             url = f"{self.tgt_url}{path}/{current['id']}"
             try:
-                await self._retrying(lambda: self.target.request("PUT", url, json_body=body),
-                                     frozenset({409}))
+                await self._retrying(
+                    lambda: self.target.request("PUT", url, json_body=body), frozenset({409})
+                )
             except EdFiResponseError as exc:
                 if exc.status == 404:
                     stats.skipped += 1
                     return
-                self._reject(stats, Reject(path, "key_change", exc.status,
-                                           _problem_message(exc), body,
-                                           {"old": old, "new": new}, source_id))
+                self._reject(
+                    stats,
+                    Reject(
+                        path,
+                        "key_change",
+                        exc.status,
+                        _problem_message(exc),
+                        body,
+                        {"old": old, "new": new},
+                        source_id,
+                    ),
+                )
                 return
             stats.key_changed += 1
 
@@ -891,11 +1010,15 @@ class Publisher:
         assert prepared is not None
         items: list[tuple[str | None, dict[str, Any]]] = []
         if prepared.resend:
-            items = [(r.source_id, r.key_values) for r in prepared.resend
-                     if r.resource == path and r.operation == "delete"]
+            items = [
+                (r.source_id, r.key_values)
+                for r in prepared.resend
+                if r.resource == path and r.operation == "delete"
+            ]
         else:
-            entries = await read_tracked(self.source, self._plan(path), "deletes",
-                                         page_size=self.options.page_size)
+            entries = await read_tracked(
+                self.source, self._plan(path), "deletes", page_size=self.options.page_size
+            )
             latest: dict[bytes, tuple[str | None, dict[str, Any]]] = {}
             for e in entries:
                 latest[_key_tuple(e["keyValues"])] = (e.get("id"), e["keyValues"])
@@ -915,14 +1038,23 @@ class Publisher:
                 return
             url = f"{self.tgt_url}{path}/{current['id']}"
             try:
-                await self._retrying(lambda: self.target.request("DELETE", url),
-                                     frozenset({409}))
+                await self._retrying(lambda: self.target.request("DELETE", url), frozenset({409}))
             except EdFiResponseError as exc:
                 if exc.status == 404:
                     stats.skipped += 1
                     return
-                self._reject(stats, Reject(path, "delete", exc.status, _problem_message(exc),
-                                           None, key_values, source_id))
+                self._reject(
+                    stats,
+                    Reject(
+                        path,
+                        "delete",
+                        exc.status,
+                        _problem_message(exc),
+                        None,
+                        key_values,
+                        source_id,
+                    ),
+                )
                 return
             stats.deleted += 1
 
@@ -947,10 +1079,18 @@ class Publisher:
         level: dict[str, int] = {}
         for p in self.graph.order:
             level[p] = 1 + max((level[d] for d in self.graph.dependencies[p]), default=0)
-        return [{"order": i + 1, "level": level[p], "resource": p, "records": n,
-                 "depends_on": ", ".join(sorted(d for d in self.graph.dependencies[p]
-                                                if d in set(prepared.resources)))}
-                for i, (p, n) in enumerate(zip(prepared.resources, counts, strict=True))]
+        return [
+            {
+                "order": i + 1,
+                "level": level[p],
+                "resource": p,
+                "records": n,
+                "depends_on": ", ".join(
+                    sorted(d for d in self.graph.dependencies[p] if d in set(prepared.resources))
+                ),
+            }
+            for i, (p, n) in enumerate(zip(prepared.resources, counts, strict=True))
+        ]
 
     def finish(self, run_id: str) -> dict[str, Any]:
         """Write rejects and move the change version on only if nothing is unresolved."""
@@ -971,22 +1111,33 @@ class Publisher:
             elif clean and pending.get("advance_to") is not None:
                 # the rejected records were all that kept that run's window open
                 previous = state.get("last_change_version")
-                state["last_change_version"] = max(int(pending["advance_to"]),
-                                                   -1 if previous is None else int(previous))
+                state["last_change_version"] = max(
+                    int(pending["advance_to"]), -1 if previous is None else int(previous)
+                )
             if self.rejects:
                 if prepared.resend:
                     advance_to = pending.get("advance_to")
                 else:
                     advance_to = None if failed_resources else prepared.window.max_cv
-                state["pending_rejects"] = {"run_id": run_id, "count": len(self.rejects),
-                                            "advance_to": advance_to}
+                state["pending_rejects"] = {
+                    "run_id": run_id,
+                    "count": len(self.rejects),
+                    "advance_to": advance_to,
+                }
             else:
                 state.pop("pending_rejects", None)
-            state["last_run"] = {"run_id": run_id,
-                                 "status": "completed" if clean else "failed",
-                                 "window": [prepared.window.min_cv, prepared.window.max_cv],
-                                 "finished_at": dt.datetime.now(dt.UTC).isoformat()}
+            state["last_run"] = {
+                "run_id": run_id,
+                "status": "completed" if clean else "failed",
+                "window": [prepared.window.min_cv, prepared.window.max_cv],
+                "finished_at": dt.datetime.now(dt.UTC).isoformat(),
+            }
             self.state.write(state)
-        return {"clean": clean, "errors": len(errors), "warnings": len(warnings),
-                "failed_resources": [s.resource for s in failed_resources],
-                "rejects": manifest, "state": state}
+        return {
+            "clean": clean,
+            "errors": len(errors),
+            "warnings": len(warnings),
+            "failed_resources": [s.resource for s in failed_resources],
+            "rejects": manifest,
+            "state": state,
+        }

@@ -88,7 +88,7 @@ async def extract(
     school_years: list[int] | None = None,
     mode: Mode = "incremental",
     full_refresh: list[str] | None = None,
-    resource_parallelism: int = 4,
+    resource_parallelism: int = 16,
     count_tolerance: float = 0.0,
 ) -> dict[str, Any]:
     """Pull an Ed-Fi API into the lake.

@@ -41,8 +41,19 @@ from edfi.publish import (
 )
 
 Mode = Literal["incremental", "full"]
-TABLE_COLUMNS = ("resource", "status", "read", "written", "skipped", "failed", "warnings",
-                 "deleted", "key_changed", "seconds", "message")
+TABLE_COLUMNS = (
+    "resource",
+    "status",
+    "read",
+    "written",
+    "skipped",
+    "failed",
+    "warnings",
+    "deleted",
+    "key_changed",
+    "seconds",
+    "message",
+)
 
 
 @task(name="publish-resource", task_run_name="{label}", cache_policy=NONE)
@@ -55,8 +66,14 @@ async def _block(value: Any, kind: type[Any]) -> Any:
     return value if isinstance(value, kind) else await kind.aload(value)
 
 
-def _tuned(conn: Connection, *, retries: int, delay_ms: int, page_size: int | None = None,
-           rate: float | None = None) -> Connection:
+def _tuned(
+    conn: Connection,
+    *,
+    retries: int,
+    delay_ms: int,
+    page_size: int | None = None,
+    rate: float | None = None,
+) -> Connection:
     changes: dict[str, Any] = {"max_retries": retries, "backoff_seconds": delay_ms / 1000}
     if page_size is not None:
         changes["page_size"] = page_size
@@ -71,13 +88,18 @@ def _year(block: EdFiConnection, asked: int | None) -> int | None:
     if asked is None:
         return max(block.school_years)
     if asked not in block.school_years:
-        raise PublishError(f"school_year {asked} is not among the connection's school years "
-                           f"{block.school_years} ({block.base_url}).")
+        raise PublishError(
+            f"school_year {asked} is not among the connection's school years "
+            f"{block.school_years} ({block.base_url})."
+        )
     return asked
 
 
-@flow(name="edfi-publish", description="Ed-Fi API -> Ed-Fi API in dependency order: key "
-      "changes, upserts and deletes, incremental by change version.")
+@flow(
+    name="edfi-publish",
+    description="Ed-Fi API -> Ed-Fi API in dependency order: key "
+    "changes, upserts and deletes, incremental by change version.",
+)
 async def publish(
     source: EdFiConnection | str,
     target: EdFiConnection | str,
@@ -143,17 +165,29 @@ async def publish(
     """
     logger = get_run_logger()
     options = PublishOptions(
-        mode=mode, include=split_names(include), include_only=split_names(include_only),
-        exclude=split_names(exclude), exclude_only=split_names(exclude_only),
-        include_descriptors=include_descriptors, last_change_version=last_change_version,
-        what_if=what_if, treat_forbidden_post_as_warning=treat_forbidden_post_as_warning,
-        ignore_isolation=ignore_isolation, resend_rejects=resend_rejects,
+        mode=mode,
+        include=split_names(include),
+        include_only=split_names(include_only),
+        exclude=split_names(exclude),
+        exclude_only=split_names(exclude_only),
+        include_descriptors=include_descriptors,
+        last_change_version=last_change_version,
+        what_if=what_if,
+        treat_forbidden_post_as_warning=treat_forbidden_post_as_warning,
+        ignore_isolation=ignore_isolation,
+        resend_rejects=resend_rejects,
         resource_parallelism=resource_parallelism,
-        page_fetch_parallelism=page_fetch_parallelism, write_parallelism=write_parallelism,
-        page_size=page_size, max_retries=max_retries, retry_delay_ms=retry_delay_ms,
-        authorization_retry=({k: tuple(v) for k, v in authorization_retry.items()}
-                             if authorization_retry is not None
-                             else dict(DEFAULT_AUTHORIZATION_RETRY)))
+        page_fetch_parallelism=page_fetch_parallelism,
+        write_parallelism=write_parallelism,
+        page_size=page_size,
+        max_retries=max_retries,
+        retry_delay_ms=retry_delay_ms,
+        authorization_retry=(
+            {k: tuple(v) for k, v in authorization_retry.items()}
+            if authorization_retry is not None
+            else dict(DEFAULT_AUTHORIZATION_RETRY)
+        ),
+    )
     src_block: EdFiConnection = await _block(source, EdFiConnection)
     tgt_block: EdFiConnection = await _block(target, EdFiConnection)
     lake_block: LakeStorage = await _block(state, LakeStorage)
@@ -164,55 +198,81 @@ async def publish(
             lake.check_writable()
     except LakeError as exc:
         raise LakeError(str(exc)) from None
-    key = pair_key(endpoint_id(src_block.base_url, src_block.tenant, src_year),
-                   endpoint_id(tgt_block.base_url, tgt_block.tenant, tgt_year))
+    key = pair_key(
+        endpoint_id(src_block.base_url, src_block.tenant, src_year),
+        endpoint_id(tgt_block.base_url, tgt_block.tenant, tgt_year),
+    )
     store = StateStore(lake, key)
-    src_conn = _tuned(src_block.connection(), retries=max_retries, delay_ms=retry_delay_ms,
-                      page_size=page_size)
-    tgt_conn = _tuned(tgt_block.connection(), retries=max_retries, delay_ms=retry_delay_ms,
-                      rate=rate_limit_per_second)
+    src_conn = _tuned(
+        src_block.connection(), retries=max_retries, delay_ms=retry_delay_ms, page_size=page_size
+    )
+    tgt_conn = _tuned(
+        tgt_block.connection(),
+        retries=max_retries,
+        delay_ms=retry_delay_ms,
+        rate=rate_limit_per_second,
+    )
     started = dt.datetime.now(dt.UTC)
     run_id = started.strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
 
     async with EdFiClient(src_conn) as src, EdFiClient(tgt_conn) as tgt:
-        publisher = Publisher(src, tgt, options, state=store, source_year=src_year,
-                              target_year=tgt_year)
+        publisher = Publisher(
+            src, tgt, options, state=store, source_year=src_year, target_year=tgt_year
+        )
         prepared = await publisher.prepare()
         for warning in prepared.warnings:
             logger.warning(warning)
         window = prepared.window
         base: dict[str, Any] = {
-            "run_id": run_id, "state_key": key, "source_version": prepared.source_version,
-            "target_version": prepared.target_version, "resources": [],
+            "run_id": run_id,
+            "state_key": key,
+            "source_version": prepared.source_version,
+            "target_version": prepared.target_version,
+            "resources": [],
             "window": [window.min_cv, window.max_cv] if window else None,
         }
         if window is None:
             last = options.last_change_version
             if last is None:
                 last = prepared.state.get("last_change_version")
-            logger.info("Nothing to publish: the target has every change up to change "
-                        "version %s of the source.", last)
+            logger.info(
+                "Nothing to publish: the target has every change up to change "
+                "version %s of the source.",
+                last,
+            )
             return {**base, "status": "up to date"}
         if what_if:
             plan = await publisher.what_if()
             await acreate_table_artifact(
-                table=plan, key="edfi-publish-what-if",
+                table=plan,
+                key="edfi-publish-what-if",
                 description=f"What publishing would send ({len(plan)} resources, change "
-                            f"versions {window.min_cv or 0}..{window.max_cv}); nothing written.")
-            logger.info("What if: %d resources, %d records, in this order: %s", len(plan),
-                        sum(r["records"] for r in plan),
-                        ", ".join(r["resource"] for r in plan))
+                f"versions {window.min_cv or 0}..{window.max_cv}); nothing written.",
+            )
+            logger.info(
+                "What if: %d resources, %d records, in this order: %s",
+                len(plan),
+                sum(r["records"] for r in plan),
+                ", ".join(r["resource"] for r in plan),
+            )
             return {**base, "status": "what if", "plan": plan}
 
         units = [u for _, stage in publisher.stages() for u in stage]
-        logger.info("Publishing %s -> %s: %d resources, %d units, change versions %s..%s%s",
-                    src_block.base_url, tgt_block.base_url, len(prepared.resources),
-                    len(units), window.min_cv if window.min_cv is not None else "start",
-                    window.max_cv,
-                    f" (resending {len(prepared.resend)} rejects)" if prepared.resend else "")
+        logger.info(
+            "Publishing %s -> %s: %d resources, %d units, change versions %s..%s%s",
+            src_block.base_url,
+            tgt_block.base_url,
+            len(prepared.resources),
+            len(units),
+            window.min_cv if window.min_cv is not None else "start",
+            window.max_cv,
+            f" (resending {len(prepared.resend)} rejects)" if prepared.resend else "",
+        )
         progress_id = await acreate_progress_artifact(
-            progress=0.0, key="edfi-publish-progress",
-            description=f"Publish run {run_id}: {len(units)} (stage, resource) units")
+            progress=0.0,
+            key="edfi-publish-progress",
+            description=f"Publish run {run_id}: {len(units)} (stage, resource) units",
+        )
         finished = 0
 
         async def run(unit: Unit) -> ResourceStats:
@@ -227,46 +287,80 @@ async def publish(
 
         await publisher.run(run, done)
         outcome = publisher.finish(run_id)
-        requests = {"source": src.stats.requests, "target": tgt.stats.requests,
-                    "retries": src.stats.retries + tgt.stats.retries}
+        requests = {
+            "source": src.stats.requests,
+            "target": tgt.stats.requests,
+            "retries": src.stats.retries + tgt.stats.retries,
+        }
 
     rows = [publisher.stats[p].as_row() for p in prepared.resources if p in publisher.stats]
     seconds = round((dt.datetime.now(dt.UTC) - started).total_seconds(), 2)
-    totals = {k: sum(r[k] for r in rows) for k in ("read", "written", "skipped", "failed",
-                                                   "warnings", "deleted", "key_changed")}
-    status = ("failed" if not outcome["clean"] else
-              "completed with warnings" if outcome["warnings"] else "completed")
-    summary = {**base, "status": status, "resources": rows, **totals, "seconds": seconds,
-               "records_per_second": round(totals["written"] / seconds, 1) if seconds else 0.0,
-               "requests": requests, "rejects": outcome["rejects"],
-               "last_change_version": outcome["state"].get("last_change_version")}
+    totals = {
+        k: sum(r[k] for r in rows)
+        for k in ("read", "written", "skipped", "failed", "warnings", "deleted", "key_changed")
+    }
+    status = (
+        "failed"
+        if not outcome["clean"]
+        else "completed with warnings"
+        if outcome["warnings"]
+        else "completed"
+    )
+    summary = {
+        **base,
+        "status": status,
+        "resources": rows,
+        **totals,
+        "seconds": seconds,
+        "records_per_second": round(totals["written"] / seconds, 1) if seconds else 0.0,
+        "requests": requests,
+        "rejects": outcome["rejects"],
+        "last_change_version": outcome["state"].get("last_change_version"),
+    }
     await acreate_table_artifact(
-        table=[{k: r[k] for k in TABLE_COLUMNS} for r in rows], key="edfi-publish-summary",
+        table=[{k: r[k] for k in TABLE_COLUMNS} for r in rows],
+        key="edfi-publish-summary",
         description=f"Publish run {run_id} ({status}): {totals['written']} written, "
-                    f"{totals['deleted']} deleted, {totals['key_changed']} key changes, "
-                    f"{totals['failed']} failed in {seconds}s")
+        f"{totals['deleted']} deleted, {totals['key_changed']} key changes, "
+        f"{totals['failed']} failed in {seconds}s",
+    )
     if publisher.rejects:
         await acreate_markdown_artifact(
             markdown=_rejects_markdown(publisher, outcome["rejects"]),
-            key="edfi-publish-rejects", description=f"Records rejected by run {run_id}")
+            key="edfi-publish-rejects",
+            description=f"Records rejected by run {run_id}",
+        )
     if not outcome["clean"]:
         raise PublishError(_failure_message(publisher, outcome))
-    logger.info("Published %d records (%d deleted, %d key changes, %d warnings) in %.1fs; "
-                "last change version now %s", totals["written"], totals["deleted"],
-                totals["key_changed"], totals["warnings"], seconds,
-                summary["last_change_version"])
+    logger.info(
+        "Published %d records (%d deleted, %d key changes, %d warnings) in %.1fs; "
+        "last change version now %s",
+        totals["written"],
+        totals["deleted"],
+        totals["key_changed"],
+        totals["warnings"],
+        seconds,
+        summary["last_change_version"],
+    )
     return summary
 
 
 def _rejects_markdown(publisher: Publisher, manifest: dict[str, Any] | None) -> str:
-    lines = ["# Rejected records", "",
-             "Fix the records (edit the files) or the target, then run the flow again with "
-             "`resend_rejects=True`.", "",
-             "| resource | operation | status | message |", "|---|---|---|---|"]
+    lines = [
+        "# Rejected records",
+        "",
+        "Fix the records (edit the files) or the target, then run the flow again with "
+        "`resend_rejects=True`.",
+        "",
+        "| resource | operation | status | message |",
+        "|---|---|---|---|",
+    ]
     for r in publisher.rejects[:200]:
         message = r.message.replace("|", "\\|").replace("\n", " ")[:300]
-        lines.append(f"| {r.resource} | {r.operation} | {r.status}"
-                     f"{' (warning)' if r.warning else ''} | {message} |")
+        lines.append(
+            f"| {r.resource} | {r.operation} | {r.status}"
+            f"{' (warning)' if r.warning else ''} | {message} |"
+        )
     if len(publisher.rejects) > 200:
         lines.append(f"| ... | | | {len(publisher.rejects) - 200} more |")
     if manifest:
@@ -278,24 +372,28 @@ def _rejects_markdown(publisher: Publisher, manifest: dict[str, Any] | None) -> 
 def _failure_message(publisher: Publisher, outcome: dict[str, Any]) -> str:
     parts: list[str] = []
     if outcome["failed_resources"]:
-        first = next(s for s in publisher.stats.values()
-                     if s.status in ("failed", "blocked"))
-        parts.append(f"{len(outcome['failed_resources'])} resources did not finish "
-                     f"({', '.join(outcome['failed_resources'][:5])}); first error: "
-                     f"{first.message}")
+        first = next(s for s in publisher.stats.values() if s.status in ("failed", "blocked"))
+        parts.append(
+            f"{len(outcome['failed_resources'])} resources did not finish "
+            f"({', '.join(outcome['failed_resources'][:5])}); first error: "
+            f"{first.message}"
+        )
     errors = [r for r in publisher.rejects if not r.warning]
     if errors:
         by: dict[tuple[str, int], int] = {}
         for r in errors:
             by[(r.resource, r.status)] = by.get((r.resource, r.status), 0) + 1
-        listed = ", ".join(f"{res} {n} x HTTP {status}"
-                           for (res, status), n in sorted(by.items())[:8])
+        listed = ", ".join(
+            f"{res} {n} x HTTP {status}" for (res, status), n in sorted(by.items())[:8]
+        )
         where = ""
         if outcome["rejects"]:
-            where = " They are in the rejects files under " + \
-                f"{next(iter(outcome['rejects']['resources'].values()))['file'].rsplit('/', 2)[0]}."
-        parts.append(f"{len(errors)} records were rejected by the target: {listed}. First: "
-                     f"{errors[0].message}.{where} Fix them (or the target) and run again "
-                     "with resend_rejects=True.")
+            first_file = next(iter(outcome["rejects"]["resources"].values()))["file"]
+            where = f" They are in the rejects files under {first_file.rsplit('/', 2)[0]}."
+        parts.append(
+            f"{len(errors)} records were rejected by the target: {listed}. First: "
+            f"{errors[0].message}.{where} Fix them (or the target) and run again "
+            "with resend_rejects=True."
+        )
     parts.append("The change version was not advanced, so nothing is lost.")
     return " ".join(parts)

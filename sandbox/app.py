@@ -103,6 +103,9 @@ class Token:
     value: str
     expires: float
     scope: str  # tenant the token was issued for ("" when none)
+    lifetime: float = 0.0
+    last_used: float = 0.0
+    snapshots: dict[int, int] = field(default_factory=dict)  # id(store) -> change version
 
 
 class Sandbox:
@@ -120,7 +123,6 @@ class Sandbox:
         years: list[int] | None = None,
         faults: Faults | None = None,
         token_lifetime: int = 1800,
-        snapshot_idle_seconds: float = 2.0,
     ):
         self.model = model
         self.documents = documents
@@ -131,9 +133,7 @@ class Sandbox:
         self.years = years or []
         self.faults = faults or Faults()
         self.token_lifetime = token_lifetime
-        self.snapshot_idle_seconds = snapshot_idle_seconds
         self.tokens: dict[str, Token] = {}
-        self._snapshot_used: dict[int, float] = {}
         self.request_count = 0
         self.app = self._build_app()
 
@@ -144,19 +144,30 @@ class Sandbox:
         return self.stores[(tenant, year)]
 
     def take_snapshot(self, store: Store) -> int:
-        """Freeze what ``Use-Snapshot`` reads see: the data as of now."""
-        store.snapshot_cv = store.newest_change_version
-        self._snapshot_used[id(store)] = time.monotonic()
-        return store.snapshot_cv
+        """Refresh what ``Use-Snapshot`` reads see, for every session: the data as of now."""
+        cv = store.newest_change_version
+        for token in self.tokens.values():
+            token.snapshots[id(store)] = cv
+        return cv
 
-    def _snapshot_for(self, store: Store) -> int:
-        """The snapshot a Use-Snapshot read sees; a new one once the last has sat idle."""
+    @staticmethod
+    def _snapshot_for(store: Store, token: Token) -> int:
+        """The snapshot a session reads: taken at its first ``Use-Snapshot`` read.
+
+        Each client session (token) reads one stable view, so a run sees no
+        change made while it pulls; the next run, with a new token, sees them.
+        """
+        return token.snapshots.setdefault(id(store), store.newest_change_version)
+
+    def _inherited_snapshots(self, tenant: str) -> dict[int, int]:
+        """A renewed token continues the session of one that expired (or is about to)."""
         now = time.monotonic()
-        last = self._snapshot_used.get(id(store))
-        if store.snapshot_cv is None or last is None or now - last > self.snapshot_idle_seconds:
-            store.snapshot_cv = store.newest_change_version
-        self._snapshot_used[id(store)] = now
-        return store.snapshot_cv
+        candidates = [t for t in self.tokens.values()
+                      if t.scope == tenant and t.snapshots
+                      and t.expires - now < 0.25 * t.lifetime and now - t.last_used < 60]
+        if not candidates:
+            return {}
+        return dict(max(candidates, key=lambda t: t.last_used).snapshots)
 
     # -- app -------------------------------------------------------------------------
     def _build_app(self) -> Starlette:
@@ -193,7 +204,7 @@ class Sandbox:
             if head == "metadata":
                 return self.metadata(request, parts[1:], tenant)
             if head in ("data", "changeQueries"):
-                self._authorize(request, tenant)
+                token = self._authorize(request, tenant)
                 if self.years and year is None:
                     raise not_found("This API is year-specific: put the school year first in "
                                     "the path, e.g. /" + str(self.years[-1]) + "/data/v3/...")
@@ -202,8 +213,8 @@ class Sandbox:
                 if fault is not None:
                     return fault
                 if head == "changeQueries":
-                    return self.change_versions(request, store, parts[1:])
-                return await self.data(request, store, parts[1:])
+                    return self.change_versions(request, store, token, parts[1:])
+                return await self.data(request, store, token, parts[1:])
             raise not_found()
         except ApiError as err:
             return _problem(err)
@@ -265,11 +276,12 @@ class Sandbox:
                          401)
         lifetime = self.faults.token_ttl or self.token_lifetime
         value = secrets.token_hex(16)
-        self.tokens[value] = Token(value, time.monotonic() + lifetime, tenant)
+        self.tokens[value] = Token(value, time.monotonic() + lifetime, tenant, lifetime,
+                                   time.monotonic(), self._inherited_snapshots(tenant))
         return _json({"access_token": value, "expires_in": int(lifetime),
                       "token_type": "bearer"})
 
-    def _authorize(self, request: Request, tenant: str) -> None:
+    def _authorize(self, request: Request, tenant: str) -> Token:
         auth = request.headers.get("authorization", "")
         if not auth.lower().startswith("bearer "):
             raise ApiError(401, "security:authentication", "Authentication Failed",
@@ -283,6 +295,8 @@ class Sandbox:
             raise ApiError(401, "security:authentication", "Authentication Failed",
                            "Token is expired.",
                            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+        token.last_used = time.monotonic()
+        return token
 
     def metadata(self, request: Request, parts: list[str], tenant: str) -> Response:
         base = str(request.url).split("/metadata", 1)[0]
@@ -340,16 +354,18 @@ class Sandbox:
         return None
 
     # -- change queries ------------------------------------------------------------------
-    def change_versions(self, request: Request, store: Store, parts: list[str]) -> Response:
+    def change_versions(self, request: Request, store: Store, token: Token, parts: list[str]
+                        ) -> Response:
         if parts != ["v1", "availableChangeVersions"]:
             raise not_found()
         newest = store.newest_change_version
         if _snapshot_requested(request):
-            newest = self._snapshot_for(store)
+            newest = self._snapshot_for(store, token)
         return _json({"oldestChangeVersion": 0, "newestChangeVersion": newest})
 
     # -- resources ---------------------------------------------------------------------
-    async def data(self, request: Request, store: Store, parts: list[str]) -> Response:
+    async def data(self, request: Request, store: Store, token: Token, parts: list[str]
+                   ) -> Response:
         if len(parts) < 3 or parts[0] != "v3":
             raise not_found("Data requests look like /data/v3/{namespace}/{resource}.")
         path = f"/{parts[1]}/{parts[2]}"
@@ -359,7 +375,8 @@ class Sandbox:
         rest = parts[3:]
         method = request.method
         if method == "GET":
-            snapshot = self._snapshot_for(store) if _snapshot_requested(request) else None
+            snapshot = (self._snapshot_for(store, token) if _snapshot_requested(request)
+                        else None)
             if not rest:
                 return await self.get_collection(request, store, resource, snapshot)
             if rest == ["deletes"] or rest == ["keyChanges"]:

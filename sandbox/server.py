@@ -107,7 +107,6 @@ def build_sandbox(
     openapi: list[str] | None = None,
     faults: Faults | str | None = None,
     client_secret: str | None = None,
-    snapshot_idle_seconds: float = 2.0,
 ) -> Sandbox:
     """A sandbox with one data set per (tenant, school year), each its own SQLite file."""
     model, docs = load_documents(openapi)
@@ -123,7 +122,7 @@ def build_sandbox(
     if isinstance(faults, str) or faults is None:
         faults = Faults.parse(faults)
     return Sandbox(model, docs, stores, client_secret=client_secret, tenants=tenants,
-                   years=years, faults=faults, snapshot_idle_seconds=snapshot_idle_seconds)
+                   years=years, faults=faults)
 
 
 def free_port(host: str = "127.0.0.1") -> int:

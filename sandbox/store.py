@@ -186,7 +186,6 @@ class Store:
         self._rng = Random(seed)
         self.descriptors: set[str] = set()
         self.tables = _Tables()
-        self.snapshot_cv: int | None = None
         conn = self._conn()
         conn.executescript(SCHEMA)
         for i, path_ in enumerate(sorted(model.resources), start=1):

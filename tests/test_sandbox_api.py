@@ -202,7 +202,7 @@ def seed(api: Api) -> dict[str, str]:
 
 @pytest.fixture
 def running() -> Iterator[RunningSandbox]:
-    with running_sandbox(students=0, snapshot_idle_seconds=120) as sb:
+    with running_sandbox(students=0) as sb:
         yield sb
 
 

@@ -17,7 +17,7 @@ JOIN descriptor_constants m
 JOIN descriptors st ON st.uri = lower(a.e.stateAbbreviationDescriptor)
 WHERE len(coalesce(a.e.periods, [])) = 0
    OR list_bool_or(list_transform(a.e.periods,
-          p -> p.endDate IS NULL OR CAST(p.endDate AS TIMESTAMP) > amt_now()))
+          lambda p: p.endDate IS NULL OR CAST(p.endDate AS TIMESTAMP) > amt_now()))
 UNION ALL
 SELECT c.contactUniqueId, m.constantName, t.e.telephoneNumber, NULL, NULL
 FROM edfi_contacts c

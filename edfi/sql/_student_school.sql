@@ -7,17 +7,17 @@ WITH seoa AS (
         code(limitedEnglishProficiencyDescriptor) AS lep,
         hispanicLatinoEthnicity AS hispanic,
         code(sexDescriptor) AS sex,
-        list_filter(studentIndicators, x -> x.indicatorName = 'Internet Access In Residence')[1]
+        list_filter(studentIndicators, lambda x: x.indicatorName = 'Internet Access In Residence')[1]
             .indicator AS internetAccess,
         list_filter(studentIndicators,
-                    x -> x.indicatorName = 'Internet Access Type In Residence')[1]
+                    lambda x: x.indicatorName = 'Internet Access Type In Residence')[1]
             .indicator AS internetAccessType,
         list_filter(studentIndicators,
-                    x -> x.indicatorName = 'Internet Performance In Residence')[1]
+                    lambda x: x.indicatorName = 'Internet Performance In Residence')[1]
             .indicator AS internetPerformance,
-        list_filter(studentIndicators, x -> x.indicatorName = 'Digital Device')[1]
+        list_filter(studentIndicators, lambda x: x.indicatorName = 'Digital Device')[1]
             .indicator AS digitalDevice,
-        list_filter(studentIndicators, x -> x.indicatorName = 'Device Access')[1]
+        list_filter(studentIndicators, lambda x: x.indicatorName = 'Device Access')[1]
             .indicator AS deviceAccess,
         _lastModifiedDate
     FROM edfi_studentEducationOrganizationAssociations

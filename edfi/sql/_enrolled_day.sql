@@ -1,0 +1,28 @@
+-- Helper for the chrab and EWS facts: every calendar date up to now on which a student was
+-- enrolled at a school (entry on or before it, exit on or after it), with whether some event
+-- of that date maps to an instructional day.
+WITH days AS (
+    SELECT
+        cd.calendarReference.schoolId AS schoolId,
+        cd.date,
+        max(CASE WHEN m.uri IS NOT NULL THEN 1 ELSE 0 END) AS instructional
+    FROM edfi_calendarDates cd
+    CROSS JOIN unnest(keep(cd.calendarEvents)) AS e(e)
+    LEFT JOIN descriptor_constants m
+        ON m.uri = lower(e.e.calendarEventDescriptor)
+       AND m.constantName = 'CalendarEvent.InstructionalDay'
+    WHERE CAST(cd.date AS TIMESTAMP) <= amt_now()
+    GROUP BY ALL
+)
+SELECT
+    st.studentUniqueId,
+    ssa.schoolReference.schoolId AS schoolId,
+    ssa.schoolYearTypeReference.schoolYear AS schoolYear,
+    d.date,
+    d.instructional
+FROM edfi_studentSchoolAssociations ssa
+JOIN edfi_students st ON st.studentUniqueId = ssa.studentReference.studentUniqueId
+JOIN days d
+    ON d.schoolId = ssa.schoolReference.schoolId
+   AND d.date >= ssa.entryDate
+   AND (ssa.exitWithdrawDate IS NULL OR ssa.exitWithdrawDate >= d.date)

@@ -1,0 +1,121 @@
+"""Gold flow: the lake's committed current tables -> AMT-shaped views under ``gold/``.
+
+The flow is a thin shell around ``edfi.amt``: it resolves the lake block and
+the descriptor map (so a bad map fails before anything is written), runs one
+task per view in build order, then commits the manifest that makes the new
+version visible. DuckDB already uses every core inside one query, so the
+views run one after the other.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_table_artifact
+from prefect.cache_policies import NONE
+
+from blocks import LakeStorage
+from edfi.amt import GoldBuild, GoldError, load_descriptor_map, view_order
+
+
+@task(name="gold-view", task_run_name="{view}", cache_policy=NONE)
+def build_view(build: GoldBuild, view: str) -> dict[str, Any]:
+    """One AMT view for every school year of the lake; returns its summary row."""
+    result = build.run_view(view)
+    get_run_logger().info("%s: %d rows in %.2fs", view, result.rows, result.seconds)
+    return result.as_row()
+
+
+def _load_block(name: str) -> LakeStorage:
+    block = LakeStorage.load(name)
+    if not isinstance(block, LakeStorage):
+        raise GoldError(f"The saved block {name!r} is not an Ed-Fi lake storage block.")
+    return block
+
+
+def _map_options(block: LakeStorage, location: str | None) -> dict[str, Any]:
+    """A map stored beside the lake is read with the lake's credentials."""
+    if (
+        location
+        and "://" in location
+        and location.split("://", 1)[0] == block.url.split("://", 1)[0]
+    ):
+        return block.fsspec_options()
+    return {}
+
+
+@flow(
+    name="edfi-gold",
+    description="Lake -> Analytics Middle Tier (AMT) views as parquet "
+    "under gold/, with the descriptor map.",
+)
+def gold(
+    lake: LakeStorage | str,
+    school_years: list[int] | None = None,
+    descriptor_map: str | None = None,
+) -> dict[str, Any]:
+    """Build every AMT view from the lake's committed tables.
+
+    Args:
+        lake: a ``LakeStorage`` block or the name of a saved one.
+        school_years: partitions to build (default: every school year the lake holds).
+        descriptor_map: local path or storage URL of a descriptor map JSON file
+            (default: AMT's default map, shipped with edfi-flows).
+
+    Returns a summary: the gold version, one row per view (rows, seconds) and the
+    descriptor values used in the data that the map ties to no constant.
+    """
+    logger = get_run_logger()
+    started = time.perf_counter()
+    block = lake if isinstance(lake, LakeStorage) else _load_block(lake)
+    store = block.lake()
+    rows, source = load_descriptor_map(descriptor_map, _map_options(block, descriptor_map))
+    build = GoldBuild(store, descriptor_map=rows, map_source=source, school_years=school_years)
+    try:
+        views = [build_view(build, view) for view in view_order()]
+        unmapped = build.unmapped()
+        manifest = build.commit(unmapped)
+    except BaseException:
+        build.abort()
+        raise
+    finally:
+        build.close()
+    for u in unmapped:
+        logger.warning(
+            "%s value %r is used in %d rows (%s) but the descriptor map ties it to "
+            "no constant; add a row to the map if the views should count it.",
+            u["descriptor"],
+            u["value"],
+            u["rows"],
+            ", ".join(u["used_in"]),
+        )
+    summary: dict[str, Any] = {
+        "lake": store.url,
+        "version": manifest["version"],
+        "manifest": store.uri(store.path("gold", "_manifest.json")),
+        "school_years": manifest["school_years"],
+        "descriptor_map": source,
+        "views": views,
+        "rows": sum(v["rows"] for v in views),
+        "seconds": round(time.perf_counter() - started, 2),
+        "unmapped_descriptors": unmapped,
+    }
+    create_table_artifact(
+        table=views,
+        key="edfi-gold-summary",
+        description=f"Gold version {manifest['version']} of {store.url}: {len(views)} views, "
+        f"{summary['rows']} rows; {len(unmapped)} unmapped descriptor values",
+    )
+    logger.info(
+        "Built %d AMT views (%d rows) into %s in %.1fs",
+        len(views),
+        summary["rows"],
+        summary["manifest"],
+        summary["seconds"],
+    )
+    return summary
+
+
+__all__ = ["GoldError", "gold"]
