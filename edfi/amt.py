@@ -582,10 +582,21 @@ class _YearSession:
 
     # views
     def register_helpers(self) -> None:
-        for helper in helper_names():
-            sql = _sql(helper)
-            self.ensure_tables(sql)
-            self.con.execute(f'CREATE VIEW "{helper}" AS {sql}')
+        """The shared ``_helper`` queries as views, each after the helpers it reads."""
+        pending = helper_names()
+        while pending:
+            ready = [
+                h
+                for h in pending
+                if not any(re.search(rf"\b{o}\b", _sql(h)) for o in pending if o != h)
+            ]
+            if not ready:
+                raise GoldError(f"The helper queries {', '.join(pending)} read each other.")
+            for helper in ready:
+                sql = _sql(helper)
+                self.ensure_tables(sql)
+                self.con.execute(f'CREATE VIEW "{helper}" AS {sql}')
+                pending.remove(helper)
 
     def register_output(self, view: str, files: Sequence[str]) -> None:
         self.con.execute(

@@ -144,18 +144,25 @@ class _RateLimiter:
                 await asyncio.sleep((1 - self.tokens) / self.rate)
 
 
+_UNPARSED = object()
+
+
 @dataclass
 class Response:
-    """A successful response: status, headers and the raw body (parsed on demand)."""
+    """A successful response: status, headers and the raw body (parsed once, on demand)."""
 
     status: int
     headers: httpx.Headers
     content: bytes
     url: str
+    _parsed: Any = field(default=_UNPARSED, repr=False)
 
     def json(self) -> Any:
+        if self._parsed is not _UNPARSED:
+            return self._parsed
         try:
-            return orjson.loads(self.content) if self.content else None
+            self._parsed = orjson.loads(self.content) if self.content else None
+            return self._parsed
         except orjson.JSONDecodeError as exc:
             raise EdFiMalformedError(
                 f"{self.url} returned a body that is not valid JSON ({exc}); the server or a "
@@ -173,7 +180,8 @@ class ClientStats:
 class EdFiClient:
     """Async client bound to one event loop; use ``async with EdFiClient(conn) as api``."""
 
-    def __init__(self, connection: Connection, *, transport: httpx.AsyncBaseTransport | None = None):
+    def __init__(self, connection: Connection, *,
+                 transport: httpx.AsyncBaseTransport | None = None):
         self.conn = connection
         limits = httpx.Limits(max_connections=connection.max_concurrency * 2,
                               max_keepalive_connections=connection.max_concurrency * 2)

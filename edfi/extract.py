@@ -9,6 +9,7 @@ manifest. Anything short of that leaves the previous version current.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import fnmatch
 import time
@@ -16,7 +17,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -33,7 +33,7 @@ from .lake import (
     write_jsonl_gz,
 )
 from .model import ApiModel, Resource
-from .paging import ReadPlan, read_pages, read_tracked, total_count
+from .paging import RawPage, ReadPlan, read_raw_pages, read_tracked, total_count
 
 Mode = Literal["incremental", "full"]
 NO_YEAR = 0  # partition value for APIs that are not year-specific
@@ -151,16 +151,15 @@ async def extract_resource(
         target = version_dir if full else f"{version_dir}/_staging"
         changes = ParquetPartWriter(lake, target, schema)
         changed_ids: list[pa.Array] = []
-        async for page in read_pages(client, plan, expected, page_size=options.page_size,
-                                     parallel=options.parallel, cursor=options.cursor):
-            jsonl = b"".join(orjson.dumps(r) + b"\n" for r in page)
-            raw.write(jsonl, len(page))
-            table = records_to_table(jsonl, resource, school_year=school_year,
-                                     change_version=max_cv, pulled_at=options.pulled_at)
-            changes.write(table)
+        async for page in read_raw_pages(client, plan, expected, page_size=options.page_size,
+                                         parallel=options.parallel, cursor=options.cursor):
+            # typing, compressing and writing mostly release the GIL: a worker thread does
+            # them while the event loop keeps fetching
+            table = await asyncio.to_thread(_store_page, page, resource, school_year, max_cv,
+                                            options, raw, changes)
             if not full:
                 changed_ids.append(table.column("id").combine_chunks())
-            result.records += len(page)
+            result.records += table.num_rows
         raw.close()
         staged = changes.close()
         result.bytes += raw.bytes
@@ -212,6 +211,32 @@ async def extract_resource(
     finally:
         result.seconds = round(time.perf_counter() - started, 3)
     return result
+
+
+def _store_page(page: RawPage, resource: Resource, school_year: int, max_cv: int,
+                options: PullOptions, raw: JsonlGzWriter, changes: ParquetPartWriter
+                ) -> pa.Table:
+    jsonl, table = _convert(page, resource, school_year, max_cv, options)
+    raw.write(jsonl, table.num_rows)
+    changes.write(table)
+    return table
+
+
+def _convert(page: RawPage, resource: Resource, school_year: int, max_cv: int,
+             options: PullOptions) -> tuple[bytes, pa.Table]:
+    """A page as JSON lines and as typed rows; a page the fast cut gets wrong is redone."""
+    jsonl, count = page.jsonl()
+    try:
+        table = records_to_table(jsonl, resource, school_year=school_year,
+                                 change_version=max_cv, pulled_at=options.pulled_at)
+        if table.num_rows == count:
+            return jsonl, table
+    except pa.ArrowInvalid:
+        pass
+    jsonl, count = page.exact_jsonl()  # raises EdFiMalformedError for broken JSON
+    table = records_to_table(jsonl, resource, school_year=school_year, change_version=max_cv,
+                             pulled_at=options.pulled_at)
+    return jsonl, table
 
 
 async def _has_tracked(client: EdFiClient, plan: ReadPlan, resource: Resource) -> bool:

@@ -24,7 +24,6 @@ import io
 import re
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import fsspec
@@ -51,7 +50,7 @@ class Lake:
     """A storage URL (``file://``, ``s3://``, ``memory://`` ...) and the lake's conventions."""
 
     def __init__(self, url: str, storage_options: Mapping[str, Any] | None = None):
-        if not url or "://" not in url and not url.startswith("/") and not url.startswith("."):
+        if not url or ("://" not in url and not url.startswith("/") and not url.startswith(".")):
             raise LakeError(
                 f"The lake URL {url!r} is not a storage URL; use e.g. file:///data/lake, "
                 "./lake or s3://bucket/prefix.")
@@ -226,12 +225,24 @@ def _struct(shape: Shape, *, parse: bool) -> list[pa.Field]:
     return fields
 
 
+_schemas: dict[tuple[int, bool], tuple[Resource, pa.Schema]] = {}
+
+
 def arrow_schema(resource: Resource, *, parse: bool = False) -> pa.Schema:
     """The parquet schema of a resource: typed from OpenAPI, plus server and lineage columns.
 
     With ``parse`` the dates and date-times are strings: the shape the JSON
-    reader reads before they are cast.
+    reader reads before they are cast. Built once per resource (pages reuse it).
     """
+    cached = _schemas.get((id(resource), parse))
+    if cached is not None and cached[0] is resource:
+        return cached[1]
+    schema = _build_schema(resource, parse)
+    _schemas[(id(resource), parse)] = (resource, schema)
+    return schema
+
+
+def _build_schema(resource: Resource, parse: bool) -> pa.Schema:
     ts = pa.string() if parse else pa.timestamp("us", tz="UTC")
     fields = [pa.field("id", pa.string()), *_struct(resource.shape, parse=parse),
               pa.field("_etag", pa.string()), pa.field("_lastModifiedDate", ts)]
@@ -320,7 +331,7 @@ class JsonlGzWriter:
         path = f"{self.directory}/{self.prefix}-{len(self.parts):05d}.jsonl.gz"
         self.lake.makedirs(self.directory)
         self._fh = self.lake.fs.open(path, "wb")
-        self._gz = gzip.GzipFile(fileobj=self._fh, mode="wb", compresslevel=3)
+        self._gz = gzip.GzipFile(fileobj=self._fh, mode="wb", compresslevel=1)
         self.parts.append(path)
         self._rows = 0
 

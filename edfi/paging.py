@@ -16,10 +16,13 @@ resource, at most ``2 x parallel`` pages are held in memory.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from .client import EdFiClient, EdFiMalformedError
 
@@ -57,6 +60,53 @@ async def total_count(client: EdFiClient, plan: ReadPlan, suffix: str = "") -> i
     return int(raw)
 
 
+@dataclass
+class RawPage:
+    """A page as the server sent it; parsed only when someone asks for the records."""
+
+    body: bytes
+    url: str
+
+    def records(self) -> list[dict[str, Any]]:
+        try:
+            data = orjson.loads(self.body)
+        except orjson.JSONDecodeError as exc:
+            raise EdFiMalformedError(
+                f"{self.url} returned a page that is not valid JSON ({exc}); the server or a "
+                "proxy in front of it is sending broken responses.") from exc
+        if not isinstance(data, list):
+            raise EdFiMalformedError(f"{self.url} returned {type(data).__name__}, "
+                                     "not a JSON list.")
+        return data
+
+    def jsonl(self) -> tuple[bytes, int]:
+        """The records as JSON lines, and how many there are.
+
+        ODS/API pages are compact arrays whose records all start with the server's
+        ``id``, so the lines are cut without parsing; a page of any other shape is
+        parsed and written again. Callers check the count against what they parse.
+        """
+        body = self.body.strip()
+        if body == b"[]":
+            return b"", 0
+        if body.startswith(b'[{"id":') and body.endswith(b"}]"):
+            inner = body[1:-1]
+            return inner.replace(b'},{"id":', b'}\n{"id":') + b"\n", inner.count(
+                b'},{"id":') + 1
+        return self.exact_jsonl()
+
+    def exact_jsonl(self) -> tuple[bytes, int]:
+        records = self.records()
+        return b"".join(orjson.dumps(r, option=orjson.OPT_APPEND_NEWLINE) for r in records), \
+            len(records)
+
+
+async def _get_raw(client: EdFiClient, url: str, params: dict[str, Any],
+                   headers: dict[str, str]) -> tuple[RawPage, str | None]:
+    resp = await client.request("GET", url, params=params, headers=headers)
+    return RawPage(resp.content, url), resp.headers.get("next-page-token")
+
+
 async def _get_page(client: EdFiClient, url: str, params: dict[str, Any],
                     headers: dict[str, str]) -> tuple[list[dict[str, Any]], str | None]:
     resp = await client.request("GET", url, params=params, headers=headers, parse_json=True)
@@ -75,10 +125,25 @@ async def read_pages(
     parallel: int,
     cursor: bool,
 ) -> AsyncIterator[list[dict[str, Any]]]:
-    """Every record of the window, page by page, in no particular order."""
+    """Every record of the window, page by page (parsed), in no particular order."""
+    async for page in read_raw_pages(client, plan, total, page_size=page_size,
+                                     parallel=parallel, cursor=cursor):
+        yield page.records()
+
+
+async def read_raw_pages(
+    client: EdFiClient,
+    plan: ReadPlan,
+    total: int,
+    *,
+    page_size: int,
+    parallel: int,
+    cursor: bool,
+) -> AsyncIterator[RawPage]:
+    """Every page of the window as sent, in no particular order (bounded memory)."""
     if total == 0:
         return
-    queue: asyncio.Queue[list[dict[str, Any]] | BaseException | None] = asyncio.Queue(
+    queue: asyncio.Queue[RawPage | BaseException | None] = asyncio.Queue(
         maxsize=max(2, parallel * 2))
     pages = math.ceil(total / page_size)
     workers = max(1, min(parallel, pages))
@@ -98,9 +163,8 @@ async def read_pages(
                 token: str | None = pending.get_nowait()
                 while token:
                     params = {**plan.params, "pageSize": page_size, "pageToken": token}
-                    page, token = await _get_page(client, plan.url, params, plan.headers)
-                    if page:
-                        await queue.put(page)
+                    page, token = await _get_raw(client, plan.url, params, plan.headers)
+                    await queue.put(page)
 
         await asyncio.gather(*(chain() for _ in range(min(workers, len(tokens) or 1))))
 
@@ -115,9 +179,8 @@ async def read_pages(
             while not pending.empty():
                 offset = pending.get_nowait()
                 params = {**plan.params, "offset": offset, "limit": page_size}
-                page, _ = await _get_page(client, plan.url, params, plan.headers)
-                if page:
-                    await queue.put(page)
+                page, _ = await _get_raw(client, plan.url, params, plan.headers)
+                await queue.put(page)
 
         await asyncio.gather(*(worker() for _ in range(workers)))
 
@@ -141,10 +204,8 @@ async def read_pages(
     finally:
         if not producer.done():
             producer.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await producer
-            except (asyncio.CancelledError, Exception):
-                pass
 
 
 async def read_tracked(client: EdFiClient, plan: ReadPlan, kind: str, *, page_size: int

@@ -65,6 +65,46 @@ async def pull_resource(
     return result.as_row()
 
 
+@task(name="extract-descriptors", task_run_name="{label}", cache_policy=NONE, retries=1,
+      retry_delay_seconds=5)
+async def pull_descriptors(
+    client: EdFiClient,
+    lake: Lake,
+    resources: list[Resource],
+    *,
+    label: str,
+    data_url: str,
+    school_year: int,
+    max_cv: int,
+    mode: Mode,
+    refresh: set[str],
+    options: PullOptions,
+) -> list[dict[str, Any]]:
+    """All descriptor resources of a year in one task.
+
+    An API has a hundred or more descriptor resources of a few rows each; a
+    Prefect task apiece would cost more in orchestration than the pull itself.
+    Each is still pulled, verified and committed on its own.
+    """
+    async def one(resource: Resource) -> dict[str, Any]:
+        try:
+            result = await extract_resource(
+                client, lake, resource, data_url=data_url, school_year=school_year,
+                max_cv=max_cv, mode="full" if resource.path in refresh else mode,
+                options=options)
+            return result.as_row()
+        except (EdFiError, LakeError, OSError) as exc:
+            get_run_logger().error("%s %s failed: %s", resource.full_name, school_year, exc)
+            return ResourceResult(resource.full_name, school_year, "failed",
+                                  message=str(exc)).as_row()
+
+    rows = list(await asyncio.gather(*(one(r) for r in resources)))
+    get_run_logger().info("%s: %d descriptor resources, %d records, %d failed", label,
+                          len(rows), sum(r["records"] for r in rows),
+                          sum(r["status"] == "failed" for r in rows))
+    return rows
+
+
 def _run_signature(base_url: str, years: list[int | None], resources: list[str], mode: str
                    ) -> str:
     return f"{base_url}|{years}|{sorted(resources)}|{mode}"
@@ -90,6 +130,8 @@ async def extract(
     full_refresh: list[str] | None = None,
     resource_parallelism: int = 16,
     count_tolerance: float = 0.0,
+    run_gold: bool = False,
+    descriptor_map: str | None = None,
 ) -> dict[str, Any]:
     """Pull an Ed-Fi API into the lake.
 
@@ -108,6 +150,10 @@ async def extract(
             separately by the connection's ``max_concurrency``).
         count_tolerance: share by which a pulled count may differ from the
             server's Total-Count before the resource fails (0 = exact).
+        run_gold: after a successful pull, rebuild the Analytics Middle Tier
+            tables under ``gold/`` (the gold flow, as a subflow).
+        descriptor_map: the descriptor map the gold tables use (local path or
+            storage URL; default AMT's own map).
 
     Returns the run summary: one row per (school year, resource).
     """
@@ -121,7 +167,7 @@ async def extract(
         store.check_writable()
     except LakeError as exc:
         raise LakeError(str(exc)) from None
-    years: list[int | None] = list(school_years or conn_block.school_years or [None])
+    years: list[int | None] = list(school_years or conn_block.school_years) or [None]
     started = dt.datetime.now(dt.UTC)
 
     async with EdFiClient(conn) as client:
@@ -157,10 +203,13 @@ async def extract(
         }
         store.write_json(store.run_path(run_id), run_doc)
 
-        work = [(y, r) for y in years for r in chosen]
+        data = [r for r in chosen if not r.is_descriptor]
+        descriptors = [r for r in chosen if r.is_descriptor]
+        work = [(y, r) for y in years for r in data]
+        steps = len(work) + (len(years) if descriptors else 0)
         progress_id = await acreate_progress_artifact(
             progress=0.0, key="edfi-extract-progress",
-            description=f"Extract run {run_id}: {len(work)} resource pulls")
+            description=f"Extract run {run_id}: {len(years) * len(chosen)} resource pulls")
         done = 0
         gate = asyncio.Semaphore(max(1, resource_parallelism))
         options = PullOptions(page_size=conn.page_size, parallel=conn.max_concurrency,
@@ -183,10 +232,27 @@ async def extract(
                     row = ResourceResult(resource.full_name, partition, "failed",
                                          message=str(exc)).as_row()
             done += 1
-            await aupdate_progress_artifact(progress_id, 100.0 * done / len(work))
+            await aupdate_progress_artifact(progress_id, 100.0 * done / steps)
             return row
 
-        rows = await asyncio.gather(*(one(y, r) for y, r in work))
+        async def year_descriptors(year: int | None) -> list[dict[str, Any]]:
+            nonlocal done
+            partition = year if year is not None else NO_YEAR
+            async with gate:
+                found = await pull_descriptors(
+                    client, store, descriptors, label=f"descriptors {partition}",
+                    data_url=client.url("dataManagementApi", year), school_year=partition,
+                    max_cv=max_cvs[year], mode=mode, refresh=refresh, options=options)
+            done += 1
+            await aupdate_progress_artifact(progress_id, 100.0 * done / steps)
+            return found
+
+        results = await asyncio.gather(
+            *(year_descriptors(y) for y in (years if descriptors else [])),
+            *(one(y, r) for y, r in work))
+        rows: list[dict[str, Any]] = []
+        for item in results:
+            rows.extend(item if isinstance(item, list) else [item])
 
     failed = [r for r in rows if r["status"] == "failed"]
     summary = {
@@ -222,4 +288,11 @@ async def extract(
     logger.info("Extracted %d records (%d deletes, %d key changes) into %s in %.1fs",
                 summary["records"], summary["deletes"], summary["key_changes"], store.url,
                 summary["seconds"])
+    if run_gold:
+        from flows.gold import gold
+
+        summary["gold"] = await asyncio.to_thread(
+            gold, lake=lake_block,
+            school_years=[y if y is not None else NO_YEAR for y in years],
+            descriptor_map=descriptor_map)
     return summary

@@ -35,8 +35,17 @@ from starlette.types import Receive, Scope, Send
 
 from edfi.model import ApiModel, Resource
 
-from .store import MAX_LIMIT, ApiError, Page, Store, Window, bad_request, decode_token, \
-    encode_token, not_found
+from .store import (
+    MAX_LIMIT,
+    ApiError,
+    Page,
+    Store,
+    Window,
+    bad_request,
+    decode_token,
+    encode_token,
+    not_found,
+)
 
 JSON = "application/json"
 VERSION = "7.3"
@@ -223,7 +232,7 @@ class Sandbox:
     def discovery(self, request: Request, tenant: str) -> Response:
         base = str(request.base_url).rstrip("/") + (f"/{tenant}" if tenant else "")
         year = "/{schoolYearFromRoute}" if self.years else ""
-        body = {
+        body: dict[str, Any] = {
             "version": VERSION,
             "informationalVersion": VERSION,
             "suite": "3",
@@ -484,11 +493,8 @@ class Sandbox:
             start, end = decode_token(q["pageToken"]) if "pageToken" in q else (0, 2**62)
             page: Page = await anyio.to_thread.run_sync(store.page_range, resource, w, start,
                                                         end, size)
-            if page.count == size and page.last_seq is not None and page.last_seq + 1 < end:
-                more = await anyio.to_thread.run_sync(store.page_range, resource, w,
-                                                      page.last_seq + 1, end, 1)
-                if more.count:
-                    headers["Next-Page-Token"] = encode_token(page.last_seq + 1, end)
+            if page.more and page.last_seq is not None:
+                headers["Next-Page-Token"] = encode_token(page.last_seq + 1, end)
         else:
             offset = _int_param(q, "offset")
             offset = 0 if offset is None else offset

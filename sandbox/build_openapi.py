@@ -18,26 +18,66 @@ from typing import Any
 
 from edfi.model import load_model
 
-RESOURCES = """
-stateEducationAgencies localEducationAgencies schools schoolYearTypes calendars calendarDates
-sessions gradingPeriods classPeriods bellSchedules locations courses courseOfferings sections
-programs students staffs contacts studentSchoolAssociations
-studentEducationOrganizationAssociations studentSectionAssociations staffSectionAssociations
-staffSchoolAssociations staffEducationOrganizationAssignmentAssociations
-staffEducationOrganizationEmploymentAssociations studentContactAssociations
-studentSchoolAttendanceEvents studentSectionAttendanceEvents grades gradebookEntries
-studentGradebookEntries studentAcademicRecords courseTranscripts assessments
-objectiveAssessments studentAssessments studentProgramAssociations
-studentSpecialEducationProgramAssociations studentSchoolFoodServiceProgramAssociations cohorts
-studentCohortAssociations disciplineIncidents disciplineActions
-studentDisciplineIncidentBehaviorAssociations graduationPlans educationServiceCenters
-""".split()
+RESOURCES = [
+    "stateEducationAgencies",
+    "localEducationAgencies",
+    "schools",
+    "schoolYearTypes",
+    "calendars",
+    "calendarDates",
+    "sessions",
+    "gradingPeriods",
+    "classPeriods",
+    "bellSchedules",
+    "locations",
+    "courses",
+    "courseOfferings",
+    "sections",
+    "programs",
+    "students",
+    "staffs",
+    "contacts",
+    "studentSchoolAssociations",
+    "studentEducationOrganizationAssociations",
+    "studentSectionAssociations",
+    "staffSectionAssociations",
+    "staffSchoolAssociations",
+    "staffEducationOrganizationAssignmentAssociations",
+    "staffEducationOrganizationEmploymentAssociations",
+    "studentContactAssociations",
+    "studentSchoolAttendanceEvents",
+    "studentSectionAttendanceEvents",
+    "grades",
+    "gradebookEntries",
+    "studentGradebookEntries",
+    "studentAcademicRecords",
+    "courseTranscripts",
+    "assessments",
+    "objectiveAssessments",
+    "studentAssessments",
+    "studentProgramAssociations",
+    "studentSpecialEducationProgramAssociations",
+    "studentSchoolFoodServiceProgramAssociations",
+    "cohorts",
+    "studentCohortAssociations",
+    "disciplineIncidents",
+    "disciplineActions",
+    "studentDisciplineIncidentBehaviorAssociations",
+    "graduationPlans",
+    "educationServiceCenters",
+]
 
 # Resources whose natural key the ODS/API lets a client change (PUT with new key values),
 # and for which it publishes /keyChanges.
 KEY_CHANGES = {
-    "classPeriods", "grades", "gradebookEntries", "locations", "sections", "sessions",
-    "studentSchoolAssociations", "studentSectionAssociations",
+    "classPeriods",
+    "grades",
+    "gradebookEntries",
+    "locations",
+    "sections",
+    "sessions",
+    "studentSchoolAssociations",
+    "studentSectionAssociations",
 }
 
 LMSX_DESCRIPTORS = [
@@ -48,8 +88,12 @@ LMSX_DESCRIPTORS = [
 ]
 
 
-def _string(max_length: int | None = None, fmt: str | None = None, identity: bool = False,
-            description: str = "") -> dict[str, Any]:
+def _string(
+    max_length: int | None = None,
+    fmt: str | None = None,
+    identity: bool = False,
+    description: str = "",
+) -> dict[str, Any]:
     out: dict[str, Any] = {"type": "string", "description": description}
     if max_length:
         out["maxLength"] = max_length
@@ -89,12 +133,19 @@ def _lmsx_schemas(descriptor_template: dict[str, Any]) -> dict[str, Any]:
         },
         "lmsx_assignment": {
             "type": "object",
-            "required": ["assignmentIdentifier", "namespace", "lmsSourceSystemDescriptor",
-                         "title", "assignmentCategoryDescriptor", "sectionReference"],
+            "required": [
+                "assignmentIdentifier",
+                "namespace",
+                "lmsSourceSystemDescriptor",
+                "title",
+                "assignmentCategoryDescriptor",
+                "sectionReference",
+            ],
             "properties": {
                 "id": _string(),
-                "assignmentIdentifier": _string(255, identity=True,
-                                                description="Unique identifier in the LMS."),
+                "assignmentIdentifier": _string(
+                    255, identity=True, description="Unique identifier in the LMS."
+                ),
                 "namespace": _string(255, identity=True),
                 "lmsSourceSystemDescriptor": _string(306),
                 "title": _string(255),
@@ -115,9 +166,13 @@ def _lmsx_schemas(descriptor_template: dict[str, Any]) -> dict[str, Any]:
         },
         "lmsx_assignmentSubmission": {
             "type": "object",
-            "required": ["assignmentSubmissionIdentifier", "namespace",
-                         "submissionStatusDescriptor", "assignmentReference",
-                         "studentReference"],
+            "required": [
+                "assignmentSubmissionIdentifier",
+                "namespace",
+                "submissionStatusDescriptor",
+                "assignmentReference",
+                "studentReference",
+            ],
             "properties": {
                 "id": _string(),
                 "assignmentSubmissionIdentifier": _string(255, identity=True),
@@ -142,18 +197,26 @@ def _lmsx_schemas(descriptor_template: dict[str, Any]) -> dict[str, Any]:
     return schemas
 
 
-def _paths_for(ns: str, name: str, schema: str, template_ops: dict[str, Any],
-               template_item: dict[str, Any], key_changes: bool) -> dict[str, Any]:
+def _paths_for(
+    ns: str,
+    name: str,
+    schema: str,
+    template_ops: dict[str, Any],
+    template_item: dict[str, Any],
+    key_changes: bool,
+) -> dict[str, Any]:
     ref = "#/components/schemas/" + schema
-    ops = json.loads(json.dumps(template_ops).replace("#/components/schemas/edFi_student\"",
-                                                      ref + "\""))
+    ops = json.loads(
+        json.dumps(template_ops).replace('#/components/schemas/edFi_student"', ref + '"')
+    )
     shape = _lmsx_shape_params(schema)
     for op in ops.values():
         op["tags"] = [name]
         op["parameters"] = [p for p in op.get("parameters", []) if "$ref" in p]
     ops["get"]["parameters"] += shape
-    item = json.loads(json.dumps(template_item).replace("#/components/schemas/edFi_student\"",
-                                                        ref + "\""))
+    item = json.loads(
+        json.dumps(template_item).replace('#/components/schemas/edFi_student"', ref + '"')
+    )
     for op in item.values():
         op["tags"] = [name]
     out = {f"/{ns}/{name}": ops, f"/{ns}/{name}/{{id}}": item}
@@ -167,25 +230,35 @@ def _lmsx_shape_params(schema: str) -> list[dict[str, Any]]:
     """GET-by-example parameters of an lmsx resource, identity flagged as the ODS/API does."""
     ident = {
         "lmsx_assignment": ["assignmentIdentifier", "namespace"],
-        "lmsx_assignmentSubmission": ["assignmentSubmissionIdentifier", "namespace",
-                                      "studentUniqueId"],
+        "lmsx_assignmentSubmission": [
+            "assignmentSubmissionIdentifier",
+            "namespace",
+            "studentUniqueId",
+        ],
     }[schema]
-    return [{"name": n, "in": "query", "schema": {"type": "string"},
-             "x-Ed-Fi-isIdentity": True} for n in ident]
+    return [
+        {"name": n, "in": "query", "schema": {"type": "string"}, "x-Ed-Fi-isIdentity": True}
+        for n in ident
+    ]
 
 
 def _change_path(name: str, kind: str) -> dict[str, Any]:
-    return {"get": {
-        "tags": [name],
-        "summary": f"Retrieves {kind} of {name} within a change version window.",
-        "parameters": [{"$ref": "#/components/parameters/" + p} for p in
-                       ("offset", "limit", "MinChangeVersion", "MaxChangeVersion", "totalCount")],
-        "responses": {"200": {"description": "OK"}},
-    }}
+    return {
+        "get": {
+            "tags": [name],
+            "summary": f"Retrieves {kind} of {name} within a change version window.",
+            "parameters": [
+                {"$ref": "#/components/parameters/" + p}
+                for p in ("offset", "limit", "MinChangeVersion", "MaxChangeVersion", "totalCount")
+            ],
+            "responses": {"200": {"description": "OK"}},
+        }
+    }
 
 
-def _prune_all(schemas: dict[str, Any], all_schemas: dict[str, Any],
-               subset: set[str]) -> dict[str, Any]:
+def _prune_all(
+    schemas: dict[str, Any], all_schemas: dict[str, Any], subset: set[str]
+) -> dict[str, Any]:
     """Drop references to concrete resources the sandbox does not serve.
 
     A collection item or embedded object that *requires* such a reference is
@@ -206,7 +279,7 @@ def _prune_all(schemas: dict[str, Any], all_schemas: dict[str, Any],
                 continue
             props = spec.get("properties", {})
             for pname, prop in list(props.items()):
-                ref = (prop.get("$ref") or prop.get("items", {}).get("$ref") or "")
+                ref = prop.get("$ref") or prop.get("items", {}).get("$ref") or ""
                 ref = ref.rsplit("/", 1)[-1]
                 if outside(ref) or ref in dropped:
                     if pname in spec.get("required", []) and prop.get("type") != "array":
@@ -223,8 +296,13 @@ def _prune_all(schemas: dict[str, Any], all_schemas: dict[str, Any],
 
 def _tags(paths: dict[str, Any]) -> list[dict[str, str]]:
     """The top-level tag list (clients such as edfi-api-client list resources from it)."""
-    names = sorted({p.strip("/").split("/")[1] for p in paths if "{" not in p
-                    and not p.endswith(("/deletes", "/keyChanges"))})
+    names = sorted(
+        {
+            p.strip("/").split("/")[1]
+            for p in paths
+            if "{" not in p and not p.endswith(("/deletes", "/keyChanges"))
+        }
+    )
     return [{"name": n, "description": n} for n in names]
 
 
@@ -269,16 +347,21 @@ def build(spec_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     keep = _closure(schemas, [r for r in roots if r in schemas])
     schemas = {k: schemas[k] for k in sorted(keep)}
     schemas |= _lmsx_schemas(ds["edFi_gradeLevelDescriptor"])
-    for name, schema in (("assignments", "lmsx_assignment"),
-                         ("assignmentSubmissions", "lmsx_assignmentSubmission")):
+    for name, schema in (
+        ("assignments", "lmsx_assignment"),
+        ("assignmentSubmissions", "lmsx_assignmentSubmission"),
+    ):
         paths |= _paths_for("lmsx", name, schema, template_ops, template_item, False)
     components = {k: v for k, v in res["components"].items() if k != "schemas"}
-    resources_doc = {
+    resources_doc: dict[str, Any] = {
         "openapi": "3.0.1",
         "tags": _tags(paths),
-        "info": {"title": "Ed-Fi Resources API (sandbox, DS 5.0 subset + lmsx)",
-                 "version": "5.0", "description": "Compact subset of the Ed-Fi DS 5.0 "
-                 "Resources API served by the edfi-flows sandbox."},
+        "info": {
+            "title": "Ed-Fi Resources API (sandbox, DS 5.0 subset + lmsx)",
+            "version": "5.0",
+            "description": "Compact subset of the Ed-Fi DS 5.0 "
+            "Resources API served by the edfi-flows sandbox.",
+        },
         "paths": paths,
         "components": {"schemas": schemas, **components},
     }
@@ -299,10 +382,12 @@ def build(spec_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
         name = path.rsplit("/", 1)[-1]
         schema = "edFi_" + name[:-1]
         dschemas[schema] = ds[schema]
-        ops = json.loads(json.dumps(dtemplate_ops).replace("edFi_gradeLevelDescriptor\"",
-                                                           schema + "\""))
-        item = json.loads(json.dumps(dtemplate_item).replace("edFi_gradeLevelDescriptor\"",
-                                                             schema + "\""))
+        ops = json.loads(
+            json.dumps(dtemplate_ops).replace('edFi_gradeLevelDescriptor"', schema + '"')
+        )
+        item = json.loads(
+            json.dumps(dtemplate_item).replace('edFi_gradeLevelDescriptor"', schema + '"')
+        )
         for op in (*ops.values(), *item.values()):
             op["tags"] = [name]
             if "parameters" in op:
@@ -314,10 +399,10 @@ def build(spec_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
         name = d + "s"
         schema = "lmsx_" + d
         dschemas[schema] = resources_doc["components"]["schemas"].pop(schema)
-        ops = json.loads(json.dumps(dtemplate_ops).replace("#/components/schemas/edFi_gradeLevelDescriptor\"",
-                                                           "#/components/schemas/" + schema + "\""))
-        item = json.loads(json.dumps(dtemplate_item).replace("#/components/schemas/edFi_gradeLevelDescriptor\"",
-                                                             "#/components/schemas/" + schema + "\""))
+        old_ref = '"#/components/schemas/edFi_gradeLevelDescriptor"'
+        new_ref = f'"#/components/schemas/{schema}"'
+        ops = json.loads(json.dumps(dtemplate_ops).replace(old_ref, new_ref))
+        item = json.loads(json.dumps(dtemplate_item).replace(old_ref, new_ref))
         for op in (*ops.values(), *item.values()):
             op["tags"] = [name]
             if "parameters" in op:
@@ -325,11 +410,14 @@ def build(spec_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
         dpaths[f"/lmsx/{name}"] = ops
         dpaths[f"/lmsx/{name}/{{id}}"] = item
         dpaths[f"/lmsx/{name}/deletes"] = _change_path(name, "deletes")
-    descriptors_doc = {
+    descriptors_doc: dict[str, Any] = {
         "openapi": "3.0.1",
         "tags": _tags(dpaths),
-        "info": {"title": "Ed-Fi Descriptors API (sandbox, DS 5.0 subset + lmsx)",
-                 "version": "5.0", "description": "Descriptors used by the sandbox resources."},
+        "info": {
+            "title": "Ed-Fi Descriptors API (sandbox, DS 5.0 subset + lmsx)",
+            "version": "5.0",
+            "description": "Descriptors used by the sandbox resources.",
+        },
         "paths": dpaths,
         "components": {"schemas": dschemas, **components},
     }

@@ -113,8 +113,9 @@ def build_sandbox(
     base = Path(db) if db else Path(tempfile.mkdtemp(prefix="edfi-sandbox-")) / "sandbox.sqlite"
     base.parent.mkdir(parents=True, exist_ok=True)
     stores: dict[tuple[str, int | None], Store] = {}
+    year_list: list[int | None] = list(years) if years else [None]
     for tenant in tenants or [""]:
-        for year in years or [None]:
+        for year in year_list:
             suffix = "".join(f".{p}" for p in (tenant, year) if p)
             path = str(base) + suffix
             stores[(tenant, year)] = open_store(

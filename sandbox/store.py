@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import bisect
 import datetime as dt
+import heapq
 import re
 import sqlite3
 import threading
@@ -144,6 +145,7 @@ class Page:
     count: int
     last_seq: int | None
     total: int | None = None
+    more: bool = False
 
 
 @dataclass(slots=True)
@@ -472,7 +474,7 @@ class Store:
         *,
         old_key: str | None = None,
     ) -> WriteResult:
-        seq, id_, old_cv, old_body = row
+        seq, id_ = row[0], row[1]
         refs = self._prepare(conn, resource, body)
         cv = self._next_cv()
         rid = self.rid(resource)
@@ -527,7 +529,8 @@ class Store:
                     "SELECT 1 FROM records WHERE rid=? AND key=?", (self.rid(resource), key)
                 ).fetchone()
                 if clash:
-                    raise ApiError(409, "conflict:non-unique-values", "Identifying Values Are Not Unique",
+                    raise ApiError(409, "conflict:non-unique-values",
+                                   "Identifying Values Are Not Unique",
                                    "A resource with the new key values already exists.")
             conn.execute("BEGIN")
             try:
@@ -648,8 +651,8 @@ class Store:
                 for path, batch in batches:
                     resource = self.model[path]
                     rid = self.rid(resource)
-                    rows = []
-                    ref_rows = []
+                    rows: list[tuple[int, int, str, str, int, bytes]] = []
+                    ref_rows: list[tuple[int, int]] = []
                     keep = index.setdefault(rid, {}) if path in needed else None
                     seq = int(conn.execute("SELECT coalesce(max(seq), 0) FROM records")
                               .fetchone()[0])
@@ -783,10 +786,29 @@ class Store:
 
     def page_range(self, resource: Resource, w: Window, start: int, end: int, size: int
                    ) -> Page:
-        """Keyset paging inside a row-number range (7.3 page tokens)."""
-        sql, params = self._select(self.rid(resource), w, "seq>=? AND seq<?", (start, end))
-        rows = self._conn().execute(f"{sql} ORDER BY seq LIMIT ?", [*params, size]).fetchall()
-        return _page(rows)
+        """Keyset paging inside a row-number range (7.3 page tokens).
+
+        Reads ``size + 1`` rows so the caller knows whether another page follows.
+        A snapshot read takes current rows and superseded versions separately,
+        each in index order, and merges them: a ``UNION ALL ... ORDER BY`` would
+        sort the whole range for every page.
+        """
+        rid = self.rid(resource)
+        conn = self._conn()
+        plain = Window(w.min_cv, w.max_cv, w.filters)
+        sql, params = self._select(rid, plain, "seq>=? AND seq<?", (start, end))
+        if w.snapshot is None:
+            rows = conn.execute(f"{sql} ORDER BY seq LIMIT ?", [*params, size + 1]).fetchall()
+        else:
+            current = conn.execute(f"{sql} AND cv<=? ORDER BY seq LIMIT ?",
+                                   [*params, w.snapshot, size + 1]).fetchall()
+            old_sql = sql.replace("FROM records", "FROM history", 1)
+            old = conn.execute(f"{old_sql} AND cv<=? AND until_cv>? ORDER BY seq LIMIT ?",
+                               [*params, w.snapshot, w.snapshot, size + 1]).fetchall()
+            rows = list(heapq.merge(current, old))[: size + 1] if old else current
+        page = _page(rows[:size])
+        page.more = len(rows) > size
+        return page
 
     def partitions(self, resource: Resource, w: Window, number: int) -> list[str]:
         """Split the matching rows into ``number`` ranges of about equal size."""

@@ -155,6 +155,34 @@ def test_chronic_absenteeism_counts_exactly_the_absence_events(
         assert per_student[uid] == len(enrolled)
 
 
+def test_early_warning_flags_tardies_and_behaviors(
+    district: RunningSandbox, gold_lake: Lake
+) -> None:
+    rows = view_rows(gold_lake, "ews_StudentEarlyWarningFact")
+    calendar: dict[int, set[str]] = defaultdict(set)
+    for r in records(district, "calendarDates"):
+        calendar[r["calendarReference"]["schoolId"]].add(r["date"])
+    expected_days = 0
+    for ssa in records(district, "studentSchoolAssociations"):
+        leave = ssa.get("exitWithdrawDate") or "9999-12-31"
+        expected_days += sum(
+            ssa["entryDate"] <= d <= leave for d in calendar[ssa["schoolReference"]["schoolId"]]
+        )
+    assert len(rows) == expected_days
+    tardy: Counter[str] = Counter()
+    for r in rows:
+        tardy[r["StudentKey"]] += r["IsTardyToSchool"]
+    assert tardy == school_absences(district, {"Tardy"})
+    behaviors = Counter(
+        code(b["behaviorDescriptor"])
+        for b in records(district, "studentDisciplineIncidentBehaviorAssociations")
+    )
+    assert sum(r["CountByDayOfStateOffenses"] for r in rows) == behaviors["State Offense"] > 0
+    assert (
+        sum(r["CountByDayOfConductOffenses"] for r in rows) == behaviors["School Code of Conduct"]
+    )
+
+
 def test_student_section_dim_teachers_come_from_staff_section_associations(
     district: RunningSandbox, gold_lake: Lake
 ) -> None:

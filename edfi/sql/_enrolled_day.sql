@@ -14,15 +14,9 @@ WITH days AS (
     WHERE CAST(cd.date AS TIMESTAMP) <= amt_now()
     GROUP BY ALL
 )
-SELECT
-    st.studentUniqueId,
-    ssa.schoolReference.schoolId AS schoolId,
-    ssa.schoolYearTypeReference.schoolYear AS schoolYear,
-    d.date,
-    d.instructional
-FROM edfi_studentSchoolAssociations ssa
-JOIN edfi_students st ON st.studentUniqueId = ssa.studentReference.studentUniqueId
+SELECT p.pair, p.schoolYear, d.date, d.instructional
+FROM _student_school_pair p
 JOIN days d
-    ON d.schoolId = ssa.schoolReference.schoolId
-   AND d.date >= ssa.entryDate
-   AND (ssa.exitWithdrawDate IS NULL OR ssa.exitWithdrawDate >= d.date)
+    ON d.schoolId = p.schoolId
+   AND d.date >= p.entryDate
+   AND (p.exitWithdrawDate IS NULL OR p.exitWithdrawDate >= d.date)

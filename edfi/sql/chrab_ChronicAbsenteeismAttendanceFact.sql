@@ -1,24 +1,35 @@
 -- AMT chrab_ChronicAbsenteeismAttendanceFact: one row per student, school and instructional
 -- day of an enrollment, flagging what the school and section attendance events of that day
 -- map to. An event counts when the enrollment has no school year or the event's is the same.
+WITH day AS (
+    SELECT
+        e.pair, e.date,
+        coalesce(max(a.present), 0) AS present,
+        coalesce(max(a.absent), 0) AS absent,
+        coalesce(max(a.hr_present), 0) AS hr_present,
+        coalesce(max(a.hr_absent), 0) AS hr_absent,
+        coalesce(max(a.s_present), 0) AS s_present,
+        coalesce(max(a.s_absent), 0) AS s_absent
+    FROM _enrolled_day e
+    LEFT JOIN _attendance_day a
+        ON a.pair = e.pair AND a.date = e.date
+       AND (e.schoolYear IS NULL OR e.schoolYear = a.schoolYear)
+    WHERE e.instructional = 1
+    GROUP BY e.pair, e.date
+), pairs AS (
+    SELECT DISTINCT pair, studentUniqueId, schoolId FROM _student_school_pair
+)
 SELECT
-    concat(e.studentUniqueId, '-', txt(e.schoolId)) AS StudentSchoolKey,
-    e.studentUniqueId AS StudentKey,
-    txt(e.schoolId) AS SchoolKey,
-    ymd(e.date) AS DateKey,
-    coalesce(max(sa.present), 0) AS ReportedAsPresentAtSchool,
-    coalesce(max(sa.absent), 0) AS ReportedAsAbsentFromSchool,
-    coalesce(max(se.hr_present), 0) AS ReportedAsPresentAtHomeRoom,
-    coalesce(max(se.hr_absent), 0) AS ReportedAsAbsentFromHomeRoom,
-    CASE WHEN coalesce(max(se.present), 0) = 1 AND coalesce(max(se.absent), 0) = 0
-         THEN 1 ELSE 0 END AS ReportedAsIsPresentInAllSections,
-    coalesce(max(se.absent), 0) AS ReportedAsAbsentFromAnySection
-FROM _enrolled_day e
-LEFT JOIN _school_attendance_day sa
-    ON sa.studentUniqueId = e.studentUniqueId AND sa.schoolId = e.schoolId
-   AND sa.date = e.date AND (e.schoolYear IS NULL OR e.schoolYear = sa.schoolYear)
-LEFT JOIN _section_attendance_day se
-    ON se.studentUniqueId = e.studentUniqueId AND se.schoolId = e.schoolId
-   AND se.date = e.date AND (e.schoolYear IS NULL OR e.schoolYear = se.schoolYear)
-WHERE e.instructional = 1
-GROUP BY e.studentUniqueId, e.schoolId, e.date
+    concat(p.studentUniqueId, '-', txt(p.schoolId)) AS StudentSchoolKey,
+    p.studentUniqueId AS StudentKey,
+    txt(p.schoolId) AS SchoolKey,
+    ymd(d.date) AS DateKey,
+    d.present AS ReportedAsPresentAtSchool,
+    d.absent AS ReportedAsAbsentFromSchool,
+    d.hr_present AS ReportedAsPresentAtHomeRoom,
+    d.hr_absent AS ReportedAsAbsentFromHomeRoom,
+    CASE WHEN d.s_present = 1 AND d.s_absent = 0 THEN 1 ELSE 0 END
+        AS ReportedAsIsPresentInAllSections,
+    d.s_absent AS ReportedAsAbsentFromAnySection
+FROM day d
+JOIN pairs p ON p.pair = d.pair

@@ -1,9 +1,10 @@
 -- AMT ews_StudentEarlyWarningFact: one row per student, school and calendar date (any event)
 -- of an enrollment, with attendance and behavior flags of that day.
-WITH behavior AS (
+WITH pairs AS (
+    SELECT DISTINCT pair, studentUniqueId, schoolId FROM _student_school_pair
+), behavior AS (
     SELECT
-        b.studentReference.studentUniqueId AS studentUniqueId,
-        di.schoolReference.schoolId AS schoolId,
+        p.pair,
         di.incidentDate AS date,
         max(CASE WHEN maps_to(x.e.behaviorDescriptor, 'Behavior.StateOffense')
                  THEN 1 ELSE 0 END) AS stateOffense,
@@ -13,36 +14,53 @@ WITH behavior AS (
     JOIN edfi_disciplineIncidents di
         ON di.incidentIdentifier = b.disciplineIncidentReference.incidentIdentifier
        AND di.schoolReference.schoolId = b.disciplineIncidentReference.schoolId
+    JOIN pairs p
+        ON p.studentUniqueId = b.studentReference.studentUniqueId
+       AND p.schoolId = di.schoolReference.schoolId
     CROSS JOIN unnest(di.behaviors) AS x(e)
     GROUP BY ALL
+), day AS (
+    SELECT
+        e.pair, e.date,
+        max(e.instructional) AS instructional,
+        coalesce(max(a.present), 0) AS present,
+        coalesce(max(a.excused), 0) AS excused,
+        coalesce(max(a.unexcused), 0) AS unexcused,
+        coalesce(max(a.tardy), 0) AS tardy,
+        coalesce(max(a.hr_present), 0) AS hr_present,
+        coalesce(max(a.hr_excused), 0) AS hr_excused,
+        coalesce(max(a.hr_unexcused), 0) AS hr_unexcused,
+        coalesce(max(a.hr_tardy), 0) AS hr_tardy,
+        coalesce(max(a.s_present), 0) AS s_present,
+        coalesce(max(a.s_excused), 0) AS s_excused,
+        coalesce(max(a.s_unexcused), 0) AS s_unexcused,
+        coalesce(max(a.s_tardy), 0) AS s_tardy
+    FROM _enrolled_day e
+    LEFT JOIN _attendance_day a
+        ON a.pair = e.pair AND a.date = e.date
+       AND (e.schoolYear IS NULL OR e.schoolYear = a.schoolYear)
+    GROUP BY e.pair, e.date
 )
 SELECT
-    e.studentUniqueId AS StudentKey,
-    txt(e.schoolId) AS SchoolKey,
-    ymd(e.date) AS DateKey,
-    max(e.instructional) AS IsInstructionalDay,
+    p.studentUniqueId AS StudentKey,
+    txt(p.schoolId) AS SchoolKey,
+    ymd(d.date) AS DateKey,
+    d.instructional AS IsInstructionalDay,
     1 AS IsEnrolled,
-    coalesce(max(sa.present), 0) AS IsPresentSchool,
-    coalesce(max(sa.excused), 0) AS IsAbsentFromSchoolExcused,
-    coalesce(max(sa.unexcused), 0) AS IsAbsentFromSchoolUnexcused,
-    coalesce(max(sa.tardy), 0) AS IsTardyToSchool,
-    coalesce(max(se.hr_present), 0) AS IsPresentHomeroom,
-    coalesce(max(se.hr_excused), 0) AS IsAbsentFromHomeroomExcused,
-    coalesce(max(se.hr_unexcused), 0) AS IsAbsentFromHomeroomUnexcused,
-    coalesce(max(se.hr_tardy), 0) AS IsTardyToHomeroom,
-    coalesce(max(se.present), 0) AS IsPresentAnyClass,
-    coalesce(max(se.excused), 0) AS IsAbsentFromAnyClassExcused,
-    coalesce(max(se.unexcused), 0) AS IsAbsentFromAnyClassUnexcused,
-    coalesce(max(se.tardy), 0) AS IsTardyToAnyClass,
-    coalesce(max(b.stateOffense), 0) AS CountByDayOfStateOffenses,
-    coalesce(max(b.conductOffense), 0) AS CountByDayOfConductOffenses
-FROM _enrolled_day e
-LEFT JOIN _school_attendance_day sa
-    ON sa.studentUniqueId = e.studentUniqueId AND sa.schoolId = e.schoolId
-   AND sa.date = e.date AND (e.schoolYear IS NULL OR e.schoolYear = sa.schoolYear)
-LEFT JOIN _section_attendance_day se
-    ON se.studentUniqueId = e.studentUniqueId AND se.schoolId = e.schoolId
-   AND se.date = e.date AND (e.schoolYear IS NULL OR e.schoolYear = se.schoolYear)
-LEFT JOIN behavior b
-    ON b.studentUniqueId = e.studentUniqueId AND b.schoolId = e.schoolId AND b.date = e.date
-GROUP BY e.studentUniqueId, e.schoolId, e.date
+    d.present AS IsPresentSchool,
+    d.excused AS IsAbsentFromSchoolExcused,
+    d.unexcused AS IsAbsentFromSchoolUnexcused,
+    d.tardy AS IsTardyToSchool,
+    d.hr_present AS IsPresentHomeroom,
+    d.hr_excused AS IsAbsentFromHomeroomExcused,
+    d.hr_unexcused AS IsAbsentFromHomeroomUnexcused,
+    d.hr_tardy AS IsTardyToHomeroom,
+    d.s_present AS IsPresentAnyClass,
+    d.s_excused AS IsAbsentFromAnyClassExcused,
+    d.s_unexcused AS IsAbsentFromAnyClassUnexcused,
+    d.s_tardy AS IsTardyToAnyClass,
+    coalesce(b.stateOffense, 0) AS CountByDayOfStateOffenses,
+    coalesce(b.conductOffense, 0) AS CountByDayOfConductOffenses
+FROM day d
+JOIN pairs p ON p.pair = d.pair
+LEFT JOIN behavior b ON b.pair = d.pair AND b.date = d.date
