@@ -34,33 +34,28 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / "bench" / ".cache"
 PEERS = ROOT / ".venv-peers" / "bin" / "python"
+sys.path.insert(0, str(ROOT))
 
-
-def start_sandbox(students: int, latency_ms: float) -> tuple[subprocess.Popen[str], dict[str, Any]]:
-    sys.path.insert(0, str(ROOT))
-    from sandbox.server import free_port
-
-    CACHE.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    cmd = [sys.executable, "-m", "sandbox", "serve", "--port", str(port), "--students",
-           str(students), "--db", str(CACHE / f"sandbox-{students}.sqlite")]
-    if latency_ms:
-        cmd += ["--faults", f"latency_ms={latency_ms}"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    info = json.loads(proc.stdout.readline())
-    return proc, info
+from sandbox.server import sandbox_process  # noqa: E402
 
 
 def child(role: str, info: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     python = str(PEERS) if role == "peer" else sys.executable
-    payload = json.dumps({"role": role, "info": info, "concurrency": args.concurrency,
-                          "page_size": args.page_size})
-    out = subprocess.run([python, str(Path(__file__).resolve()), "--child", payload],
-                         cwd=ROOT, capture_output=True, text=True,
-                         env={**os.environ, "PYTHONPATH": str(ROOT),
-                              "PREFECT_LOGGING_LEVEL": "ERROR",
-                              "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180"})
+    payload = json.dumps(
+        {"role": role, "info": info, "concurrency": args.concurrency, "page_size": args.page_size}
+    )
+    out = subprocess.run(
+        [python, str(Path(__file__).resolve()), "--child", payload],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            "PREFECT_LOGGING_LEVEL": "ERROR",
+            "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
+        },
+    )
     for line in out.stdout.splitlines():
         if line.startswith("RESULT "):
             return dict(json.loads(line[7:]))
@@ -72,8 +67,13 @@ def child(role: str, info: dict[str, Any], args: argparse.Namespace) -> dict[str
 
 def _report(records: int, seconds: float, cpu: float, **extra: Any) -> None:
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print("RESULT " + json.dumps({"records": records, "seconds": seconds, "cpu": cpu,
-                                  "peak_mb": peak_mb, **extra}), flush=True)
+    print(
+        "RESULT "
+        + json.dumps(
+            {"records": records, "seconds": seconds, "cpu": cpu, "peak_mb": peak_mb, **extra}
+        ),
+        flush=True,
+    )
 
 
 def run_flow(info: dict[str, Any], concurrency: int, page_size: int) -> None:
@@ -83,16 +83,26 @@ def run_flow(info: dict[str, Any], concurrency: int, page_size: int) -> None:
     from flows.extract import extract
 
     lake = tempfile.mkdtemp(prefix="bench-lake-")
-    conn = EdFiConnection(base_url=info["base_url"], client_id=info["client_id"],
-                          client_secret=SecretStr(info["client_secret"]),
-                          max_concurrency=concurrency, page_size=page_size)
+    conn = EdFiConnection(
+        base_url=info["base_url"],
+        client_id=info["client_id"],
+        client_secret=SecretStr(info["client_secret"]),
+        max_concurrency=concurrency,
+        page_size=page_size,
+    )
     cpu0, t0 = time.process_time(), time.perf_counter()
     summary = asyncio.run(extract(conn, LakeStorage(url=lake), mode="full"))
     seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     size = sum(f.stat().st_size for f in Path(lake).rglob("*") if f.is_file())
     shutil.rmtree(lake, ignore_errors=True)
-    _report(summary["records"], summary["seconds"], cpu, wall_with_startup=seconds,
-            requests=summary["requests"], lake_mb=size / 2**20)
+    _report(
+        summary["records"],
+        summary["seconds"],
+        cpu,
+        wall_with_startup=seconds,
+        requests=summary["requests"],
+        lake_mb=size / 2**20,
+    )
 
 
 def run_raw(info: dict[str, Any], concurrency: int, page_size: int) -> None:
@@ -102,10 +112,16 @@ def run_raw(info: dict[str, Any], concurrency: int, page_size: int) -> None:
 
     async def main() -> int:
         base = info["base_url"]
-        async with httpx.AsyncClient(timeout=120, limits=httpx.Limits(
-                max_connections=concurrency * 2)) as http:
-            tok = (await http.post(f"{base}/oauth/token", data={"grant_type": "client_credentials"},
-                                   auth=(info["client_id"], info["client_secret"]))).json()
+        async with httpx.AsyncClient(
+            timeout=120, limits=httpx.Limits(max_connections=concurrency * 2)
+        ) as http:
+            tok = (
+                await http.post(
+                    f"{base}/oauth/token",
+                    data={"grant_type": "client_credentials"},
+                    auth=(info["client_id"], info["client_secret"]),
+                )
+            ).json()
             headers = {"Authorization": f"Bearer {tok['access_token']}", "Use-Snapshot": "true"}
             deps = (await http.get(f"{base}/metadata/data/v3/dependencies")).json()
             sem = asyncio.Semaphore(concurrency)
@@ -123,8 +139,9 @@ def run_raw(info: dict[str, Any], concurrency: int, page_size: int) -> None:
             async def one(path: str) -> None:
                 nonlocal total
                 url = f"{base}/data/v3{path}"
-                count = int((await get(url, {"limit": 0, "totalCount": "true"}))
-                            .headers["total-count"])
+                count = int(
+                    (await get(url, {"limit": 0, "totalCount": "true"})).headers["total-count"]
+                )
                 total += count
                 if not count:
                     return
@@ -151,8 +168,11 @@ def run_peer(info: dict[str, Any], concurrency: int, page_size: int) -> None:
     records = 0
     for d in deps:
         namespace, name = d["resource"].strip("/").split("/")
-        endpoint = (client.descriptor(name, namespace=namespace) if name.endswith("Descriptors")
-                    else client.resource(name, namespace=namespace))
+        endpoint = (
+            client.descriptor(name, namespace=namespace)
+            if name.endswith("Descriptors")
+            else client.resource(name, namespace=namespace)
+        )
         for _ in endpoint.get_rows(page_size=page_size):
             records += 1
     _report(records, time.perf_counter() - t0, time.process_time() - cpu0)
@@ -166,22 +186,30 @@ def ensure_peers() -> bool:
         return True
     venv = ROOT / ".venv-peers"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    done = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "edfi-api-client",
-                           "lightbeam"])
+    done = subprocess.run(
+        [str(venv / "bin" / "pip"), "install", "-q", "edfi-api-client", "lightbeam"]
+    )
     return done.returncode == 0
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--students", type=int, default=25000)
-    parser.add_argument("--latency", type=float, nargs="+", default=[0.0, 30.0],
-                        help="added milliseconds per response, one run each")
+    parser.add_argument(
+        "--latency",
+        type=float,
+        nargs="+",
+        default=[0.0, 30.0],
+        help="added milliseconds per response, one run each",
+    )
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--page-size", type=int, default=500)
     parser.add_argument("--skip-peer", action="store_true", help="leave out edfi-api-client")
-    parser.add_argument("--memory-only", action="store_true",
-                        help="only the flow: its peak memory and throughput")
+    parser.add_argument(
+        "--memory-only", action="store_true", help="only the flow: its peak memory and throughput"
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -191,31 +219,40 @@ def main() -> None:
         return
 
     peer = not (args.skip_peer or args.memory_only) and ensure_peers()
-    print(f"district: {args.students} students; concurrency {args.concurrency}, "
-          f"page size {args.page_size}", flush=True)
+    print(
+        f"district: {args.students} students; concurrency {args.concurrency}, "
+        f"page size {args.page_size}",
+        flush=True,
+    )
     for latency in args.latency:
-        t0 = time.perf_counter()
-        proc, info = start_sandbox(args.students, latency)
-        try:
-            print(f"\n== added latency {latency:g} ms (sandbox ready in "
-                  f"{info.get('ready_seconds', time.perf_counter() - t0):.1f}s) ==", flush=True)
+        CACHE.mkdir(parents=True, exist_ok=True)
+        with sandbox_process(
+            students=args.students,
+            db=CACHE / f"sandbox-{args.students}.sqlite",
+            faults=f"latency_ms={latency}" if latency else None,
+        ) as info:
+            print(
+                f"\n== added latency {latency:g} ms (sandbox ready in "
+                f"{info['ready_seconds']:.1f}s) ==",
+                flush=True,
+            )
             results: dict[str, dict[str, Any]] = {}
             roles = ["flow"] if args.memory_only else ["flow", "raw"] + (["peer"] if peer else [])
             for role in roles:
                 results[role] = child(role, info, args)
                 r = results[role]
                 rate = r["records"] / r["seconds"]
-                print(f"{role:5s} {r['records']:>10,} records {r['seconds']:8.1f}s "
-                      f"{rate:>10,.0f} rec/s  {100_000 * r['cpu'] / r['records']:6.2f} CPU s/100k"
-                      f"  peak {r['peak_mb']:7.0f} MB", flush=True)
+                print(
+                    f"{role:5s} {r['records']:>10,} records {r['seconds']:8.1f}s "
+                    f"{rate:>10,.0f} rec/s  {100_000 * r['cpu'] / r['records']:6.2f} CPU s/100k"
+                    f"  peak {r['peak_mb']:7.0f} MB",
+                    flush=True,
+                )
             if "raw" in results:
                 rate = {k: v["records"] / v["seconds"] for k, v in results.items()}
                 print(f"flow / raw httpx loop: {rate['flow'] / rate['raw']:.2f}x throughput")
                 if "peer" in results:
                     print(f"flow / edfi-api-client get_rows: {rate['flow'] / rate['peer']:.2f}x")
-        finally:
-            proc.terminate()
-            proc.wait(timeout=30)
 
 
 if __name__ == "__main__":

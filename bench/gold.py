@@ -22,8 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,46 +40,11 @@ HEAVY = (
 # -- the lake ------------------------------------------------------------------------------
 
 
-@contextmanager
-def serve(students: int, db: Path) -> Iterator[dict[str, Any]]:
+def serve(students: int, db: Path) -> Any:
     """A sandbox in its own process, so it does not share the GIL with the extract."""
-    import httpx
+    from sandbox.server import sandbox_process
 
-    from sandbox.server import free_port
-
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "sandbox",
-            "serve",
-            "--students",
-            str(students),
-            "--db",
-            str(db),
-            "--port",
-            str(free_port()),
-            "--client-secret",
-            secrets.token_urlsafe(12),
-        ],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        info: dict[str, Any] = json.loads(proc.stdout.readline())
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(info["base_url"] + "/", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        yield info
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+    return sandbox_process(students=students, db=db, client_secret=secrets.token_urlsafe(12))
 
 
 def ensure_lake(students: int) -> Path:

@@ -33,7 +33,7 @@ from pydantic import SecretStr  # noqa: E402
 from edfi.client import Connection, EdFiClient  # noqa: E402
 from edfi.paging import ReadPlan, read_pages, total_count  # noqa: E402
 from edfi.publish import publishable  # noqa: E402
-from sandbox.server import free_port  # noqa: E402
+from sandbox.server import sandbox_process  # noqa: E402
 
 CACHE = ROOT / "bench" / ".cache"
 PEERS = ROOT / ".venv-peers"
@@ -45,43 +45,8 @@ def serve(students: int, db: Path, *, fresh: bool) -> Iterator[dict[str, Any]]:
     if fresh:
         for suffix in ("", "-wal", "-shm"):
             Path(f"{db}{suffix}").unlink(missing_ok=True)
-    port = free_port()
-    secret = secrets.token_urlsafe(12)
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "sandbox",
-            "serve",
-            "--students",
-            str(students),
-            "--db",
-            str(db),
-            "--port",
-            str(port),
-            "--client-secret",
-            secret,
-        ],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        info = json.loads(proc.stdout.readline())
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                import httpx
-
-                if httpx.get(info["base_url"] + "/", timeout=2).status_code == 200:
-                    break
-            except Exception:
-                time.sleep(0.2)
+    with sandbox_process(students=students, db=db, client_secret=secrets.token_urlsafe(12)) as info:
         yield info
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 def connection(info: dict[str, Any], **kwargs: Any) -> Connection:

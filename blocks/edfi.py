@@ -21,21 +21,27 @@ class EdFiConnection(Block):
     _logo_url = None
     _description = "An Ed-Fi ODS/API: base URL, client credentials and request limits."
 
-    base_url: str = Field(..., description="API root that serves the discovery document, "
-                          "e.g. https://api.example.org/v7.3/api")
+    base_url: str = Field(
+        ...,
+        description="API root that serves the discovery document, "
+        "e.g. https://api.example.org/v7.3/api",
+    )
     client_id: str = Field(..., description="OAuth client id (key).")
     client_secret: SecretStr = Field(..., description="OAuth client secret.")
     tenant: str | None = Field(None, description="Tenant route segment, for multi-tenant APIs.")
     school_years: list[int] = Field(
         default_factory=list,
         description="School years of a year-specific API (e.g. [2024, 2025]); empty when the "
-                    "API is not year-specific.")
+        "API is not year-specific.",
+    )
     verify_tls: bool = Field(True, description="Verify the server's TLS certificate.")
     page_size: int = Field(500, ge=1, le=500, description="Records per page (ODS max 500).")
-    max_concurrency: int = Field(8, ge=1, le=64,
-                                 description="Most requests in flight to this API at once.")
+    max_concurrency: int = Field(
+        8, ge=1, le=64, description="Most requests in flight to this API at once."
+    )
     requests_per_second: float | None = Field(
-        None, gt=0, description="Optional cap on requests per second to this API.")
+        None, gt=0, description="Optional cap on requests per second to this API."
+    )
     timeout_seconds: float = Field(60.0, gt=0, description="Per-request timeout.")
     max_retries: int = Field(8, ge=0, le=20, description="Retries of a failed request.")
 

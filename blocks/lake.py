@@ -26,11 +26,14 @@ class LakeStorage(Block):
 
     url: str = Field(..., description="fsspec URL of the lake root.")
     storage_options: dict[str, Any] = Field(
-        default_factory=dict, description="Extra fsspec options for the filesystem.")
+        default_factory=dict, description="Extra fsspec options for the filesystem."
+    )
     aws_credentials: AwsCredentials | None = Field(
-        None, description="prefect-aws credentials for s3:// lakes.")
-    access_key_id: str | None = Field(None, description="S3 access key id (if no "
-                                                        "AwsCredentials block).")
+        None, description="prefect-aws credentials for s3:// lakes."
+    )
+    access_key_id: str | None = Field(
+        None, description="S3 access key id (if no AwsCredentials block)."
+    )
     secret_access_key: SecretStr | None = Field(None, description="S3 secret access key.")
     session_token: SecretStr | None = Field(None, description="S3 session token.")
     endpoint_url: str | None = Field(None, description="S3-compatible endpoint URL.")

@@ -85,7 +85,8 @@ class Connection:
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise EdFiError(
                 f"The Ed-Fi base URL {self.base_url!r} is not an http(s) URL; set it to the "
-                "API's root, e.g. https://api.example.org/v7.3/api")
+                "API's root, e.g. https://api.example.org/v7.3/api"
+            )
         if not 1 <= self.page_size <= 500:
             raise EdFiError(f"page_size must be between 1 and 500 (got {self.page_size}).")
         if self.max_concurrency < 1:
@@ -166,7 +167,8 @@ class Response:
         except orjson.JSONDecodeError as exc:
             raise EdFiMalformedError(
                 f"{self.url} returned a body that is not valid JSON ({exc}); the server or a "
-                "proxy in front of it is sending broken responses.") from exc
+                "proxy in front of it is sending broken responses."
+            ) from exc
 
 
 @dataclass
@@ -180,11 +182,14 @@ class ClientStats:
 class EdFiClient:
     """Async client bound to one event loop; use ``async with EdFiClient(conn) as api``."""
 
-    def __init__(self, connection: Connection, *,
-                 transport: httpx.AsyncBaseTransport | None = None):
+    def __init__(
+        self, connection: Connection, *, transport: httpx.AsyncBaseTransport | None = None
+    ):
         self.conn = connection
-        limits = httpx.Limits(max_connections=connection.max_concurrency * 2,
-                              max_keepalive_connections=connection.max_concurrency * 2)
+        limits = httpx.Limits(
+            max_connections=connection.max_concurrency * 2,
+            max_keepalive_connections=connection.max_concurrency * 2,
+        )
         self._http = httpx.AsyncClient(
             timeout=httpx.Timeout(connection.timeout_seconds, connect=15.0),
             verify=connection.verify_tls,
@@ -193,8 +198,9 @@ class EdFiClient:
             follow_redirects=True,
         )
         self._sem = asyncio.Semaphore(connection.max_concurrency)
-        self._rate = (_RateLimiter(connection.requests_per_second)
-                      if connection.requests_per_second else None)
+        self._rate = (
+            _RateLimiter(connection.requests_per_second) if connection.requests_per_second else None
+        )
         self._token: str | None = None
         self._token_expires = 0.0
         self._token_lifetime = 0.0
@@ -226,11 +232,13 @@ class EdFiClient:
         except httpx.HTTPError as exc:
             raise EdFiConnectionError(
                 f"Cannot reach the Ed-Fi API at {url}: {_describe(exc)}. Check the base URL "
-                "in the connection and that the server is running and reachable.") from exc
+                "in the connection and that the server is running and reachable."
+            ) from exc
         if resp.status_code != 200:
             raise EdFiUnsupportedError(
                 f"{url} answered {resp.status_code} to the discovery request; the base URL "
-                "should be the API root that returns the Ed-Fi discovery document.")
+                "should be the API root that returns the Ed-Fi discovery document."
+            )
         try:
             doc = orjson.loads(resp.content)
             urls = {k: str(v) for k, v in doc["urls"].items()}
@@ -239,16 +247,19 @@ class EdFiClient:
         except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
             raise EdFiUnsupportedError(
                 f"{url} did not return an Ed-Fi discovery document (no 'version' and 'urls'); "
-                "check that the base URL points at an Ed-Fi ODS/API.") from exc
+                "check that the base URL points at an Ed-Fi ODS/API."
+            ) from exc
         for needed in ("oauth", "dataManagementApi"):
             if needed not in urls:
                 raise EdFiUnsupportedError(
                     f"The discovery document at {url} has no '{needed}' URL; this server is "
-                    "not an Ed-Fi ODS/API this project supports.")
+                    "not an Ed-Fi ODS/API this project supports."
+                )
         disc = Discovery(version, models, urls, [int(y) for y in doc.get("schoolYears", [])])
         if disc.version_tuple < (5,):
             raise EdFiUnsupportedError(
-                f"{url} is Ed-Fi ODS/API {version}; this project supports 5.x, 6.x and 7.x.")
+                f"{url} is Ed-Fi ODS/API {version}; this project supports 5.x, 6.x and 7.x."
+            )
         self.discovery = disc
         return disc
 
@@ -264,15 +275,21 @@ class EdFiClient:
             if school_year is None:
                 raise EdFiError(
                     "This Ed-Fi API is year-specific: set school_years in the connection "
-                    f"(it serves {self.discovery.school_years or 'several years'}).")
+                    f"(it serves {self.discovery.school_years or 'several years'})."
+                )
             start = raw.index("{")
             end = raw.index("}", start)
-            raw = raw[:start] + str(school_year) + raw[end + 1:]
-        elif school_year is not None and name in ("dataManagementApi", "changeQueries",
-                                                  "dependencies", "openApiMetadata"):
+            raw = raw[:start] + str(school_year) + raw[end + 1 :]
+        elif school_year is not None and name in (
+            "dataManagementApi",
+            "changeQueries",
+            "dependencies",
+            "openApiMetadata",
+        ):
             raise EdFiError(
                 f"school year {school_year} was asked for, but this Ed-Fi API is not "
-                "year-specific; leave school_years empty in the connection.")
+                "year-specific; leave school_years empty in the connection."
+            )
         return raw.rstrip("/")
 
     async def load_model(self, school_year: int | None = None) -> ApiModel:
@@ -288,7 +305,8 @@ class EdFiClient:
                 docs.append((await self.get_absolute(entry["endpointUri"])).json())
         if not docs:
             raise EdFiUnsupportedError(
-                "The API's metadata lists no Resources or Descriptors OpenAPI document.")
+                "The API's metadata lists no Resources or Descriptors OpenAPI document."
+            )
         return load_model(*docs)
 
     async def dependencies(self, school_year: int | None = None) -> list[dict[str, Any]]:
@@ -309,12 +327,15 @@ class EdFiClient:
             for attempt in range(self.conn.max_retries + 1):
                 try:
                     resp = await self._http.post(
-                        url, data={"grant_type": "client_credentials"},
-                        auth=(self.conn.client_id, secret))
+                        url,
+                        data={"grant_type": "client_credentials"},
+                        auth=(self.conn.client_id, secret),
+                    )
                 except httpx.HTTPError as exc:
                     if attempt >= self.conn.max_retries:
                         raise EdFiConnectionError(
-                            f"Cannot reach the token endpoint {url}: {_describe(exc)}.") from exc
+                            f"Cannot reach the token endpoint {url}: {_describe(exc)}."
+                        ) from exc
                     await self._sleep_backoff(attempt, None)
                     continue
                 if resp.status_code in RETRY_STATUSES and attempt < self.conn.max_retries:
@@ -325,17 +346,20 @@ class EdFiClient:
                 raise EdFiAuthError(
                     f"The Ed-Fi API at {self.root_url} rejected the client credentials for "
                     f"client id {self.conn.client_id!r} (HTTP {resp.status_code}). Check the "
-                    "client id and secret in the connection block.")
+                    "client id and secret in the connection block."
+                )
             if resp.status_code != 200:
                 raise EdFiResponseError(
-                    f"The token endpoint {url} answered {resp.status_code}.", resp.status_code)
+                    f"The token endpoint {url} answered {resp.status_code}.", resp.status_code
+                )
             try:
                 body = orjson.loads(resp.content)
                 token = str(body["access_token"])
                 lifetime = float(body.get("expires_in", 1800))
             except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
                 raise EdFiUnsupportedError(
-                    f"The token endpoint {url} did not return an OAuth token.") from exc
+                    f"The token endpoint {url} did not return an OAuth token."
+                ) from exc
             self._token = token
             self._token_lifetime = lifetime
             # renew a little before expiry, so long pulls don't stall on 401s
@@ -349,8 +373,12 @@ class EdFiClient:
         return await self._authenticate()
 
     # -- requests ------------------------------------------------------------------------
-    async def get_absolute(self, url: str, params: Mapping[str, Any] | None = None,
-                           headers: Mapping[str, str] | None = None) -> Response:
+    async def get_absolute(
+        self,
+        url: str,
+        params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Response:
         """GET an absolute URL with auth (metadata is served with or without a token)."""
         return await self.request("GET", url, params=params, headers=headers)
 
@@ -388,8 +416,9 @@ class EdFiClient:
                     await self._rate.acquire()
                 async with self._sem:
                     self.stats.requests += 1
-                    resp = await self._http.request(method, url, params=params, headers=hdrs,
-                                                    content=content)
+                    resp = await self._http.request(
+                        method, url, params=params, headers=hdrs, content=content
+                    )
                     body = resp.content
                 self.stats.bytes += len(body)
             except httpx.TimeoutException as exc:
@@ -420,7 +449,8 @@ class EdFiClient:
             if attempt >= self.conn.max_retries:
                 raise EdFiConnectionError(
                     f"{method} {_redact(url)} failed after {attempt + 1} attempts; last failure: "
-                    f"{failure}.")
+                    f"{failure}."
+                )
             self.stats.retries += 1
             log.debug("retrying %s %s after %s", method, _redact(url), failure)
             await self._sleep_backoff(attempt, retry_after)
@@ -462,4 +492,6 @@ def _response_error(method: str, resp: httpx.Response) -> EdFiResponseError:
     where = _redact(str(resp.request.url))
     return EdFiResponseError(
         f"{method} {where} answered {resp.status_code}: {detail.strip() or resp.reason_phrase}",
-        resp.status_code, problem)
+        resp.status_code,
+        problem,
+    )

@@ -75,13 +75,15 @@ class PullOptions:
     pulled_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
 
 
-def select_resources(model: ApiModel, include: Sequence[str] | None = None,
-                     exclude: Sequence[str] | None = None) -> list[Resource]:
+def select_resources(
+    model: ApiModel, include: Sequence[str] | None = None, exclude: Sequence[str] | None = None
+) -> list[Resource]:
     """Resources matching ``include`` globs (default all) and no ``exclude`` glob.
 
     Globs match ``namespace/name`` (``ed-fi/student*``, ``lmsx/*``, ``*Descriptors``)
     or the bare name. A glob matching nothing is an error: it is almost always a typo.
     """
+
     def matches(r: Resource, pattern: str) -> bool:
         pattern = pattern.strip().strip("/")
         return fnmatch.fnmatchcase(r.full_name, pattern) or fnmatch.fnmatchcase(r.name, pattern)
@@ -91,10 +93,14 @@ def select_resources(model: ApiModel, include: Sequence[str] | None = None,
         if not any(matches(r, pattern) for r in resources):
             raise ExtractError(
                 f"The resource pattern {pattern!r} matches no resource of this API "
-                "(patterns match namespace/name, e.g. ed-fi/students or lmsx/*).")
-    chosen = [r for r in resources
-              if (not include or any(matches(r, p) for p in include))
-              and not any(matches(r, p) for p in exclude or [])]
+                "(patterns match namespace/name, e.g. ed-fi/students or lmsx/*)."
+            )
+    chosen = [
+        r
+        for r in resources
+        if (not include or any(matches(r, p) for p in include))
+        and not any(matches(r, p) for p in exclude or [])
+    ]
     return sorted(chosen, key=lambda r: (model.levels[r.path], r.path))
 
 
@@ -137,12 +143,22 @@ async def extract_resource(
     schema = arrow_schema(resource)
     try:
         expected = await total_count(client, plan)
-        if not full and state is not None and expected == 0 and not await _has_tracked(
-                client, plan, resource):
+        if (
+            not full
+            and state is not None
+            and expected == 0
+            and not await _has_tracked(client, plan, resource)
+        ):
             # nothing changed: move the watermark, keep the table as it is
-            lake.write_json(lake.state_path(resource, school_year),
-                            {**state, "change_version": max_cv, "run_id": options.run_id,
-                             "checked_at": dt.datetime.now(dt.UTC).isoformat()})
+            lake.write_json(
+                lake.state_path(resource, school_year),
+                {
+                    **state,
+                    "change_version": max_cv,
+                    "run_id": options.run_id,
+                    "checked_at": dt.datetime.now(dt.UTC).isoformat(),
+                },
+            )
             result.status = "unchanged"
             result.change_version = max_cv
             result.rows = state.get("rows", 0)
@@ -151,12 +167,19 @@ async def extract_resource(
         target = version_dir if full else f"{version_dir}/_staging"
         changes = ParquetPartWriter(lake, target, schema)
         changed_ids: list[pa.Array] = []
-        async for page in read_raw_pages(client, plan, expected, page_size=options.page_size,
-                                         parallel=options.parallel, cursor=options.cursor):
+        async for page in read_raw_pages(
+            client,
+            plan,
+            expected,
+            page_size=options.page_size,
+            parallel=options.parallel,
+            cursor=options.cursor,
+        ):
             # typing, compressing and writing mostly release the GIL: a worker thread does
             # them while the event loop keeps fetching
-            table = await asyncio.to_thread(_store_page, page, resource, school_year, max_cv,
-                                            options, raw, changes)
+            table = await asyncio.to_thread(
+                _store_page, page, resource, school_year, max_cv, options, raw, changes
+            )
             if not full:
                 changed_ids.append(table.column("id").combine_chunks())
             result.records += table.num_rows
@@ -171,16 +194,14 @@ async def extract_resource(
             if deletes:
                 result.bytes += write_jsonl_gz(lake, f"{raw_dir}/deletes.jsonl.gz", deletes)
             if resource.key_changes:
-                keyed = await read_tracked(client, plan, "keyChanges",
-                                           page_size=options.page_size)
+                keyed = await read_tracked(client, plan, "keyChanges", page_size=options.page_size)
                 result.key_changes = len(keyed)
                 if keyed:
-                    result.bytes += write_jsonl_gz(lake, f"{raw_dir}/key_changes.jsonl.gz",
-                                                   keyed)
-            drop = pa.concat_arrays([*changed_ids, pa.array([d["id"] for d in deletes],
-                                                            pa.string())])
-            files = _merge(lake, state["files"] if state else [], staged, drop, version_dir,
-                           schema)
+                    result.bytes += write_jsonl_gz(lake, f"{raw_dir}/key_changes.jsonl.gz", keyed)
+            drop = pa.concat_arrays(
+                [*changed_ids, pa.array([d["id"] for d in deletes], pa.string())]
+            )
+            files = _merge(lake, state["files"] if state else [], staged, drop, version_dir, schema)
             lake.rm(f"{version_dir}/_staging")
         rows = _count_rows(lake, files)
         if options.snapshot and not full:
@@ -190,20 +211,25 @@ async def extract_resource(
                 raise ExtractError(
                     f"{resource.full_name} ({school_year}): after applying the changes the "
                     f"table has {rows} rows but the server holds {server_all}; rerun with "
-                    f"full_refresh=['{resource.full_name}'].")
+                    f"full_refresh=['{resource.full_name}']."
+                )
         result.rows = rows
-        lake.commit(resource, school_year, {
-            "resource": resource.full_name,
-            "school_year": school_year,
-            "change_version": max_cv,
-            "version": version,
-            "files": files,
-            "rows": rows,
-            "run_id": options.run_id,
-            "mode": result.mode,
-            "committed_at": dt.datetime.now(dt.UTC).isoformat(),
-            "columns": schema.names,
-        })
+        lake.commit(
+            resource,
+            school_year,
+            {
+                "resource": resource.full_name,
+                "school_year": school_year,
+                "change_version": max_cv,
+                "version": version,
+                "files": files,
+                "rows": rows,
+                "run_id": options.run_id,
+                "mode": result.mode,
+                "committed_at": dt.datetime.now(dt.UTC).isoformat(),
+                "columns": schema.names,
+            },
+        )
         result.change_version = max_cv
     except BaseException:
         lake.rm(version_dir)
@@ -213,29 +239,42 @@ async def extract_resource(
     return result
 
 
-def _store_page(page: RawPage, resource: Resource, school_year: int, max_cv: int,
-                options: PullOptions, raw: JsonlGzWriter, changes: ParquetPartWriter
-                ) -> pa.Table:
+def _store_page(
+    page: RawPage,
+    resource: Resource,
+    school_year: int,
+    max_cv: int,
+    options: PullOptions,
+    raw: JsonlGzWriter,
+    changes: ParquetPartWriter,
+) -> pa.Table:
     jsonl, table = _convert(page, resource, school_year, max_cv, options)
     raw.write(jsonl, table.num_rows)
     changes.write(table)
     return table
 
 
-def _convert(page: RawPage, resource: Resource, school_year: int, max_cv: int,
-             options: PullOptions) -> tuple[bytes, pa.Table]:
+def _convert(
+    page: RawPage, resource: Resource, school_year: int, max_cv: int, options: PullOptions
+) -> tuple[bytes, pa.Table]:
     """A page as JSON lines and as typed rows; a page the fast cut gets wrong is redone."""
     jsonl, count = page.jsonl()
     try:
-        table = records_to_table(jsonl, resource, school_year=school_year,
-                                 change_version=max_cv, pulled_at=options.pulled_at)
+        table = records_to_table(
+            jsonl,
+            resource,
+            school_year=school_year,
+            change_version=max_cv,
+            pulled_at=options.pulled_at,
+        )
         if table.num_rows == count:
             return jsonl, table
     except pa.ArrowInvalid:
         pass
     jsonl, count = page.exact_jsonl()  # raises EdFiMalformedError for broken JSON
-    table = records_to_table(jsonl, resource, school_year=school_year, change_version=max_cv,
-                             pulled_at=options.pulled_at)
+    table = records_to_table(
+        jsonl, resource, school_year=school_year, change_version=max_cv, pulled_at=options.pulled_at
+    )
     return jsonl, table
 
 
@@ -254,11 +293,18 @@ def _verify(resource: Resource, got: int, expected: int, tolerance: float) -> No
     raise ExtractError(
         f"{resource.full_name}: read {got} records but the server counted {expected} for the "
         "same window; the pull is not committed. If the server changes data during pulls and "
-        "has no snapshots, raise count_tolerance or run again.")
+        "has no snapshots, raise count_tolerance or run again."
+    )
 
 
-def _merge(lake: Lake, old_files: Iterable[str], staged: Iterable[str], drop: pa.Array,
-           version_dir: str, schema: pa.Schema) -> list[str]:
+def _merge(
+    lake: Lake,
+    old_files: Iterable[str],
+    staged: Iterable[str],
+    drop: pa.Array,
+    version_dir: str,
+    schema: pa.Schema,
+) -> list[str]:
     """The new version: old rows not changed or deleted, then the changed rows."""
     writer = ParquetPartWriter(lake, version_dir, schema)
     drop_set = pc.unique(drop) if len(drop) else drop
@@ -281,8 +327,11 @@ def _count_rows(lake: Lake, files: Iterable[str]) -> int:
 
 async def newest_change_version(client: EdFiClient, change_url: str, snapshot: bool) -> int:
     resp = await client.request(
-        "GET", f"{change_url}/availableChangeVersions",
-        headers={"Use-Snapshot": "true"} if snapshot else None, parse_json=True)
+        "GET",
+        f"{change_url}/availableChangeVersions",
+        headers={"Use-Snapshot": "true"} if snapshot else None,
+        parse_json=True,
+    )
     body = resp.json() or {}
     for name in ("newestChangeVersion", "NewestChangeVersion"):
         if name in body:

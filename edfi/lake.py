@@ -53,14 +53,16 @@ class Lake:
         if not url or ("://" not in url and not url.startswith("/") and not url.startswith(".")):
             raise LakeError(
                 f"The lake URL {url!r} is not a storage URL; use e.g. file:///data/lake, "
-                "./lake or s3://bucket/prefix.")
+                "./lake or s3://bucket/prefix."
+            )
         protocol = url.split("://", 1)[0] if "://" in url else "file"
         try:
             fsspec.get_filesystem_class(protocol)
         except (ValueError, ImportError) as exc:
             raise LakeError(
                 f"The lake URL {url!r} uses the storage protocol {protocol!r}, which is not "
-                f"available ({exc}); install its fsspec package or fix the URL.") from exc
+                f"available ({exc}); install its fsspec package or fix the URL."
+            ) from exc
         try:
             self.fs, root = fsspec.core.url_to_fs(url, **dict(storage_options or {}))
         except Exception as exc:
@@ -94,7 +96,8 @@ class Lake:
         except Exception as exc:
             raise LakeError(
                 f"Cannot write to the lake at {self.url!r}: {type(exc).__name__}: {exc}. Check "
-                "that the location (bucket) exists and the credentials allow writing.") from exc
+                "that the location (bucket) exists and the credentials allow writing."
+            ) from exc
 
     def path(self, *parts: str) -> str:
         return "/".join([self.root, *parts])
@@ -213,11 +216,18 @@ def _arrow_type(kind: str, fmt: str | None, *, parse: bool) -> pa.DataType:
 
 
 def _struct(shape: Shape, *, parse: bool) -> list[pa.Field]:
-    fields = [pa.field(s.name, _arrow_type(s.kind, s.fmt, parse=parse))
-              for s in shape.scalars.values()]
+    fields = [
+        pa.field(s.name, _arrow_type(s.kind, s.fmt, parse=parse)) for s in shape.scalars.values()
+    ]
     for ref in shape.references.values():
-        fields.append(pa.field(ref.name, pa.struct(
-            [pa.field(f.name, _arrow_type(f.kind, f.fmt, parse=parse)) for f in ref.fields])))
+        fields.append(
+            pa.field(
+                ref.name,
+                pa.struct(
+                    [pa.field(f.name, _arrow_type(f.kind, f.fmt, parse=parse)) for f in ref.fields]
+                ),
+            )
+        )
     for name, sub in shape.collections.items():
         fields.append(pa.field(name, pa.list_(pa.struct(_struct(sub, parse=parse)))))
     for name, sub in shape.objects.items():
@@ -244,11 +254,18 @@ def arrow_schema(resource: Resource, *, parse: bool = False) -> pa.Schema:
 
 def _build_schema(resource: Resource, parse: bool) -> pa.Schema:
     ts = pa.string() if parse else pa.timestamp("us", tz="UTC")
-    fields = [pa.field("id", pa.string()), *_struct(resource.shape, parse=parse),
-              pa.field("_etag", pa.string()), pa.field("_lastModifiedDate", ts)]
+    fields = [
+        pa.field("id", pa.string()),
+        *_struct(resource.shape, parse=parse),
+        pa.field("_etag", pa.string()),
+        pa.field("_lastModifiedDate", ts),
+    ]
     if not parse:
-        fields += [pa.field("_school_year", pa.int32()), pa.field("_change_version", pa.int64()),
-                   pa.field("_pulled_at", pa.timestamp("us", tz="UTC"))]
+        fields += [
+            pa.field("_school_year", pa.int32()),
+            pa.field("_change_version", pa.int64()),
+            pa.field("_pulled_at", pa.timestamp("us", tz="UTC")),
+        ]
     return pa.schema(fields)
 
 
@@ -262,14 +279,21 @@ def _cast(arr: pa.Array | pa.ChunkedArray, target: pa.DataType) -> pa.Array | pa
     except pa.ArrowInvalid:
         if pa.types.is_timestamp(target) and pa.types.is_string(arr.type):
             trimmed = pc.replace_substring_regex(arr, _FRACTION, r"\1")
-            trimmed = pc.replace_substring_regex(trimmed, r"(T\d{2}:\d{2}:\d{2}(?:\.\d+)?)$",
-                                                 r"\1Z")
+            trimmed = pc.replace_substring_regex(
+                trimmed, r"(T\d{2}:\d{2}:\d{2}(?:\.\d+)?)$", r"\1Z"
+            )
             return trimmed.cast(target)
         raise
 
 
-def records_to_table(jsonl: bytes, resource: Resource, *, school_year: int,
-                     change_version: int, pulled_at: dt.datetime) -> pa.Table:
+def records_to_table(
+    jsonl: bytes,
+    resource: Resource,
+    *,
+    school_year: int,
+    change_version: int,
+    pulled_at: dt.datetime,
+) -> pa.Table:
     """Typed rows from JSON lines (fast C++ reader, then casts); extra properties ignored."""
     parse_schema = arrow_schema(resource, parse=True)
     if not jsonl:
@@ -278,8 +302,10 @@ def records_to_table(jsonl: bytes, resource: Resource, *, school_year: int,
         parsed = pj.read_json(
             io.BytesIO(jsonl),
             read_options=pj.ReadOptions(block_size=1 << 24),
-            parse_options=pj.ParseOptions(explicit_schema=parse_schema,
-                                          unexpected_field_behavior="ignore"))
+            parse_options=pj.ParseOptions(
+                explicit_schema=parse_schema, unexpected_field_behavior="ignore"
+            ),
+        )
         parsed = parsed.select(parse_schema.names)
     target = arrow_schema(resource)
     columns = []
@@ -364,8 +390,7 @@ def write_jsonl_gz(lake: Lake, path: str, rows: Iterable[Mapping[str, Any]]) -> 
 class ParquetPartWriter:
     """A table version's parquet files, written as row groups of bounded size."""
 
-    def __init__(self, lake: Lake, directory: str, schema: pa.Schema,
-                 part_rows: int = 2_000_000):
+    def __init__(self, lake: Lake, directory: str, schema: pa.Schema, part_rows: int = 2_000_000):
         self.lake = lake
         self.directory = directory
         self.schema = schema
@@ -421,8 +446,9 @@ class ParquetPartWriter:
         return self.files
 
 
-def iter_batches(lake: Lake, files: Iterable[str], schema: pa.Schema | None = None
-                 ) -> Iterator[pa.Table]:
+def iter_batches(
+    lake: Lake, files: Iterable[str], schema: pa.Schema | None = None
+) -> Iterator[pa.Table]:
     """Row groups of committed parquet files, one at a time (bounded memory)."""
     for path in files:
         with lake.fs.open(path, "rb") as fh:

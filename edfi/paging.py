@@ -52,8 +52,11 @@ class ReadPlan:
 
 async def total_count(client: EdFiClient, plan: ReadPlan, suffix: str = "") -> int:
     resp = await client.request(
-        "GET", plan.url + suffix, params={**plan.params, "limit": 0, "totalCount": "true"},
-        headers=plan.headers)
+        "GET",
+        plan.url + suffix,
+        params={**plan.params, "limit": 0, "totalCount": "true"},
+        headers=plan.headers,
+    )
     raw = resp.headers.get("total-count")
     if raw is None:
         raise EdFiMalformedError(f"{plan.url}{suffix} did not return a Total-Count header.")
@@ -73,10 +76,10 @@ class RawPage:
         except orjson.JSONDecodeError as exc:
             raise EdFiMalformedError(
                 f"{self.url} returned a page that is not valid JSON ({exc}); the server or a "
-                "proxy in front of it is sending broken responses.") from exc
+                "proxy in front of it is sending broken responses."
+            ) from exc
         if not isinstance(data, list):
-            raise EdFiMalformedError(f"{self.url} returned {type(data).__name__}, "
-                                     "not a JSON list.")
+            raise EdFiMalformedError(f"{self.url} returned {type(data).__name__}, not a JSON list.")
         return data
 
     def jsonl(self) -> tuple[bytes, int]:
@@ -91,24 +94,26 @@ class RawPage:
             return b"", 0
         if body.startswith(b'[{"id":') and body.endswith(b"}]"):
             inner = body[1:-1]
-            return inner.replace(b'},{"id":', b'}\n{"id":') + b"\n", inner.count(
-                b'},{"id":') + 1
+            return inner.replace(b'},{"id":', b'}\n{"id":') + b"\n", inner.count(b'},{"id":') + 1
         return self.exact_jsonl()
 
     def exact_jsonl(self) -> tuple[bytes, int]:
         records = self.records()
-        return b"".join(orjson.dumps(r, option=orjson.OPT_APPEND_NEWLINE) for r in records), \
-            len(records)
+        return b"".join(orjson.dumps(r, option=orjson.OPT_APPEND_NEWLINE) for r in records), len(
+            records
+        )
 
 
-async def _get_raw(client: EdFiClient, url: str, params: dict[str, Any],
-                   headers: dict[str, str]) -> tuple[RawPage, str | None]:
+async def _get_raw(
+    client: EdFiClient, url: str, params: dict[str, Any], headers: dict[str, str]
+) -> tuple[RawPage, str | None]:
     resp = await client.request("GET", url, params=params, headers=headers)
     return RawPage(resp.content, url), resp.headers.get("next-page-token")
 
 
-async def _get_page(client: EdFiClient, url: str, params: dict[str, Any],
-                    headers: dict[str, str]) -> tuple[list[dict[str, Any]], str | None]:
+async def _get_page(
+    client: EdFiClient, url: str, params: dict[str, Any], headers: dict[str, str]
+) -> tuple[list[dict[str, Any]], str | None]:
     resp = await client.request("GET", url, params=params, headers=headers, parse_json=True)
     data = resp.json()
     if not isinstance(data, list):
@@ -126,8 +131,9 @@ async def read_pages(
     cursor: bool,
 ) -> AsyncIterator[list[dict[str, Any]]]:
     """Every record of the window, page by page (parsed), in no particular order."""
-    async for page in read_raw_pages(client, plan, total, page_size=page_size,
-                                     parallel=parallel, cursor=cursor):
+    async for page in read_raw_pages(
+        client, plan, total, page_size=page_size, parallel=parallel, cursor=cursor
+    ):
         yield page.records()
 
 
@@ -144,15 +150,20 @@ async def read_raw_pages(
     if total == 0:
         return
     queue: asyncio.Queue[RawPage | BaseException | None] = asyncio.Queue(
-        maxsize=max(2, parallel * 2))
+        maxsize=max(2, parallel * 2)
+    )
     pages = math.ceil(total / page_size)
     workers = max(1, min(parallel, pages))
 
     async def run_cursor() -> None:
         n = max(1, min(pages, workers * 2))
         resp = await client.request(
-            "GET", plan.url + "/partitions", params={**plan.params, "number": n},
-            headers=plan.headers, parse_json=True)
+            "GET",
+            plan.url + "/partitions",
+            params={**plan.params, "number": n},
+            headers=plan.headers,
+            parse_json=True,
+        )
         tokens = list((resp.json() or {}).get("pageTokens") or [])
         pending: asyncio.Queue[str] = asyncio.Queue()
         for t in tokens:
@@ -208,8 +219,9 @@ async def read_raw_pages(
                 await producer
 
 
-async def read_tracked(client: EdFiClient, plan: ReadPlan, kind: str, *, page_size: int
-                       ) -> list[dict[str, Any]]:
+async def read_tracked(
+    client: EdFiClient, plan: ReadPlan, kind: str, *, page_size: int
+) -> list[dict[str, Any]]:
     """All ``/deletes`` or ``/keyChanges`` entries of the window (small: read in order)."""
     out: list[dict[str, Any]] = []
     offset = 0

@@ -24,8 +24,14 @@ def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     line = "  ".join(c.ljust(widths[c]) for c in columns)
     out = [line, "  ".join("-" * widths[c] for c in columns)]
     for r in rows:
-        out.append("  ".join(str(r[c]).rjust(widths[c]) if isinstance(r[c], int | float)
-                             else str(r[c]).ljust(widths[c]) for c in columns))
+        out.append(
+            "  ".join(
+                str(r[c]).rjust(widths[c])
+                if isinstance(r[c], int | float)
+                else str(r[c]).ljust(widths[c])
+                for c in columns
+            )
+        )
     return "\n".join(out)
 
 
@@ -33,8 +39,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--students", type=int, default=1000)
     parser.add_argument("--lake", default="./lake", help="lake URL or folder (default ./lake)")
-    parser.add_argument("--db", default=".cache/demo-sandbox.sqlite",
-                        help="where the sandbox keeps its district (reused between demos)")
+    parser.add_argument(
+        "--db",
+        default=".cache/demo-sandbox.sqlite",
+        help="where the sandbox keeps its district (reused between demos)",
+    )
     parser.add_argument("--mode", choices=["incremental", "full"], default="incremental")
     args = parser.parse_args()
 
@@ -49,10 +58,16 @@ def main() -> None:
     print(f"Building the sandbox district ({args.students} students) ...", flush=True)
     sandbox = build_sandbox(students=args.students, seed=1, db=args.db)
     with serve_in_thread(sandbox) as running:
-        print(f"Sandbox Ed-Fi ODS/API 7.3 serving at {running.base_url} "
-              f"({time.perf_counter() - started:.1f}s)", flush=True)
-        conn = EdFiConnection(base_url=running.base_url, client_id=running.client_id,
-                              client_secret=SecretStr(running.client_secret))
+        print(
+            f"Sandbox Ed-Fi ODS/API 7.3 serving at {running.base_url} "
+            f"({time.perf_counter() - started:.1f}s)",
+            flush=True,
+        )
+        conn = EdFiConnection(
+            base_url=running.base_url,
+            client_id=running.client_id,
+            client_secret=SecretStr(running.client_secret),
+        )
         lake_url = str(Path(args.lake).resolve()) if "://" not in args.lake else args.lake
         print(f"Running the extract flow ({args.mode}) into {lake_url} ...", flush=True)
         summary = asyncio.run(extract(conn, LakeStorage(url=lake_url), mode=args.mode))
@@ -60,20 +75,38 @@ def main() -> None:
     rows = sorted(summary["resources"], key=lambda r: -r["records"])
     shown = [r for r in rows if not r["resource"].endswith("Descriptors")]
     print()
-    print(_table(shown, ["resource", "school_year", "status", "records", "deletes",
-                         "key_changes", "rows", "seconds"]))
+    print(
+        _table(
+            shown,
+            [
+                "resource",
+                "school_year",
+                "status",
+                "records",
+                "deletes",
+                "key_changes",
+                "rows",
+                "seconds",
+            ],
+        )
+    )
     descriptors = [r for r in rows if r["resource"].endswith("Descriptors")]
-    print(f"... and {len(descriptors)} descriptor resources "
-          f"({sum(r['records'] for r in descriptors)} records)")
+    print(
+        f"... and {len(descriptors)} descriptor resources "
+        f"({sum(r['records'] for r in descriptors)} records)"
+    )
     print()
-    print(f"Run {summary['run_id']}: {summary['status']}, {summary['records']} records, "
-          f"{summary['requests']} requests in {summary['seconds']}s")
+    print(
+        f"Run {summary['run_id']}: {summary['status']}, {summary['records']} records, "
+        f"{summary['requests']} requests in {summary['seconds']}s"
+    )
     print(f"Lake: {lake_url}")
     print(f"  current tables: {lake_url}/current/<namespace>/<resource>/school_year=<y>/")
-    print(f"  raw JSONL:      {lake_url}/raw/...   manifests: {lake_url}/state/, "
-          f"{lake_url}/runs/")
-    print("Try:  .venv/bin/python -c \"import duckdb; print(duckdb.sql(\\\"select count(*) from "
-          f"'{lake_url}/current/ed-fi/students/*/*/*.parquet'\\\"))\"")
+    print(f"  raw JSONL:      {lake_url}/raw/...   manifests: {lake_url}/state/, {lake_url}/runs/")
+    print(
+        'Try:  .venv/bin/python -c "import duckdb; print(duckdb.sql(\\"select count(*) from '
+        f"'{lake_url}/current/ed-fi/students/*/*/*.parquet'\\\"))\""
+    )
 
 
 if __name__ == "__main__":

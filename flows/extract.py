@@ -40,8 +40,13 @@ from edfi.model import Resource
 Mode = Literal["incremental", "full"]
 
 
-@task(name="extract-resource", task_run_name="{label}", cache_policy=NONE, retries=1,
-      retry_delay_seconds=5)
+@task(
+    name="extract-resource",
+    task_run_name="{label}",
+    cache_policy=NONE,
+    retries=1,
+    retry_delay_seconds=5,
+)
 async def pull_resource(
     client: EdFiClient,
     lake: Lake,
@@ -55,18 +60,37 @@ async def pull_resource(
     options: PullOptions,
 ) -> dict[str, Any]:
     """One (school year, resource): the core does the work; the task adds retries and a log."""
-    result = await extract_resource(client, lake, resource, data_url=data_url,
-                                    school_year=school_year, max_cv=max_cv, mode=mode,
-                                    options=options)
+    result = await extract_resource(
+        client,
+        lake,
+        resource,
+        data_url=data_url,
+        school_year=school_year,
+        max_cv=max_cv,
+        mode=mode,
+        options=options,
+    )
     get_run_logger().info(
         "%s: %s (%s) %d records, %d deletes, %d key changes, %d rows, %.1fs",
-        label, result.status, result.mode, result.records, result.deletes, result.key_changes,
-        result.rows, result.seconds)
+        label,
+        result.status,
+        result.mode,
+        result.records,
+        result.deletes,
+        result.key_changes,
+        result.rows,
+        result.seconds,
+    )
     return result.as_row()
 
 
-@task(name="extract-descriptors", task_run_name="{label}", cache_policy=NONE, retries=1,
-      retry_delay_seconds=5)
+@task(
+    name="extract-descriptors",
+    task_run_name="{label}",
+    cache_policy=NONE,
+    retries=1,
+    retry_delay_seconds=5,
+)
 async def pull_descriptors(
     client: EdFiClient,
     lake: Lake,
@@ -86,40 +110,57 @@ async def pull_descriptors(
     Prefect task apiece would cost more in orchestration than the pull itself.
     Each is still pulled, verified and committed on its own.
     """
+
     async def one(resource: Resource) -> dict[str, Any]:
         try:
             result = await extract_resource(
-                client, lake, resource, data_url=data_url, school_year=school_year,
-                max_cv=max_cv, mode="full" if resource.path in refresh else mode,
-                options=options)
+                client,
+                lake,
+                resource,
+                data_url=data_url,
+                school_year=school_year,
+                max_cv=max_cv,
+                mode="full" if resource.path in refresh else mode,
+                options=options,
+            )
             return result.as_row()
         except (EdFiError, LakeError, OSError) as exc:
             get_run_logger().error("%s %s failed: %s", resource.full_name, school_year, exc)
-            return ResourceResult(resource.full_name, school_year, "failed",
-                                  message=str(exc)).as_row()
+            return ResourceResult(
+                resource.full_name, school_year, "failed", message=str(exc)
+            ).as_row()
 
     rows = list(await asyncio.gather(*(one(r) for r in resources)))
-    get_run_logger().info("%s: %d descriptor resources, %d records, %d failed", label,
-                          len(rows), sum(r["records"] for r in rows),
-                          sum(r["status"] == "failed" for r in rows))
+    get_run_logger().info(
+        "%s: %d descriptor resources, %d records, %d failed",
+        label,
+        len(rows),
+        sum(r["records"] for r in rows),
+        sum(r["status"] == "failed" for r in rows),
+    )
     return rows
 
 
-def _run_signature(base_url: str, years: list[int | None], resources: list[str], mode: str
-                   ) -> str:
+def _run_signature(base_url: str, years: list[int | None], resources: list[str], mode: str) -> str:
     return f"{base_url}|{years}|{sorted(resources)}|{mode}"
 
 
-async def _load_blocks(connection: EdFiConnection | str, lake: LakeStorage | str
-                       ) -> tuple[EdFiConnection, LakeStorage]:
-    conn_block = (connection if isinstance(connection, EdFiConnection)
-                  else await EdFiConnection.aload(connection))
+async def _load_blocks(
+    connection: EdFiConnection | str, lake: LakeStorage | str
+) -> tuple[EdFiConnection, LakeStorage]:
+    conn_block = (
+        connection
+        if isinstance(connection, EdFiConnection)
+        else await EdFiConnection.aload(connection)
+    )
     lake_block = lake if isinstance(lake, LakeStorage) else await LakeStorage.aload(lake)
     return conn_block, lake_block
 
 
-@flow(name="edfi-extract", description="Ed-Fi API -> lake: raw JSONL and typed parquet, "
-      "full or incremental.")
+@flow(
+    name="edfi-extract",
+    description="Ed-Fi API -> lake: raw JSONL and typed parquet, full or incremental.",
+)
 async def extract(
     connection: EdFiConnection | str,
     lake: LakeStorage | str,
@@ -162,11 +203,8 @@ async def extract(
         raise ValueError(f"mode must be 'incremental' or 'full', not {mode!r}")
     conn_block, lake_block = await _load_blocks(connection, lake)
     conn = conn_block.connection()
-    try:
-        store = lake_block.lake()
-        store.check_writable()
-    except LakeError as exc:
-        raise LakeError(str(exc)) from None
+    store = lake_block.lake()
+    store.check_writable()  # a bad URL or bucket fails here, before the API is asked
     years: list[int | None] = list(school_years or conn_block.school_years) or [None]
     started = dt.datetime.now(dt.UTC)
 
@@ -177,29 +215,48 @@ async def extract(
         chosen = select_resources(model, resources, exclude)
         refresh = {model.find(name).path for name in (full_refresh or [])}
         snapshot = disc.snapshots
-        logger.info("Ed-Fi API %s (data models %s): %d resources x %d school year(s); "
-                    "%s paging, snapshots %s", disc.version, disc.data_models, len(chosen),
-                    len(years), "cursor" if disc.cursor_paging else "offset",
-                    "on" if snapshot else "off")
+        logger.info(
+            "Ed-Fi API %s (data models %s): %d resources x %d school year(s); "
+            "%s paging, snapshots %s",
+            disc.version,
+            disc.data_models,
+            len(chosen),
+            len(years),
+            "cursor" if disc.cursor_paging else "offset",
+            "on" if snapshot else "off",
+        )
         max_cvs: dict[int | None, int] = {}
         for year in years:
             max_cvs[year] = await newest_change_version(
-                client, client.url("changeQueries", year), snapshot)
+                client, client.url("changeQueries", year), snapshot
+            )
 
         signature = _run_signature(conn.base_url, years, [r.path for r in chosen], mode)
-        unfinished = [r for r in store.runs()
-                      if r.get("status") == "running" and r.get("signature") == signature]
-        run_id = (unfinished[-1]["run_id"] if unfinished else
-                  started.strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8])
+        unfinished = [
+            r
+            for r in store.runs()
+            if r.get("status") == "running" and r.get("signature") == signature
+        ]
+        run_id = (
+            unfinished[-1]["run_id"]
+            if unfinished
+            else started.strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
+        )
         if unfinished:
-            logger.info("Resuming run %s, which did not finish; tables it committed are kept.",
-                        run_id)
+            logger.info(
+                "Resuming run %s, which did not finish; tables it committed are kept.", run_id
+            )
         run_doc: dict[str, Any] = {
-            "run_id": run_id, "status": "running", "signature": signature, "mode": mode,
-            "started_at": started.isoformat(), "api_version": disc.version,
+            "run_id": run_id,
+            "status": "running",
+            "signature": signature,
+            "mode": mode,
+            "started_at": started.isoformat(),
+            "api_version": disc.version,
             "data_models": disc.data_models,
-            "change_versions": {str(y if y is not None else NO_YEAR): v
-                                for y, v in max_cvs.items()},
+            "change_versions": {
+                str(y if y is not None else NO_YEAR): v for y, v in max_cvs.items()
+            },
         }
         store.write_json(store.run_path(run_id), run_doc)
 
@@ -208,13 +265,20 @@ async def extract(
         work = [(y, r) for y in years for r in data]
         steps = len(work) + (len(years) if descriptors else 0)
         progress_id = await acreate_progress_artifact(
-            progress=0.0, key="edfi-extract-progress",
-            description=f"Extract run {run_id}: {len(years) * len(chosen)} resource pulls")
+            progress=0.0,
+            key="edfi-extract-progress",
+            description=f"Extract run {run_id}: {len(years) * len(chosen)} resource pulls",
+        )
         done = 0
         gate = asyncio.Semaphore(max(1, resource_parallelism))
-        options = PullOptions(page_size=conn.page_size, parallel=conn.max_concurrency,
-                              snapshot=snapshot, cursor=disc.cursor_paging,
-                              count_tolerance=count_tolerance, run_id=run_id)
+        options = PullOptions(
+            page_size=conn.page_size,
+            parallel=conn.max_concurrency,
+            snapshot=snapshot,
+            cursor=disc.cursor_paging,
+            count_tolerance=count_tolerance,
+            run_id=run_id,
+        )
 
         async def one(year: int | None, resource: Resource) -> dict[str, Any]:
             nonlocal done
@@ -223,14 +287,21 @@ async def extract(
             async with gate:
                 try:
                     row = await pull_resource(
-                        client, store, resource, label=label,
-                        data_url=client.url("dataManagementApi", year), school_year=partition,
+                        client,
+                        store,
+                        resource,
+                        label=label,
+                        data_url=client.url("dataManagementApi", year),
+                        school_year=partition,
                         max_cv=max_cvs[year],
-                        mode="full" if resource.path in refresh else mode, options=options)
+                        mode="full" if resource.path in refresh else mode,
+                        options=options,
+                    )
                 except (EdFiError, LakeError, OSError) as exc:
                     logger.error("%s failed: %s", label, exc)
-                    row = ResourceResult(resource.full_name, partition, "failed",
-                                         message=str(exc)).as_row()
+                    row = ResourceResult(
+                        resource.full_name, partition, "failed", message=str(exc)
+                    ).as_row()
             done += 1
             await aupdate_progress_artifact(progress_id, 100.0 * done / steps)
             return row
@@ -240,16 +311,25 @@ async def extract(
             partition = year if year is not None else NO_YEAR
             async with gate:
                 found = await pull_descriptors(
-                    client, store, descriptors, label=f"descriptors {partition}",
-                    data_url=client.url("dataManagementApi", year), school_year=partition,
-                    max_cv=max_cvs[year], mode=mode, refresh=refresh, options=options)
+                    client,
+                    store,
+                    descriptors,
+                    label=f"descriptors {partition}",
+                    data_url=client.url("dataManagementApi", year),
+                    school_year=partition,
+                    max_cv=max_cvs[year],
+                    mode=mode,
+                    refresh=refresh,
+                    options=options,
+                )
             done += 1
             await aupdate_progress_artifact(progress_id, 100.0 * done / steps)
             return found
 
         results = await asyncio.gather(
             *(year_descriptors(y) for y in (years if descriptors else [])),
-            *(one(y, r) for y, r in work))
+            *(one(y, r) for y, r in work),
+        )
         rows: list[dict[str, Any]] = []
         for item in results:
             rows.extend(item if isinstance(item, list) else [item])
@@ -270,29 +350,57 @@ async def extract(
         "retries": client.stats.retries,
     }
     await acreate_table_artifact(
-        table=[{k: r[k] for k in ("resource", "school_year", "status", "mode", "records",
-                                  "deletes", "key_changes", "rows", "bytes", "seconds",
-                                  "message")} for r in rows],
+        table=[
+            {
+                k: r[k]
+                for k in (
+                    "resource",
+                    "school_year",
+                    "status",
+                    "mode",
+                    "records",
+                    "deletes",
+                    "key_changes",
+                    "rows",
+                    "bytes",
+                    "seconds",
+                    "message",
+                )
+            }
+            for r in rows
+        ],
         key="edfi-extract-summary",
         description=f"Extract run {run_id} into {store.url}: {summary['records']} records, "
-                    f"{len(failed)} failed")
-    run_doc.update(status=summary["status"], finished_at=dt.datetime.now(dt.UTC).isoformat(),
-                   summary={k: v for k, v in summary.items() if k != "resources"},
-                   resources=rows)
+        f"{len(failed)} failed",
+    )
+    run_doc.update(
+        status=summary["status"],
+        finished_at=dt.datetime.now(dt.UTC).isoformat(),
+        summary={k: v for k, v in summary.items() if k != "resources"},
+        resources=rows,
+    )
     store.write_json(store.run_path(run_id), run_doc)
     if failed:
         names = ", ".join(f"{r['resource']} ({r['school_year']})" for r in failed[:10])
         raise ExtractError(
             f"{len(failed)} of {len(rows)} resource pulls failed and were not committed: "
-            f"{names}. The first error: {failed[0]['message']}")
-    logger.info("Extracted %d records (%d deletes, %d key changes) into %s in %.1fs",
-                summary["records"], summary["deletes"], summary["key_changes"], store.url,
-                summary["seconds"])
+            f"{names}. The first error: {failed[0]['message']}"
+        )
+    logger.info(
+        "Extracted %d records (%d deletes, %d key changes) into %s in %.1fs",
+        summary["records"],
+        summary["deletes"],
+        summary["key_changes"],
+        store.url,
+        summary["seconds"],
+    )
     if run_gold:
         from flows.gold import gold
 
-        summary["gold"] = await asyncio.to_thread(
-            gold, lake=lake_block,
+        # a subflow of this run; it runs after the pull, so blocking the loop costs nothing
+        summary["gold"] = gold(
+            lake=lake_block,
             school_years=[y if y is not None else NO_YEAR for y in years],
-            descriptor_map=descriptor_map)
+            descriptor_map=descriptor_map,
+        )
     return summary

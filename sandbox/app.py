@@ -171,9 +171,14 @@ class Sandbox:
     def _inherited_snapshots(self, tenant: str) -> dict[int, int]:
         """A renewed token continues the session of one that expired (or is about to)."""
         now = time.monotonic()
-        candidates = [t for t in self.tokens.values()
-                      if t.scope == tenant and t.snapshots
-                      and t.expires - now < 0.25 * t.lifetime and now - t.last_used < 60]
+        candidates = [
+            t
+            for t in self.tokens.values()
+            if t.scope == tenant
+            and t.snapshots
+            and t.expires - now < 0.25 * t.lifetime
+            and now - t.last_used < 60
+        ]
         if not candidates:
             return {}
         return dict(max(candidates, key=lambda t: t.last_used).snapshots)
@@ -181,10 +186,12 @@ class Sandbox:
     # -- app -------------------------------------------------------------------------
     def _build_app(self) -> Starlette:
         methods = ["GET", "POST", "PUT", "DELETE"]
-        return Starlette(routes=[
-            Route("/", self.dispatch, methods=methods),
-            Route("/{path:path}", self.dispatch, methods=methods),
-        ])
+        return Starlette(
+            routes=[
+                Route("/", self.dispatch, methods=methods),
+                Route("/{path:path}", self.dispatch, methods=methods),
+            ]
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self.app(scope, receive, send)
@@ -196,9 +203,12 @@ class Sandbox:
         year: int | None = None
         if self.tenants:
             if not parts or parts[0] not in self.tenants:
-                return _problem(not_found(
-                    "Unknown tenant; the first path segment must name a tenant: "
-                    + ", ".join(self.tenants)))
+                return _problem(
+                    not_found(
+                        "Unknown tenant; the first path segment must name a tenant: "
+                        + ", ".join(self.tenants)
+                    )
+                )
             tenant = parts.pop(0)
         if self.years and parts and parts[0].isdigit():
             year = int(parts.pop(0))
@@ -215,8 +225,10 @@ class Sandbox:
             if head in ("data", "changeQueries"):
                 token = self._authorize(request, tenant)
                 if self.years and year is None:
-                    raise not_found("This API is year-specific: put the school year first in "
-                                    "the path, e.g. /" + str(self.years[-1]) + "/data/v3/...")
+                    raise not_found(
+                        "This API is year-specific: put the school year first in "
+                        "the path, e.g. /" + str(self.years[-1]) + "/data/v3/..."
+                    )
                 store = self.stores[(tenant, year)]
                 fault = await self._inject(request)
                 if fault is not None:
@@ -278,44 +290,76 @@ class Sandbox:
                 pass
         if fields.get("grant_type") != "client_credentials":
             return _json({"error": "unsupported_grant_type"}, 400)
-        if not (secrets.compare_digest(fields.get("client_id", ""), self.client_id)
-                and secrets.compare_digest(fields.get("client_secret", ""), self.client_secret)):
-            return _json({"error": "invalid_client",
-                          "error_description": "Invalid client or Invalid client credentials"},
-                         401)
+        if not (
+            secrets.compare_digest(fields.get("client_id", ""), self.client_id)
+            and secrets.compare_digest(fields.get("client_secret", ""), self.client_secret)
+        ):
+            return _json(
+                {
+                    "error": "invalid_client",
+                    "error_description": "Invalid client or Invalid client credentials",
+                },
+                401,
+            )
         lifetime = self.faults.token_ttl or self.token_lifetime
         value = secrets.token_hex(16)
-        self.tokens[value] = Token(value, time.monotonic() + lifetime, tenant, lifetime,
-                                   time.monotonic(), self._inherited_snapshots(tenant))
-        return _json({"access_token": value, "expires_in": int(lifetime),
-                      "token_type": "bearer"})
+        self.tokens[value] = Token(
+            value,
+            time.monotonic() + lifetime,
+            tenant,
+            lifetime,
+            time.monotonic(),
+            self._inherited_snapshots(tenant),
+        )
+        return _json({"access_token": value, "expires_in": int(lifetime), "token_type": "bearer"})
 
     def _authorize(self, request: Request, tenant: str) -> Token:
         auth = request.headers.get("authorization", "")
         if not auth.lower().startswith("bearer "):
-            raise ApiError(401, "security:authentication", "Authentication Failed",
-                           "Authorization header is missing or is not a bearer token.",
-                           headers={"WWW-Authenticate": "Bearer"})
+            raise ApiError(
+                401,
+                "security:authentication",
+                "Authentication Failed",
+                "Authorization header is missing or is not a bearer token.",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
         token = self.tokens.get(auth[7:].strip())
         if token is None or token.scope != tenant:
-            raise ApiError(401, "security:authentication", "Authentication Failed",
-                           "Invalid token.", headers={"WWW-Authenticate": "Bearer"})
+            raise ApiError(
+                401,
+                "security:authentication",
+                "Authentication Failed",
+                "Invalid token.",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
         if time.monotonic() >= token.expires:
-            raise ApiError(401, "security:authentication", "Authentication Failed",
-                           "Token is expired.",
-                           headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+            raise ApiError(
+                401,
+                "security:authentication",
+                "Authentication Failed",
+                "Token is expired.",
+                headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+            )
         token.last_used = time.monotonic()
         return token
 
     def metadata(self, request: Request, parts: list[str], tenant: str) -> Response:
         base = str(request.url).split("/metadata", 1)[0]
         if parts in ([], [""]):
-            return _json([
-                {"name": "Resources", "endpointUri":
-                 f"{base}/metadata/data/v3/resources/swagger.json", "prefix": ""},
-                {"name": "Descriptors", "endpointUri":
-                 f"{base}/metadata/data/v3/descriptors/swagger.json", "prefix": ""},
-            ])
+            return _json(
+                [
+                    {
+                        "name": "Resources",
+                        "endpointUri": f"{base}/metadata/data/v3/resources/swagger.json",
+                        "prefix": "",
+                    },
+                    {
+                        "name": "Descriptors",
+                        "endpointUri": f"{base}/metadata/data/v3/descriptors/swagger.json",
+                        "prefix": "",
+                    },
+                ]
+            )
         if parts == ["data", "v3", "resources", "swagger.json"]:
             return _json(self.documents[0])
         if parts == ["data", "v3", "descriptors", "swagger.json"]:
@@ -329,9 +373,11 @@ class Sandbox:
         raise not_found()
 
     def _graphml(self) -> str:
-        lines = ['<?xml version="1.0" encoding="utf-8"?>',
-                 '<graphml xmlns="http://graphml.graphdrawing.org/xmlns">',
-                 '  <graph id="EdFi Dependencies" edgedefault="directed">']
+        lines = [
+            '<?xml version="1.0" encoding="utf-8"?>',
+            '<graphml xmlns="http://graphml.graphdrawing.org/xmlns">',
+            '  <graph id="EdFi Dependencies" edgedefault="directed">',
+        ]
         for p in self.model.load_order():
             lines.append(f'    <node id="{p}" />')
         for p in self.model.load_order():
@@ -350,21 +396,34 @@ class Sandbox:
         roll = f.rng.random()
         if roll < f.error:
             status = 500 if f.rng.random() < 0.5 else 503
-            return _problem(ApiError(status, "internal-server-error", "Injected Failure",
-                                     "The sandbox injected this failure (--faults error)."))
+            return _problem(
+                ApiError(
+                    status,
+                    "internal-server-error",
+                    "Injected Failure",
+                    "The sandbox injected this failure (--faults error).",
+                )
+            )
         roll -= f.error
         if roll < f.throttle:
-            return _problem(ApiError(429, "too-many-requests", "Too Many Requests",
-                                     "The sandbox injected this throttle (--faults throttle).",
-                                     headers={"Retry-After": f"{f.retry_after:g}"}))
+            return _problem(
+                ApiError(
+                    429,
+                    "too-many-requests",
+                    "Too Many Requests",
+                    "The sandbox injected this throttle (--faults throttle).",
+                    headers={"Retry-After": f"{f.retry_after:g}"},
+                )
+            )
         roll -= f.throttle
         if roll < f.drop:
             return _DroppedResponse()
         return None
 
     # -- change queries ------------------------------------------------------------------
-    def change_versions(self, request: Request, store: Store, token: Token, parts: list[str]
-                        ) -> Response:
+    def change_versions(
+        self, request: Request, store: Store, token: Token, parts: list[str]
+    ) -> Response:
         if parts != ["v1", "availableChangeVersions"]:
             raise not_found()
         newest = store.newest_change_version
@@ -373,8 +432,9 @@ class Sandbox:
         return _json({"oldestChangeVersion": 0, "newestChangeVersion": newest})
 
     # -- resources ---------------------------------------------------------------------
-    async def data(self, request: Request, store: Store, token: Token, parts: list[str]
-                   ) -> Response:
+    async def data(
+        self, request: Request, store: Store, token: Token, parts: list[str]
+    ) -> Response:
         if len(parts) < 3 or parts[0] != "v3":
             raise not_found("Data requests look like /data/v3/{namespace}/{resource}.")
         path = f"/{parts[1]}/{parts[2]}"
@@ -384,8 +444,7 @@ class Sandbox:
         rest = parts[3:]
         method = request.method
         if method == "GET":
-            snapshot = (self._snapshot_for(store, token) if _snapshot_requested(request)
-                        else None)
+            snapshot = self._snapshot_for(store, token) if _snapshot_requested(request) else None
             if not rest:
                 return await self.get_collection(request, store, resource, snapshot)
             if rest == ["deletes"] or rest == ["keyChanges"]:
@@ -395,8 +454,7 @@ class Sandbox:
             if rest == ["partitions"]:
                 return await self.get_partitions(request, store, resource, snapshot)
             if len(rest) == 1:
-                body = await anyio.to_thread.run_sync(store.get_by_id, resource, rest[0],
-                                                      snapshot)
+                body = await anyio.to_thread.run_sync(store.get_by_id, resource, rest[0], snapshot)
                 return Response(body, media_type=JSON)
             raise not_found()
         if method == "POST" and not rest:
@@ -412,14 +470,19 @@ class Sandbox:
             body = await _read_json(request)
             if "id" in body and body["id"] != rest[0]:
                 raise bad_request("The identifier in the body does not match the one in the URL.")
-            result = await anyio.to_thread.run_sync(store.put, resource, rest[0], body,
-                                                    _if_match(request))
+            result = await anyio.to_thread.run_sync(
+                store.put, resource, rest[0], body, _if_match(request)
+            )
             return Response(status_code=204, headers={"ETag": f'"{result.cv}"'})
         if method == "DELETE" and len(rest) == 1:
             await anyio.to_thread.run_sync(store.delete, resource, rest[0], _if_match(request))
             return Response(status_code=204)
-        raise ApiError(405, "method-not-allowed", "Method Not Allowed",
-                       f"{method} is not supported on this path.")
+        raise ApiError(
+            405,
+            "method-not-allowed",
+            "Method Not Allowed",
+            f"{method} is not supported on this path.",
+        )
 
     async def _forbid_unenrolled(self, store: Store, body: Any) -> None:
         """A target that refuses students until a school association grants access."""
@@ -433,18 +496,36 @@ class Sandbox:
             return rows > 0
 
         existing = await anyio.to_thread.run_sync(
-            store.find, self.model["/ed-fi/students"], {"studentUniqueId": uid})
+            store.find, self.model["/ed-fi/students"], {"studentUniqueId": uid}
+        )
         if existing is not None and not await anyio.to_thread.run_sync(enrolled):
             raise ApiError(
-                403, "security:authorization:access-denied:relationship", "Authorization Denied",
+                403,
+                "security:authorization:access-denied:relationship",
+                "Authorization Denied",
                 "Access to the requested data could not be authorized: no relationship exists "
-                f"between the caller's education organizations and student '{uid}'.")
+                f"between the caller's education organizations and student '{uid}'.",
+            )
 
-    def _window(self, request: Request, resource: Resource, snapshot: int | None,
-                *, allow_filters: bool = True) -> Window:
+    def _window(
+        self,
+        request: Request,
+        resource: Resource,
+        snapshot: int | None,
+        *,
+        allow_filters: bool = True,
+    ) -> Window:
         q = request.query_params
-        known = {"offset", "limit", "totalCount", "minChangeVersion", "maxChangeVersion",
-                 "pageSize", "pageToken", "number"}
+        known = {
+            "offset",
+            "limit",
+            "totalCount",
+            "minChangeVersion",
+            "maxChangeVersion",
+            "pageSize",
+            "pageToken",
+            "number",
+        }
         filters: list[tuple[str, Any]] = []
         for name, value in q.multi_items():
             if name in known:
@@ -473,11 +554,11 @@ class Sandbox:
             for f in ref.fields:
                 if f.name == name:
                     return f"$.{ref.name}.{name}", _coerce(f.kind, value, name)
-        raise bad_request(f"The query parameter '{name}' is not a property of "
-                          f"{resource.path}.")
+        raise bad_request(f"The query parameter '{name}' is not a property of {resource.path}.")
 
-    async def get_collection(self, request: Request, store: Store, resource: Resource,
-                             snapshot: int | None) -> Response:
+    async def get_collection(
+        self, request: Request, store: Store, resource: Resource, snapshot: int | None
+    ) -> Response:
         q = request.query_params
         w = self._window(request, resource, snapshot)
         headers: dict[str, str] = {}
@@ -485,14 +566,17 @@ class Sandbox:
         cursor = "pageToken" in q or ("offset" not in q and "limit" not in q)
         if cursor:
             if "pageSize" in q and "pageToken" not in q:
-                raise bad_request("pageToken is required when pageSize is specified; start "
-                                  "with a GET without paging parameters or use /partitions.")
+                raise bad_request(
+                    "pageToken is required when pageSize is specified; start "
+                    "with a GET without paging parameters or use /partitions."
+                )
             size = _int_param(q, "pageSize")
             size = 25 if size is None else size
             _check_limit(size, "pageSize", minimum=1)
             start, end = decode_token(q["pageToken"]) if "pageToken" in q else (0, 2**62)
-            page: Page = await anyio.to_thread.run_sync(store.page_range, resource, w, start,
-                                                        end, size)
+            page: Page = await anyio.to_thread.run_sync(
+                store.page_range, resource, w, start, end, size
+            )
             if page.more and page.last_seq is not None:
                 headers["Next-Page-Token"] = encode_token(page.last_seq + 1, end)
         else:
@@ -512,8 +596,9 @@ class Sandbox:
             body = body[: max(1, len(body) // 2)]
         return Response(body, media_type=JSON, headers=headers)
 
-    async def get_tracked(self, request: Request, store: Store, resource: Resource, kind: str,
-                          snapshot: int | None) -> Response:
+    async def get_tracked(
+        self, request: Request, store: Store, resource: Resource, kind: str, snapshot: int | None
+    ) -> Response:
         q = request.query_params
         w = self._window(request, resource, snapshot, allow_filters=False)
         offset = _int_param(q, "offset")
@@ -522,13 +607,15 @@ class Sandbox:
         limit = 25 if limit is None else limit
         _check_limit(limit, "limit")
         table = "deletes" if kind == "deletes" else "key_changes"
-        body, total = await anyio.to_thread.run_sync(store.tracked, resource, table, w, offset,
-                                                     limit)
+        body, total = await anyio.to_thread.run_sync(
+            store.tracked, resource, table, w, offset, limit
+        )
         headers = {"Total-Count": str(total)} if q.get("totalCount", "").lower() == "true" else {}
         return Response(body, media_type=JSON, headers=headers)
 
-    async def get_partitions(self, request: Request, store: Store, resource: Resource,
-                             snapshot: int | None) -> Response:
+    async def get_partitions(
+        self, request: Request, store: Store, resource: Resource, snapshot: int | None
+    ) -> Response:
         number = _int_param(request.query_params, "number")
         number = 1 if number is None else number
         if not 1 <= number <= 200:
@@ -545,8 +632,13 @@ class _DroppedResponse(Response):
         super().__init__(b"", status_code=200)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", JSON.encode()), (b"content-length", b"100000")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", JSON.encode()), (b"content-length", b"100000")],
+            }
+        )
         await send({"type": "http.response.body", "body": b'[{"id":"', "more_body": True})
         raise ConnectionAbortedError("sandbox fault: connection dropped mid-body")
 
@@ -566,8 +658,12 @@ def _json(body: Any, status: int = 200) -> Response:
 
 
 def _problem(err: ApiError) -> Response:
-    return Response(orjson.dumps(err.problem()), status_code=err.status,
-                    media_type="application/problem+json", headers=err.headers)
+    return Response(
+        orjson.dumps(err.problem()),
+        status_code=err.status,
+        media_type="application/problem+json",
+        headers=err.headers,
+    )
 
 
 async def _read_json(request: Request) -> Any:
@@ -607,4 +703,3 @@ def _coerce(kind: str, value: str, name: str) -> Any:
     if kind == "boolean":
         return 1 if value.lower() == "true" else 0
     return value
-

@@ -44,8 +44,11 @@ class ChangeLog:
     key_changed: dict[str, list[str]] = field(default_factory=dict)
 
     def count(self) -> int:
-        return sum(len(v) for d in (self.updated, self.inserted, self.deleted,
-                                    self.key_changed) for v in d.values())
+        return sum(
+            len(v)
+            for d in (self.updated, self.inserted, self.deleted, self.key_changed)
+            for v in d.values()
+        )
 
 
 def _sample(store: Store, path: str, n: int, rng: Random) -> list[dict[str, Any]]:
@@ -79,8 +82,13 @@ def apply_changes(
     if inserts:
         ssa = model["/ed-fi/studentSchoolAssociations"]
         templates = _sample(store, ssa.path, 1, rng)
-        template_student = store.find(students, {"studentUniqueId": templates[0][
-            "studentReference"]["studentUniqueId"]}) if templates else None
+        template_student = (
+            store.find(
+                students, {"studentUniqueId": templates[0]["studentReference"]["studentUniqueId"]}
+            )
+            if templates
+            else None
+        )
         if template_student is None:
             raise ValueError("inserts need a data set with at least one enrolled student")
         for i in range(inserts):

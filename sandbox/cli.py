@@ -14,43 +14,72 @@ from .server import build_sandbox
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="edfi-sandbox", description="An Ed-Fi ODS/API 7.3 emulator with a synthetic district.")
+        prog="edfi-sandbox", description="An Ed-Fi ODS/API 7.3 emulator with a synthetic district."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="generate (or reuse) a district and serve it")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8765)
-    serve.add_argument("--students", type=int, default=1000,
-                       help="district size (0 for an empty API)")
+    serve.add_argument(
+        "--students", type=int, default=1000, help="district size (0 for an empty API)"
+    )
     serve.add_argument("--seed", type=int, default=1)
-    serve.add_argument("--years", default="",
-                       help="comma-separated school years for year-specific routing")
+    serve.add_argument(
+        "--years", default="", help="comma-separated school years for year-specific routing"
+    )
     serve.add_argument("--tenants", default="", help="comma-separated tenant names")
-    serve.add_argument("--openapi", action="append",
-                       help="OpenAPI document to serve instead of the built-in DS 5 subset "
-                            "(repeat for resources, then descriptors)")
-    serve.add_argument("--db", help="SQLite file to keep the data in (reused when it already "
-                                    "holds the same district)")
-    serve.add_argument("--faults", help="e.g. error=0.05,throttle=0.02,retry_after=1,drop=0.01,"
-                                        "latency_ms=30,token_ttl=5")
+    serve.add_argument(
+        "--openapi",
+        action="append",
+        help="OpenAPI document to serve instead of the built-in DS 5 subset "
+        "(repeat for resources, then descriptors)",
+    )
+    serve.add_argument(
+        "--db",
+        help="SQLite file to keep the data in (reused when it already holds the same district)",
+    )
+    serve.add_argument(
+        "--faults",
+        help="e.g. error=0.05,throttle=0.02,retry_after=1,drop=0.01,latency_ms=30,token_ttl=5",
+    )
     serve.add_argument("--client-secret", help="fixed client secret (default: random)")
     args = parser.parse_args(argv)
 
     started = time.perf_counter()
     try:
         sandbox = build_sandbox(
-            students=args.students, seed=args.seed,
+            students=args.students,
+            seed=args.seed,
             years=[int(y) for y in args.years.split(",") if y] or None,
             tenants=[t for t in args.tenants.split(",") if t] or None,
-            db=args.db, openapi=args.openapi, faults=args.faults,
-            client_secret=args.client_secret)
+            db=args.db,
+            openapi=args.openapi,
+            faults=args.faults,
+            client_secret=args.client_secret,
+        )
     except ValueError as exc:
         parser.error(str(exc))
     generated = time.perf_counter() - started
-    print(json.dumps({"base_url": f"http://{args.host}:{args.port}",
-                      "client_id": sandbox.client_id, "client_secret": sandbox.client_secret,
-                      "ready_seconds": round(generated, 2)}), flush=True)
-    config = uvicorn.Config(sandbox, host=args.host, port=args.port, log_level="warning",
-                            access_log=False, lifespan="off", timeout_keep_alive=30)
+    print(
+        json.dumps(
+            {
+                "base_url": f"http://{args.host}:{args.port}",
+                "client_id": sandbox.client_id,
+                "client_secret": sandbox.client_secret,
+                "ready_seconds": round(generated, 2),
+            }
+        ),
+        flush=True,
+    )
+    config = uvicorn.Config(
+        sandbox,
+        host=args.host,
+        port=args.port,
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        timeout_keep_alive=30,
+    )
     uvicorn.Server(config).run()
     sys.exit(0)
 

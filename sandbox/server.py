@@ -37,8 +37,11 @@ class RunningSandbox:
         return self.sandbox.store(year, tenant)
 
     def info(self) -> dict[str, Any]:
-        return {"base_url": self.base_url, "client_id": self.client_id,
-                "client_secret": self.client_secret}
+        return {
+            "base_url": self.base_url,
+            "client_id": self.client_id,
+            "client_secret": self.client_secret,
+        }
 
 
 def load_documents(openapi: list[str] | None) -> tuple[ApiModel, list[dict[str, Any]]]:
@@ -51,8 +54,14 @@ def load_documents(openapi: list[str] | None) -> tuple[ApiModel, list[dict[str, 
             with open(p, encoding="utf-8-sig") as fh:
                 docs.append(json.load(fh))
         if len(docs) == 1:
-            docs.append({"openapi": "3.0.1", "info": {"title": "Descriptors", "version": "1"},
-                         "paths": {}, "components": {"schemas": {}}})
+            docs.append(
+                {
+                    "openapi": "3.0.1",
+                    "info": {"title": "Descriptors", "version": "1"},
+                    "paths": {},
+                    "components": {"schemas": {}},
+                }
+            )
     return load_model(*docs), docs
 
 
@@ -92,7 +101,8 @@ def open_store(model: ApiModel, path: str, *, students: int, seed: int, year: in
         if missing:
             raise SystemExit(
                 f"the OpenAPI document lacks resources the synthetic district needs "
-                f"({', '.join(sorted(set(missing))[:5])} ...); serve it with --students 0")
+                f"({', '.join(sorted(set(missing))[:5])} ...); serve it with --students 0"
+            )
     store.set_meta("district", tag)
     return store
 
@@ -119,11 +129,19 @@ def build_sandbox(
             suffix = "".join(f".{p}" for p in (tenant, year) if p)
             path = str(base) + suffix
             stores[(tenant, year)] = open_store(
-                model, path, students=students, seed=seed, year=year or DEFAULT_YEAR)
+                model, path, students=students, seed=seed, year=year or DEFAULT_YEAR
+            )
     if isinstance(faults, str) or faults is None:
         faults = Faults.parse(faults)
-    return Sandbox(model, docs, stores, client_secret=client_secret, tenants=tenants,
-                   years=years, faults=faults)
+    return Sandbox(
+        model,
+        docs,
+        stores,
+        client_secret=client_secret,
+        tenants=tenants,
+        years=years,
+        faults=faults,
+    )
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -133,12 +151,20 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 @contextmanager
-def serve_in_thread(sandbox: Sandbox, host: str = "127.0.0.1", port: int = 0
-                    ) -> Iterator[RunningSandbox]:
+def serve_in_thread(
+    sandbox: Sandbox, host: str = "127.0.0.1", port: int = 0
+) -> Iterator[RunningSandbox]:
     """Serve a sandbox from a background thread (for tests and the demo)."""
     port = port or free_port(host)
-    config = uvicorn.Config(sandbox, host=host, port=port, log_level="warning",
-                            access_log=False, lifespan="off", timeout_keep_alive=30)
+    config = uvicorn.Config(
+        sandbox,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        timeout_keep_alive=30,
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="edfi-sandbox", daemon=True)
     thread.start()
@@ -148,17 +174,83 @@ def serve_in_thread(sandbox: Sandbox, host: str = "127.0.0.1", port: int = 0
             raise RuntimeError(f"the sandbox did not start on {host}:{port}")
         time.sleep(0.01)
     try:
-        yield RunningSandbox(f"http://{host}:{port}", sandbox.client_id, sandbox.client_secret,
-                             sandbox)
+        yield RunningSandbox(
+            f"http://{host}:{port}", sandbox.client_id, sandbox.client_secret, sandbox
+        )
     finally:
         server.should_exit = True
         thread.join(timeout=10)
 
 
 @contextmanager
-def running_sandbox(host: str = "127.0.0.1", port: int = 0, **kwargs: Any
-                    ) -> Iterator[RunningSandbox]:
+def running_sandbox(
+    host: str = "127.0.0.1", port: int = 0, **kwargs: Any
+) -> Iterator[RunningSandbox]:
     """Build a sandbox and serve it on a free port for the duration of the block."""
     sandbox = build_sandbox(**kwargs)
     with serve_in_thread(sandbox, host, port) as running:
         yield running
+
+
+@contextmanager
+def sandbox_process(
+    *,
+    students: int,
+    db: str | Path,
+    seed: int = 1,
+    faults: str | None = None,
+    client_secret: str | None = None,
+    host: str = "127.0.0.1",
+) -> Iterator[dict[str, Any]]:
+    """``edfi-sandbox serve`` in a child process (its own GIL: for benchmarks and big tests).
+
+    Yields the JSON line it prints (``base_url``, ``client_id``, ``client_secret``,
+    ``ready_seconds``) once the server answers, and stops it afterwards.
+    """
+    import subprocess
+    import sys
+
+    import httpx
+
+    cmd = [
+        sys.executable,
+        "-m",
+        "sandbox",
+        "serve",
+        "--host",
+        host,
+        "--port",
+        str(free_port(host)),
+        "--students",
+        str(students),
+        "--seed",
+        str(seed),
+        "--db",
+        str(db),
+    ]
+    if faults:
+        cmd += ["--faults", faults]
+    if client_secret:
+        cmd += ["--client-secret", client_secret]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parent.parent
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the sandbox process exited ({proc.wait()}) before serving")
+        info: dict[str, Any] = json.loads(line)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(info["base_url"] + "/", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        yield info
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -23,6 +23,7 @@ import threading
 import uuid
 from array import array
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from random import Random
 from typing import Any
@@ -217,6 +218,17 @@ class Store:
             self._local.conn = conn
         return conn
 
+    @contextmanager
+    def _transaction(self, conn: sqlite3.Connection) -> Iterator[None]:
+        """All of a write or none of it: a failed validation leaves no trace."""
+        conn.execute("BEGIN")
+        try:
+            yield
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
     def _meta(self, name: str) -> str | None:
         row = self._conn().execute("SELECT value FROM meta WHERE name=?", (name,)).fetchone()
         return row[0] if row else None
@@ -286,8 +298,11 @@ class Store:
             hit = self._resolve(conn, ref, value)
             if hit is None:
                 targets = self.model.targets(ref)
-                entity = _entity(self.model[targets[0]]) if len(targets) == 1 else (
-                    ref.schema.split("_", 1)[-1].removesuffix("Reference"))
+                entity = (
+                    _entity(self.model[targets[0]])
+                    if len(targets) == 1
+                    else (ref.schema.split("_", 1)[-1].removesuffix("Reference"))
+                )
                 missing.append(entity[:1].upper() + entity[1:])
                 continue
             target, seq, id_ = hit
@@ -296,8 +311,9 @@ class Store:
         for name, sub in shape.collections.items():
             for i, item in enumerate(body.get(name) or ()):
                 if isinstance(item, dict):
-                    self._link_references(conn, sub, item, f"{where}.{name}[{i}]", refs_out,
-                                          missing)
+                    self._link_references(
+                        conn, sub, item, f"{where}.{name}[{i}]", refs_out, missing
+                    )
         for name, sub in shape.objects.items():
             item = body.get(name)
             if isinstance(item, dict):
@@ -339,7 +355,8 @@ class Store:
                 if fv is None:
                     if f.required:
                         errors.setdefault(f"{where}.{name}.{f.name}", []).append(
-                            f"{f.name} is required.")
+                            f"{f.name} is required."
+                        )
                     continue
                 problem = self._check_scalar(f, fv)
                 if problem:
@@ -349,7 +366,8 @@ class Store:
             if items is None or items == []:
                 if name in shape.required_collections:
                     errors.setdefault(f"{where}.{name}", []).append(
-                        f"{name} must have at least one item.")
+                        f"{name} must have at least one item."
+                    )
                 continue
             if not isinstance(items, list):
                 errors.setdefault(f"{where}.{name}", []).append(f"{name} must be an array.")
@@ -399,8 +417,10 @@ class Store:
     def upsert(self, resource: Resource, body: dict[str, Any]) -> WriteResult:
         """POST semantics: insert, or update the record with the same natural key."""
         if "id" in body:
-            raise bad_request("Resource identifiers cannot be assigned by the client. "
-                              "The 'id' property should not be included in the request body.")
+            raise bad_request(
+                "Resource identifiers cannot be assigned by the client. "
+                "The 'id' property should not be included in the request body."
+            )
         for meta in ("_etag", "_lastModifiedDate"):
             body.pop(meta, None)
         self.validate(resource, body)
@@ -411,16 +431,11 @@ class Store:
                 "SELECT seq, id, cv, body FROM records WHERE rid=? AND key=?",
                 (self.rid(resource), key),
             ).fetchone()
-            conn.execute("BEGIN")
-            try:
+            with self._transaction(conn):
                 if row is None:
                     result = self._insert(conn, resource, body, key)
                 else:
                     result = self._update(conn, resource, row, body, key)
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
         return result
 
     def _serialize(self, resource: Resource, id_: str, body: dict[str, Any], cv: int) -> bytes:
@@ -439,8 +454,11 @@ class Store:
                 409,
                 "conflict:unresolved-reference",
                 "Unresolved Reference",
-                "The referenced '" + "', '".join(names) + "' resource"
-                + ("s do" if len(names) > 1 else " does") + " not exist.",
+                "The referenced '"
+                + "', '".join(names)
+                + "' resource"
+                + ("s do" if len(names) > 1 else " does")
+                + " not exist.",
                 errors=[f"The referenced '{n}' resource does not exist." for n in names],
             )
         return refs
@@ -492,8 +510,13 @@ class Store:
         if old_key is not None and old_key != key:
             conn.execute(
                 "INSERT INTO key_changes VALUES (?, ?, ?, ?, ?)",
-                (rid, id_, cv, self._key_values_json(resource, old_key),
-                 self._key_values_json(resource, key)),
+                (
+                    rid,
+                    id_,
+                    cv,
+                    self._key_values_json(resource, old_key),
+                    self._key_values_json(resource, key),
+                ),
             )
         self.set_meta("cv", str(cv))
         return WriteResult(id_, False, cv)
@@ -501,8 +524,9 @@ class Store:
     def _key_values_json(self, resource: Resource, key: str) -> bytes:
         return orjson.dumps(dict(zip(resource.key_names, orjson.loads(key), strict=True)))
 
-    def put(self, resource: Resource, id_: str, body: dict[str, Any],
-            if_match: str | None = None) -> WriteResult:
+    def put(
+        self, resource: Resource, id_: str, body: dict[str, Any], if_match: str | None = None
+    ) -> WriteResult:
         """PUT by id: full replacement; a changed natural key is a key change (cascaded)."""
         body.pop("id", None)
         for meta in ("_etag", "_lastModifiedDate"):
@@ -524,24 +548,22 @@ class Store:
                 if not resource.key_changes:
                     raise bad_request(
                         f"Key values for this resource ({_entity(resource)}) cannot be changed. "
-                        "Delete and recreate the resource item instead.")
+                        "Delete and recreate the resource item instead."
+                    )
                 clash = conn.execute(
                     "SELECT 1 FROM records WHERE rid=? AND key=?", (self.rid(resource), key)
                 ).fetchone()
                 if clash:
-                    raise ApiError(409, "conflict:non-unique-values",
-                                   "Identifying Values Are Not Unique",
-                                   "A resource with the new key values already exists.")
-            conn.execute("BEGIN")
-            try:
+                    raise ApiError(
+                        409,
+                        "conflict:non-unique-values",
+                        "Identifying Values Are Not Unique",
+                        "A resource with the new key values already exists.",
+                    )
+            with self._transaction(conn):
                 result = self._update(conn, resource, row, body, key, old_key=old_key)
                 if old_key != key:
-                    self._cascade(conn, resource, row[0], orjson.loads(old_key),
-                                  orjson.loads(key))
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+                    self._cascade(conn, resource, row[0], orjson.loads(old_key), orjson.loads(key))
         return result
 
     def _cascade(
@@ -557,7 +579,9 @@ class Store:
         new_map = dict(zip(target.key_names, new_values, strict=True))
         sources = conn.execute(
             "SELECT r.seq, r.id, r.cv, r.body, r.rid FROM refs JOIN records r ON r.seq = refs.src "
-            "WHERE refs.tgt=?", (target_seq,)).fetchall()
+            "WHERE refs.tgt=?",
+            (target_seq,),
+        ).fetchall()
         for seq, id_, cv, raw, rid in sources:
             resource = self.resource_by_rid[rid]
             body = orjson.loads(raw)
@@ -566,8 +590,14 @@ class Store:
             _rewrite_refs(self.model, resource.shape, body, target, old_map, new_map)
             old_key = self.record_key(resource, orjson.loads(raw))
             key = self.record_key(resource, body)
-            self._update(conn, resource, (seq, id_, cv, raw), body, key,
-                         old_key=old_key if resource.key_changes else None)
+            self._update(
+                conn,
+                resource,
+                (seq, id_, cv, raw),
+                body,
+                key,
+                old_key=old_key if resource.key_changes else None,
+            )
             if old_key != key:
                 self._cascade(conn, resource, seq, orjson.loads(old_key), orjson.loads(key))
 
@@ -586,28 +616,32 @@ class Store:
                 self._check_descriptor_unused(conn, resource, key)
             dep = conn.execute(
                 "SELECT r.rid FROM refs JOIN records r ON r.seq = refs.src WHERE refs.tgt=? "
-                "LIMIT 1", (seq,)).fetchone()
+                "LIMIT 1",
+                (seq,),
+            ).fetchone()
             if dep:
                 entity = _entity(self.resource_by_rid[dep[0]])
                 raise ApiError(
-                    409, "conflict:dependent-item-exists", "Dependent Item Exists",
+                    409,
+                    "conflict:dependent-item-exists",
+                    "Dependent Item Exists",
                     "The requested action cannot be performed because this item is referenced "
-                    f"by existing '{entity}' item(s).")
-            conn.execute("BEGIN")
-            try:
+                    f"by existing '{entity}' item(s).",
+                )
+            with self._transaction(conn):
                 cv = self._next_cv()
                 conn.execute(
                     "INSERT INTO history(rid, seq, id, key, cv, until_cv, body) "
-                    "SELECT rid, seq, id, key, cv, ?, body FROM records WHERE seq=?", (cv, seq))
+                    "SELECT rid, seq, id, key, cv, ?, body FROM records WHERE seq=?",
+                    (cv, seq),
+                )
                 conn.execute("DELETE FROM records WHERE seq=?", (seq,))
                 conn.execute("DELETE FROM refs WHERE src=?", (seq,))
-                conn.execute("INSERT INTO deletes VALUES (?, ?, ?, ?)",
-                             (rid, id_, cv, self._key_values_json(resource, key)))
+                conn.execute(
+                    "INSERT INTO deletes VALUES (?, ?, ?, ?)",
+                    (rid, id_, cv, self._key_values_json(resource, key)),
+                )
                 self.set_meta("cv", str(cv))
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
             live = self.tables.live[rid]
             i = bisect.bisect_left(live, seq)
             if i < len(live) and live[i] == seq:
@@ -617,22 +651,30 @@ class Store:
                 self.descriptors.discard(f"{ns}#{code}".lower())
             return cv
 
-    def _check_descriptor_unused(self, conn: sqlite3.Connection, resource: Resource,
-                                 key: str) -> None:
+    def _check_descriptor_unused(
+        self, conn: sqlite3.Connection, resource: Resource, key: str
+    ) -> None:
         """A descriptor value still used by records cannot be deleted (409, as in the ODS)."""
         ns, code = orjson.loads(key)
         needle = orjson.dumps(f"{ns}#{code}").decode()
-        users = [self.rid(r) for r in self.model
-                 if any(d == resource.path for _, d in r.shape.descriptor_paths())]
+        users = [
+            self.rid(r)
+            for r in self.model
+            if any(d == resource.path for _, d in r.shape.descriptor_paths())
+        ]
         for rid in users:
-            hit = conn.execute("SELECT 1 FROM records WHERE rid=? AND instr(body, ?) > 0 "
-                               "LIMIT 1", (rid, needle)).fetchone()
+            hit = conn.execute(
+                "SELECT 1 FROM records WHERE rid=? AND instr(body, ?) > 0 LIMIT 1", (rid, needle)
+            ).fetchone()
             if hit:
                 entity = _entity(self.resource_by_rid[rid])
                 raise ApiError(
-                    409, "conflict:dependent-item-exists", "Dependent Item Exists",
+                    409,
+                    "conflict:dependent-item-exists",
+                    "Dependent Item Exists",
                     "The requested action cannot be performed because this item is referenced "
-                    f"by existing '{entity}' item(s).")
+                    f"by existing '{entity}' item(s).",
+                )
 
     # -- bulk load -------------------------------------------------------------------
     def bulk_load(self, batches: Iterable[tuple[str, list[dict[str, Any]]]]) -> int:
@@ -642,20 +684,20 @@ class Store:
         is tested against the model), so only references are resolved.
         """
         n = 0
+        index: dict[int, dict[str, tuple[int, str]]] = {}
+        needed = {p for p, deps in self.model.dependents.items() if deps}
         with self._write_lock:
             conn = self._conn()
-            conn.execute("BEGIN")
-            index: dict[int, dict[str, tuple[int, str]]] = {}
-            needed = {p for p, deps in self.model.dependents.items() if deps}
-            try:
+            with self._transaction(conn):
                 for path, batch in batches:
                     resource = self.model[path]
                     rid = self.rid(resource)
                     rows: list[tuple[int, int, str, str, int, bytes]] = []
                     ref_rows: list[tuple[int, int]] = []
                     keep = index.setdefault(rid, {}) if path in needed else None
-                    seq = int(conn.execute("SELECT coalesce(max(seq), 0) FROM records")
-                              .fetchone()[0])
+                    seq = int(
+                        conn.execute("SELECT coalesce(max(seq), 0) FROM records").fetchone()[0]
+                    )
                     for body in batch:
                         seq += 1
                         key = self.record_key(resource, body)
@@ -663,25 +705,22 @@ class Store:
                         self._bulk_link(resource.shape, body, index, refs)
                         cv = self._next_cv()
                         id_ = self._new_id()
-                        rows.append((seq, rid, id_, key, cv,
-                                     self._serialize(resource, id_, body, cv)))
+                        rows.append(
+                            (seq, rid, id_, key, cv, self._serialize(resource, id_, body, cv))
+                        )
                         ref_rows.extend((t, seq) for t in refs)
                         if keep is not None:
                             keep[key] = (seq, id_)
                         if resource.is_descriptor:
-                            self.descriptors.add(
-                                f"{body['namespace']}#{body['codeValue']}".lower())
+                            self.descriptors.add(f"{body['namespace']}#{body['codeValue']}".lower())
                     conn.executemany(
                         "INSERT INTO records(seq, rid, id, key, cv, body) VALUES (?,?,?,?,?,?)",
-                        rows)
+                        rows,
+                    )
                     conn.executemany("INSERT OR IGNORE INTO refs VALUES (?, ?)", ref_rows)
                     self.tables.live[rid].extend(r[0] for r in rows)
                     n += len(rows)
                 self.set_meta("cv", str(self._cv))
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
         return n
 
     def _bulk_link(
@@ -697,8 +736,7 @@ class Store:
                 continue
             for target_path in self.model.targets(ref):
                 target = self.model[target_path]
-                values = [value.get(abstract_field(target, ref.schema, k.name))
-                          for k in target.key]
+                values = [value.get(abstract_field(target, ref.schema, k.name)) for k in target.key]
                 hit = index.get(self.rid(target), {}).get(self.key_string(values))
                 if hit:
                     refs.append(hit[0])
@@ -719,21 +757,28 @@ class Store:
         conn = self._conn()
         rid = self.rid(resource)
         if snapshot is None:
-            row = conn.execute("SELECT body FROM records WHERE rid=? AND id=?",
-                               (rid, id_)).fetchone()
+            row = conn.execute(
+                "SELECT body FROM records WHERE rid=? AND id=?", (rid, id_)
+            ).fetchone()
         else:
             row = conn.execute(
                 "SELECT body FROM (SELECT body, cv FROM records WHERE rid=? AND id=? AND cv<=? "
                 "UNION ALL SELECT body, cv FROM history WHERE rid=? AND id=? AND cv<=? "
                 "AND until_cv>?) LIMIT 1",
-                (rid, id_, snapshot, rid, id_, snapshot, snapshot)).fetchone()
+                (rid, id_, snapshot, rid, id_, snapshot, snapshot),
+            ).fetchone()
         if row is None:
             raise not_found()
         return bytes(row[0])
 
     def _select(
-        self, rid: int, w: Window, extra: str = "", extra_params: Sequence[Any] = (),
-        *, cols: str = "seq, body",
+        self,
+        rid: int,
+        w: Window,
+        extra: str = "",
+        extra_params: Sequence[Any] = (),
+        *,
+        cols: str = "seq, body",
     ) -> tuple[str, list[Any]]:
         """SQL selecting the rows of a window, current or as of a snapshot."""
         conds = ["rid=?"]
@@ -755,8 +800,10 @@ class Store:
             return f"SELECT {cols} FROM records WHERE {where}", params
         # as of the snapshot: current rows not changed since, plus the versions that were
         # current then and have been superseded (updated, re-keyed or deleted) since
-        sql = (f"SELECT {cols} FROM records WHERE {where} AND cv<=? UNION ALL "
-               f"SELECT {cols} FROM history WHERE {where} AND cv<=? AND until_cv>?")
+        sql = (
+            f"SELECT {cols} FROM records WHERE {where} AND cv<=? UNION ALL "
+            f"SELECT {cols} FROM history WHERE {where} AND cv<=? AND until_cv>?"
+        )
         return sql, [*params, w.snapshot, *params, w.snapshot, w.snapshot]
 
     def count(self, resource: Resource, w: Window) -> int:
@@ -777,15 +824,16 @@ class Store:
             start = live[offset]
             rows = conn.execute(
                 "SELECT seq, body FROM records WHERE rid=? AND seq>=? ORDER BY seq LIMIT ?",
-                (rid, start, limit)).fetchall()
+                (rid, start, limit),
+            ).fetchall()
         else:
             sql, params = self._select(rid, w)
-            rows = conn.execute(f"{sql} ORDER BY seq LIMIT ? OFFSET ?",
-                                [*params, limit, offset]).fetchall()
+            rows = conn.execute(
+                f"{sql} ORDER BY seq LIMIT ? OFFSET ?", [*params, limit, offset]
+            ).fetchall()
         return _page(rows)
 
-    def page_range(self, resource: Resource, w: Window, start: int, end: int, size: int
-                   ) -> Page:
+    def page_range(self, resource: Resource, w: Window, start: int, end: int, size: int) -> Page:
         """Keyset paging inside a row-number range (7.3 page tokens).
 
         Reads ``size + 1`` rows so the caller knows whether another page follows.
@@ -800,11 +848,14 @@ class Store:
         if w.snapshot is None:
             rows = conn.execute(f"{sql} ORDER BY seq LIMIT ?", [*params, size + 1]).fetchall()
         else:
-            current = conn.execute(f"{sql} AND cv<=? ORDER BY seq LIMIT ?",
-                                   [*params, w.snapshot, size + 1]).fetchall()
+            current = conn.execute(
+                f"{sql} AND cv<=? ORDER BY seq LIMIT ?", [*params, w.snapshot, size + 1]
+            ).fetchall()
             old_sql = sql.replace("FROM records", "FROM history", 1)
-            old = conn.execute(f"{old_sql} AND cv<=? AND until_cv>? ORDER BY seq LIMIT ?",
-                               [*params, w.snapshot, w.snapshot, size + 1]).fetchall()
+            old = conn.execute(
+                f"{old_sql} AND cv<=? AND until_cv>? ORDER BY seq LIMIT ?",
+                [*params, w.snapshot, w.snapshot, size + 1],
+            ).fetchall()
             rows = list(heapq.merge(current, old))[: size + 1] if old else current
         page = _page(rows[:size])
         page.more = len(rows) > size
@@ -825,8 +876,14 @@ class Store:
         ends = [*bounds[1:], seqs[-1] + 1]
         return [encode_token(s, e) for s, e in zip(bounds, ends, strict=True)]
 
-    def tracked(self, resource: Resource, kind: str, w: Window, offset: int, limit: int,
-                ) -> tuple[bytes, int]:
+    def tracked(
+        self,
+        resource: Resource,
+        kind: str,
+        w: Window,
+        offset: int,
+        limit: int,
+    ) -> tuple[bytes, int]:
         """``/deletes`` or ``/keyChanges`` entries in a change-version window."""
         rid = self.rid(resource)
         conds = ["rid=?"]
@@ -842,20 +899,30 @@ class Store:
             params.append(w.snapshot)
         where = " AND ".join(conds)
         conn = self._conn()
-        total = int(conn.execute(f"SELECT count(*) FROM {kind} WHERE {where}",
-                                 params).fetchone()[0])
+        total = int(
+            conn.execute(f"SELECT count(*) FROM {kind} WHERE {where}", params).fetchone()[0]
+        )
         if kind == "deletes":
             rows = conn.execute(
                 f"SELECT id, cv, key_values FROM deletes WHERE {where} ORDER BY cv "
-                "LIMIT ? OFFSET ?", [*params, limit, offset]).fetchall()
-            parts = [b'{"id":"%s","changeVersion":%d,"keyValues":%s}' % (i.encode(), cv, kv)
-                     for i, cv, kv in rows]
+                "LIMIT ? OFFSET ?",
+                [*params, limit, offset],
+            ).fetchall()
+            parts = [
+                b'{"id":"%s","changeVersion":%d,"keyValues":%s}' % (i.encode(), cv, kv)
+                for i, cv, kv in rows
+            ]
         else:
             rows = conn.execute(
                 f"SELECT id, cv, old_key, new_key FROM key_changes WHERE {where} ORDER BY cv "
-                "LIMIT ? OFFSET ?", [*params, limit, offset]).fetchall()
-            parts = [b'{"id":"%s","changeVersion":%d,"oldKeyValues":%s,"newKeyValues":%s}'
-                     % (i.encode(), cv, o, n) for i, cv, o, n in rows]
+                "LIMIT ? OFFSET ?",
+                [*params, limit, offset],
+            ).fetchall()
+            parts = [
+                b'{"id":"%s","changeVersion":%d,"oldKeyValues":%s,"newKeyValues":%s}'
+                % (i.encode(), cv, o, n)
+                for i, cv, o, n in rows
+            ]
         return b"[" + b",".join(parts) + b"]", total
 
     # -- helpers for tests and tooling ---------------------------------------------
@@ -869,8 +936,11 @@ class Store:
 
     def find(self, resource: Resource, key_values: Mapping[str, Any]) -> dict[str, Any] | None:
         key = self.key_string([key_values[k] for k in resource.key_names])
-        row = self._conn().execute("SELECT body FROM records WHERE rid=? AND key=?",
-                                   (self.rid(resource), key)).fetchone()
+        row = (
+            self._conn()
+            .execute("SELECT body FROM records WHERE rid=? AND key=?", (self.rid(resource), key))
+            .fetchone()
+        )
         return orjson.loads(row[0]) if row else None
 
     def close(self) -> None:
@@ -882,9 +952,13 @@ class Store:
 
 def _check_etag(if_match: str | None, cv: int) -> None:
     if if_match is not None and if_match != str(cv):
-        raise ApiError(412, "precondition-failed", "Resource Was Modified",
-                       "The resource item has been modified by another user (its _etag no "
-                       "longer matches If-Match).")
+        raise ApiError(
+            412,
+            "precondition-failed",
+            "Resource Was Modified",
+            "The resource item has been modified by another user (its _etag no "
+            "longer matches If-Match).",
+        )
 
 
 def _page(rows: Sequence[tuple[int, bytes]]) -> Page:

@@ -55,8 +55,12 @@ def connection_block(sb: RunningSandbox, **kwargs: Any) -> Any:
     """An Ed-Fi connection block for a running sandbox (not saved to a server)."""
     from blocks import EdFiConnection
 
-    return EdFiConnection(base_url=sb.base_url, client_id=sb.client_id,
-                          client_secret=SecretStr(sb.client_secret), **kwargs)
+    return EdFiConnection(
+        base_url=sb.base_url,
+        client_id=sb.client_id,
+        client_secret=SecretStr(sb.client_secret),
+        **kwargs,
+    )
 
 
 def run_extract(sb: RunningSandbox, lake_url: str, **kwargs: Any) -> dict[str, Any]:
@@ -70,8 +74,9 @@ def run_extract(sb: RunningSandbox, lake_url: str, **kwargs: Any) -> dict[str, A
 
 
 @pytest.fixture(scope="session")
-def district_lake(district: RunningSandbox, prefect_harness: None,
-                  tmp_path_factory: pytest.TempPathFactory) -> str:
+def district_lake(
+    district: RunningSandbox, prefect_harness: None, tmp_path_factory: pytest.TempPathFactory
+) -> str:
     """The 1,000-student district extracted once into a local lake (read-only)."""
     url = str(tmp_path_factory.mktemp("district-lake"))
     summary = run_extract(district, url, mode="full")
@@ -104,9 +109,17 @@ def s3_lake(s3_endpoint: str) -> Any:
     from blocks import LakeStorage
 
     bucket = f"lake-{uuid.uuid4().hex[:10]}"
-    boto3.client("s3", endpoint_url=s3_endpoint, aws_access_key_id="testing",
-                 aws_secret_access_key="testing", region_name="us-east-1"
-                 ).create_bucket(Bucket=bucket)
-    return LakeStorage(url=f"s3://{bucket}/edfi", access_key_id="testing",
-                       secret_access_key=SecretStr("testing"), endpoint_url=s3_endpoint,
-                       region_name="us-east-1")
+    boto3.client(
+        "s3",
+        endpoint_url=s3_endpoint,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="us-east-1",
+    ).create_bucket(Bucket=bucket)
+    return LakeStorage(
+        url=f"s3://{bucket}/edfi",
+        access_key_id="testing",
+        secret_access_key=SecretStr("testing"),
+        endpoint_url=s3_endpoint,
+        region_name="us-east-1",
+    )

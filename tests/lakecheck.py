@@ -25,8 +25,11 @@ def _typed(shape: Shape, record: dict[str, Any]) -> dict[str, Any]:
     for name, ref in shape.references.items():
         value = record.get(name)
         if value:
-            out[name] = {f.name: _scalar(f.kind, value[f.name]) for f in ref.fields
-                         if value.get(f.name) is not None}
+            out[name] = {
+                f.name: _scalar(f.kind, value[f.name])
+                for f in ref.fields
+                if value.get(f.name) is not None
+            }
     for name, sub in shape.collections.items():
         items = record.get(name)
         if items:
@@ -83,8 +86,12 @@ def expected_all(store: Store) -> dict[str, dict[str, dict[str, Any]]]:
     return {r.full_name: expected_rows(store, r) for r in store.model}
 
 
-def differences(lake: Lake, store: Store, year: int,
-                expected: dict[str, dict[str, dict[str, Any]]] | None = None) -> dict[str, str]:
+def differences(
+    lake: Lake,
+    store: Store,
+    year: int,
+    expected: dict[str, dict[str, dict[str, Any]]] | None = None,
+) -> dict[str, str]:
     """Resources whose lake table differs from the sandbox (or from ``expected``)."""
     expected = expected if expected is not None else expected_all(store)
     problems: dict[str, str] = {}
@@ -94,7 +101,8 @@ def differences(lake: Lake, store: Store, year: int,
         if want.keys() != got.keys():
             problems[resource.full_name] = (
                 f"{len(got)} rows in the lake, {len(want)} in the sandbox; "
-                f"missing {len(want.keys() - got.keys())}, extra {len(got.keys() - want.keys())}")
+                f"missing {len(want.keys() - got.keys())}, extra {len(got.keys() - want.keys())}"
+            )
             continue
         for id_, row in want.items():
             if _clean(row) != got[id_]:

@@ -47,8 +47,9 @@ def test_full_extract_equals_the_sandbox(district: RunningSandbox, district_lake
         assert state["change_version"] == store.newest_change_version
 
 
-def test_parquet_is_typed_from_the_openapi_schema(district_lake: str,
-                                                  district: RunningSandbox) -> None:
+def test_parquet_is_typed_from_the_openapi_schema(
+    district_lake: str, district: RunningSandbox
+) -> None:
     lake = Lake(district_lake)
     model = district.sandbox.model
     ssa = read_table(lake, lake.committed_files(model.find("studentSchoolAssociations"), 0))
@@ -56,8 +57,9 @@ def test_parquet_is_typed_from_the_openapi_schema(district_lake: str,
     assert ssa.schema.field("_lastModifiedDate").type == pa.timestamp("us", tz="UTC")
     assert ssa.schema.field("schoolReference").type == pa.struct([("schoolId", pa.int64())])
     assert ssa.schema.field("_school_year").type == pa.int32()
-    students = read_table(lake, lake.committed_files(model.find("studentEducationOrganization"
-                                                                "Associations"), 0))
+    students = read_table(
+        lake, lake.committed_files(model.find("studentEducationOrganizationAssociations"), 0)
+    )
     races = students.schema.field("races").type
     assert pa.types.is_list(races)
     assert races.value_type == pa.struct([("raceDescriptor", pa.string())])
@@ -65,10 +67,15 @@ def test_parquet_is_typed_from_the_openapi_schema(district_lake: str,
 
 def test_lake_layout_is_hive_style_with_raw_jsonl(district_lake: str) -> None:
     files = files_under(district_lake)
-    assert any(f.startswith("current/ed-fi/students/school_year=0/v") and f.endswith(".parquet")
-               for f in files)
-    assert any(f.startswith("raw/ed-fi/students/school_year=0/run=")
-               and f.endswith("records-00000.jsonl.gz") for f in files)
+    assert any(
+        f.startswith("current/ed-fi/students/school_year=0/v") and f.endswith(".parquet")
+        for f in files
+    )
+    assert any(
+        f.startswith("raw/ed-fi/students/school_year=0/run=")
+        and f.endswith("records-00000.jsonl.gz")
+        for f in files
+    )
     assert "state/ed-fi/students/school_year=0.json" in files
     runs = [f for f in files if f.startswith("runs/")]
     assert len(runs) == 1
@@ -99,7 +106,8 @@ def test_full_extract_to_s3(s3_lake: LakeStorage) -> None:
 
 
 def test_incremental_applies_updates_inserts_deletes_and_key_changes(
-        small_district: RunningSandbox, tmp_path: Path) -> None:
+    small_district: RunningSandbox, tmp_path: Path
+) -> None:
     lake_url = str(tmp_path / "lake")
     store = small_district.store()
     assert run_extract(small_district, lake_url, mode="full")["status"] == "completed"
@@ -116,18 +124,23 @@ def test_incremental_applies_updates_inserts_deletes_and_key_changes(
     assert by_name["ed-fi/studentSchoolAssociations"]["key_changes"] == 2
     assert by_name["ed-fi/studentSectionAttendanceEvents"]["deletes"] == 4
     assert summary["records"] == 9
-    changed = {"ed-fi/students", "ed-fi/studentSchoolAssociations",
-               "ed-fi/studentSectionAttendanceEvents"}
+    changed = {
+        "ed-fi/students",
+        "ed-fi/studentSchoolAssociations",
+        "ed-fi/studentSectionAttendanceEvents",
+    }
     assert {r["resource"] for r in summary["resources"] if r["status"] == "pulled"} == changed
-    assert all(r["status"] == "unchanged" for r in summary["resources"]
-               if r["resource"] not in changed)
+    assert all(
+        r["status"] == "unchanged" for r in summary["resources"] if r["resource"] not in changed
+    )
     deleted = set(log.deleted["/ed-fi/studentSectionAttendanceEvents"])
     events = lake_rows(Lake(lake_url), store.model.find("studentSectionAttendanceEvents"), 0)
     assert not deleted & events.keys()
 
 
-def test_full_refresh_repulls_only_named_resources(small_district: RunningSandbox,
-                                                   tmp_path: Path) -> None:
+def test_full_refresh_repulls_only_named_resources(
+    small_district: RunningSandbox, tmp_path: Path
+) -> None:
     lake_url = str(tmp_path / "lake")
     some = ["ed-fi/schools", "ed-fi/students", "ed-fi/studentSchoolAssociations"]
     run_extract(small_district, lake_url, mode="full", resources=some)
@@ -141,13 +154,19 @@ def test_full_refresh_repulls_only_named_resources(small_district: RunningSandbo
 # -- faults and concurrency ----------------------------------------------------------
 
 
-def test_faults_give_the_same_lake_as_a_clean_run(small_district: RunningSandbox,
-                                                  tmp_path: Path) -> None:
+def test_faults_give_the_same_lake_as_a_clean_run(
+    small_district: RunningSandbox, tmp_path: Path
+) -> None:
     small_district.sandbox.faults = Faults.parse(
-        "error=0.08,throttle=0.05,retry_after=0.2,drop=0.03,token_ttl=3,seed=11")
+        "error=0.08,throttle=0.05,retry_after=0.2,drop=0.03,token_ttl=3,seed=11"
+    )
     try:
-        summary = run_extract(small_district, str(tmp_path / "lake"), mode="full",
-                              connection_kwargs={"max_retries": 10})
+        summary = run_extract(
+            small_district,
+            str(tmp_path / "lake"),
+            mode="full",
+            connection_kwargs={"max_retries": 10},
+        )
     finally:
         small_district.sandbox.faults = Faults()
     assert summary["status"] == "completed"
@@ -156,7 +175,8 @@ def test_faults_give_the_same_lake_as_a_clean_run(small_district: RunningSandbox
 
 
 def test_records_changed_during_the_pull_are_neither_lost_nor_duplicated(
-        small_district: RunningSandbox, tmp_path: Path) -> None:
+    small_district: RunningSandbox, tmp_path: Path
+) -> None:
     store = small_district.store()
     before = expected_all(store)
     small_district.sandbox.faults = Faults(latency_ms=15)
@@ -190,7 +210,8 @@ def test_records_changed_during_the_pull_are_neither_lost_nor_duplicated(
 
 
 def test_a_killed_run_is_resumed_without_repulling_or_duplicates(
-        small_district: RunningSandbox, tmp_path: Path) -> None:
+    small_district: RunningSandbox, tmp_path: Path
+) -> None:
     lake_url = str(tmp_path / "lake")
     small_district.sandbox.faults = Faults(latency_ms=40)
     script = textwrap.dedent(f"""
@@ -210,8 +231,12 @@ def test_a_killed_run_is_resumed_without_repulling_or_duplicates(
 
     # the subprocess reports to this session's Prefect server
     env = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value())}
-    proc = subprocess.Popen([sys.executable, "-c", script], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     state_dir = Path(lake_url, "state")
     try:
         deadline = time.monotonic() + 240
@@ -243,8 +268,9 @@ def test_a_killed_run_is_resumed_without_repulling_or_duplicates(
 def test_school_years_land_in_separate_partitions(tmp_path: Path) -> None:
     with running_sandbox(students=25, seed=3, years=[2024, 2025]) as sb:
         lake_url = str(tmp_path / "lake")
-        summary = run_extract(sb, lake_url, mode="full",
-                              connection_kwargs={"school_years": [2024, 2025]})
+        summary = run_extract(
+            sb, lake_url, mode="full", connection_kwargs={"school_years": [2024, 2025]}
+        )
         assert summary["status"] == "completed"
         assert {r["school_year"] for r in summary["resources"]} == {2024, 2025}
         lake = Lake(lake_url)
@@ -271,8 +297,11 @@ def test_wrong_secret_is_one_clear_error(small_district: RunningSandbox, tmp_pat
     from blocks import EdFiConnection
     from flows.extract import extract
 
-    conn = EdFiConnection(base_url=small_district.base_url, client_id=small_district.client_id,
-                          client_secret="not-the-secret")
+    conn = EdFiConnection(
+        base_url=small_district.base_url,
+        client_id=small_district.client_id,
+        client_secret="not-the-secret",
+    )
     import asyncio
 
     with pytest.raises(EdFiAuthError) as err:
@@ -288,8 +317,9 @@ def test_unreachable_url_is_one_clear_error(tmp_path: Path) -> None:
 
     with running_sandbox(students=0) as sb:
         pass
-    bad = RunningSandbox(f"http://127.0.0.1:{free_port()}", sb.client_id, sb.client_secret,
-                         sb.sandbox)
+    bad = RunningSandbox(
+        f"http://127.0.0.1:{free_port()}", sb.client_id, sb.client_secret, sb.sandbox
+    )
     with pytest.raises(EdFiConnectionError) as err:
         run_extract(bad, str(tmp_path / "lake"))
     assert "Cannot reach the Ed-Fi API" in str(err.value)
@@ -298,7 +328,8 @@ def test_unreachable_url_is_one_clear_error(tmp_path: Path) -> None:
 
 
 def test_malformed_json_page_fails_that_resource_and_commits_nothing_of_it(
-        small_district: RunningSandbox, tmp_path: Path) -> None:
+    small_district: RunningSandbox, tmp_path: Path
+) -> None:
     small_district.sandbox.faults = Faults(malformed=frozenset({"schools"}))
     lake_url = str(tmp_path / "lake")
     try:
@@ -311,21 +342,30 @@ def test_malformed_json_page_fails_that_resource_and_commits_nothing_of_it(
     _nothing_visible(lake_url)
 
 
-@pytest.mark.parametrize("url, fragment", [
-    ("nosuch://bucket/lake", "storage protocol 'nosuch'"),
-    ("lake-without-scheme", "is not a storage URL"),
-])
-def test_invalid_storage_url_is_one_clear_error(small_district: RunningSandbox, url: str,
-                                                fragment: str) -> None:
+@pytest.mark.parametrize(
+    "url, fragment",
+    [
+        ("nosuch://bucket/lake", "storage protocol 'nosuch'"),
+        ("lake-without-scheme", "is not a storage URL"),
+    ],
+)
+def test_invalid_storage_url_is_one_clear_error(
+    small_district: RunningSandbox, url: str, fragment: str
+) -> None:
     with pytest.raises(LakeError) as err:
         run_extract(small_district, "", storage=LakeStorage(url=url))
     assert fragment in str(err.value)
 
 
-def test_missing_bucket_fails_before_anything_is_read(small_district: RunningSandbox,
-                                                      s3_endpoint: str) -> None:
-    storage = LakeStorage(url="s3://no-such-bucket/lake", access_key_id="testing",
-                          secret_access_key="testing", endpoint_url=s3_endpoint)
+def test_missing_bucket_fails_before_anything_is_read(
+    small_district: RunningSandbox, s3_endpoint: str
+) -> None:
+    storage = LakeStorage(
+        url="s3://no-such-bucket/lake",
+        access_key_id="testing",
+        secret_access_key="testing",
+        endpoint_url=s3_endpoint,
+    )
     before = small_district.sandbox.request_count
     with pytest.raises(LakeError) as err:
         run_extract(small_district, "", storage=storage)
@@ -333,8 +373,9 @@ def test_missing_bucket_fails_before_anything_is_read(small_district: RunningSan
     assert small_district.sandbox.request_count == before
 
 
-def test_unknown_resource_pattern_is_rejected(small_district: RunningSandbox,
-                                              tmp_path: Path) -> None:
+def test_unknown_resource_pattern_is_rejected(
+    small_district: RunningSandbox, tmp_path: Path
+) -> None:
     with pytest.raises(ExtractError) as err:
         run_extract(small_district, str(tmp_path / "lake"), resources=["ed-fi/studnets"])
     assert "'ed-fi/studnets' matches no resource" in str(err.value)
@@ -345,7 +386,8 @@ def test_unknown_resource_pattern_is_rejected(small_district: RunningSandbox,
 
 
 def test_secrets_never_reach_logs_artifacts_manifests_or_paths(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     import logging
 
     import httpx
@@ -366,10 +408,12 @@ def test_secrets_never_reach_logs_artifacts_manifests_or_paths(
             assert secret not in path.read_text()
 
     api = str(PREFECT_API_URL.value()).rstrip("/")
-    logs = httpx.post(f"{api}/logs/filter", json={"limit": 200, "offset": 0,
-                                                  "sort": "TIMESTAMP_DESC"}).json()
-    artifacts = httpx.post(f"{api}/artifacts/filter", json={"limit": 200, "offset": 0,
-                                                            "sort": "CREATED_DESC"}).json()
+    logs = httpx.post(
+        f"{api}/logs/filter", json={"limit": 200, "offset": 0, "sort": "TIMESTAMP_DESC"}
+    ).json()
+    artifacts = httpx.post(
+        f"{api}/artifacts/filter", json={"limit": 200, "offset": 0, "sort": "CREATED_DESC"}
+    ).json()
     texts = [log["message"] for log in logs] + [json.dumps(a["data"]) for a in artifacts]
     assert texts, "no logs or artifacts were recorded"
     assert not [t for t in texts if secret in t]

@@ -7,16 +7,12 @@ graph and selection rules are checked on the core alone.
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
-import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
 
-import httpx
 import orjson
 import pytest
 
@@ -34,7 +30,7 @@ from edfi.publish import (
 )
 from sandbox.app import Faults
 from sandbox.changes import apply_changes, body_of
-from sandbox.server import RunningSandbox, free_port, running_sandbox
+from sandbox.server import RunningSandbox, running_sandbox, sandbox_process
 from sandbox.store import Store
 from tests.conftest import connection_block
 
@@ -206,49 +202,28 @@ def test_what_if_lists_order_and_writes_nothing(
 def served_target(folder: Path) -> Iterator[tuple[Any, Store]]:
     """An empty sandbox in its own process, so it does not share this process's GIL."""
     db = folder / "target.sqlite"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "sandbox",
-            "serve",
-            "--students",
-            "0",
-            "--db",
-            str(db),
-            "--port",
-            str(free_port()),
-        ],
-        cwd=Path(__file__).resolve().parents[1],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        info = orjson.loads(proc.stdout.readline())
-        for _ in range(100):
-            try:
-                if httpx.get(info["base_url"] + "/", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
+    with sandbox_process(students=0, db=db) as info:
         yield SimpleNamespace(**info), Store(builtin_model(), str(db))
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
-@pytest.mark.timeout(1800)
-def test_full_publish_of_the_district_makes_the_target_equal(
-    prefect_harness: None, district: RunningSandbox, tmp_path: Path
+def test_full_publish_of_a_district_makes_the_target_equal(
+    prefect_harness: None, tmp_path: Path
 ) -> None:
-    with served_target(tmp_path) as (target, target_store):
+    """Every resource, descriptors included. (The 1,000-student publish is in
+    bench/publish.py, which checks the same equality; here it would take minutes.)"""
+    with (
+        running_sandbox(students=150, seed=5) as source,
+        served_target(tmp_path) as (
+            target,
+            target_store,
+        ),
+    ):
         summary = run_publish(
-            district, target, tmp_path / "lake", mode="full", include_descriptors=True
+            source, target, tmp_path / "lake", mode="full", include_descriptors=True
         )
         assert summary["status"] == "completed", summary
-        assert summary["failed"] == 0 and summary["written"] == summary["read"] > 150_000
-        assert_same(district.store(), target_store, [r.path for r in district.store().model])
+        assert summary["failed"] == 0 and summary["written"] == summary["read"] > 25_000
+        assert_same(source.store(), target_store, [r.path for r in source.store().model])
     print(
         f"full publish: {summary['written']} records in {summary['seconds']}s "
         f"({summary['records_per_second']}/s)"
