@@ -232,11 +232,11 @@ class ApiModel:
 
     def ancestors(self, path: str) -> set[str]:
         """Everything ``path`` needs, transitively."""
-        return _closure(path, self.dependencies)
+        return closure(path, self.dependencies)
 
     def descendants(self, path: str) -> set[str]:
         """Everything that needs ``path``, transitively."""
-        return _closure(path, self.dependents)
+        return closure(path, self.dependents)
 
     def dependency_list(self) -> list[dict[str, Any]]:
         """The ``/metadata/data/v3/dependencies`` document for this model."""
@@ -246,11 +246,28 @@ class ApiModel:
         ]
 
 
-def _closure(start: str, edges: Mapping[str, frozenset[str]]) -> set[str]:
+SERVER_FIELDS = frozenset({"id", "_etag", "_lastModifiedDate"})
+
+
+def publishable(record: Mapping[str, Any]) -> dict[str, Any]:
+    """A served record as a client would POST it: server-assigned fields and links dropped."""
+    return {k: _strip_links(v) for k, v in record.items() if k not in SERVER_FIELDS}
+
+
+def _strip_links(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _strip_links(v) for k, v in value.items() if k != "link"}
+    if isinstance(value, list):
+        return [_strip_links(v) for v in value]
+    return value
+
+
+def closure(start: str, edges: Mapping[str, frozenset[str]]) -> set[str]:
+    """Every node reachable from ``start`` along ``edges`` (``start`` itself excluded)."""
     seen: set[str] = set()
     stack = [start]
     while stack:
-        for n in edges[stack.pop()]:
+        for n in edges.get(stack.pop(), frozenset()):
             if n not in seen:
                 seen.add(n)
                 stack.append(n)

@@ -42,13 +42,12 @@ import orjson
 
 from .client import EdFiClient, EdFiError, EdFiResponseError
 from .lake import Lake
-from .model import ApiModel
+from .model import ApiModel, closure, publishable
 from .paging import ReadPlan, read_pages, read_tracked, total_count
 
 log = logging.getLogger("edfi.publish")
 
 Mode = Literal["incremental", "full"]
-SERVER_FIELDS = frozenset({"id", "_etag", "_lastModifiedDate", "link"})
 
 # The Publisher's default authorization-failure handling: a POST of one of these
 # that the target refuses (403) is retried once the listed associations are published.
@@ -181,19 +180,6 @@ def split_names(value: str | Sequence[str] | None) -> list[str]:
     return [part.strip() for item in items for part in str(item).split(",") if part.strip()]
 
 
-def publishable(record: Mapping[str, Any]) -> dict[str, Any]:
-    """A served record as a POST body: server-assigned fields and links dropped at every level."""
-    return {k: _strip(v) for k, v in record.items() if k not in SERVER_FIELDS}
-
-
-def _strip(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _strip(v) for k, v in value.items() if k != "link"}
-    if isinstance(value, list):
-        return [_strip(v) for v in value]
-    return value
-
-
 def endpoint_id(base_url: str, tenant: str | None, school_year: int | None) -> str:
     """What identifies one side of a publish (never anything secret)."""
     return f"{base_url.rstrip('/')}|{tenant or ''}|{school_year or ''}"
@@ -262,21 +248,10 @@ class DependencyGraph:
         return path in self.dependencies
 
     def ancestors(self, path: str) -> set[str]:
-        return _closure(path, self.dependencies)
+        return closure(path, self.dependencies)
 
     def descendants(self, path: str) -> set[str]:
-        return _closure(path, self.dependents)
-
-
-def _closure(start: str, edges: Mapping[str, frozenset[str]]) -> set[str]:
-    seen: set[str] = set()
-    stack = [start]
-    while stack:
-        for n in edges.get(stack.pop(), frozenset()):
-            if n not in seen:
-                seen.add(n)
-                stack.append(n)
-    return seen
+        return closure(path, self.dependents)
 
 
 def parse_graphml(text: str) -> dict[str, set[str]]:

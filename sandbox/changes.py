@@ -15,23 +15,14 @@ from typing import Any
 
 import orjson
 
-from .store import Store
+from edfi.model import publishable
 
-SERVER_FIELDS = ("id", "_etag", "_lastModifiedDate")
+from .store import Store
 
 
 def body_of(record: dict[str, Any]) -> dict[str, Any]:
     """A served record as a client would POST it: no server fields, no links."""
-    out = {k: v for k, v in record.items() if k not in SERVER_FIELDS}
-    return _strip_links(out)
-
-
-def _strip_links(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _strip_links(v) for k, v in value.items() if k != "link"}
-    if isinstance(value, list):
-        return [_strip_links(v) for v in value]
-    return value
+    return publishable(record)
 
 
 @dataclass
