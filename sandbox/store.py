@@ -421,10 +421,7 @@ class Store:
                 "Resource identifiers cannot be assigned by the client. "
                 "The 'id' property should not be included in the request body."
             )
-        for meta in ("_etag", "_lastModifiedDate"):
-            body.pop(meta, None)
-        self.validate(resource, body)
-        key = self.record_key(resource, body)
+        key = self._checked_key(resource, body)
         with self._write_lock:
             conn = self._conn()
             row = conn.execute(
@@ -437,6 +434,13 @@ class Store:
                 else:
                     result = self._update(conn, resource, row, body, key)
         return result
+
+    def _checked_key(self, resource: Resource, body: dict[str, Any]) -> str:
+        """Drop what the server assigns, validate, and return the body's natural key."""
+        for meta in ("_etag", "_lastModifiedDate"):
+            body.pop(meta, None)
+        self.validate(resource, body)
+        return self.record_key(resource, body)
 
     def _serialize(self, resource: Resource, id_: str, body: dict[str, Any], cv: int) -> bytes:
         out = {"id": id_, **body, "_etag": str(cv), "_lastModifiedDate": self._now()}
@@ -529,10 +533,7 @@ class Store:
     ) -> WriteResult:
         """PUT by id: full replacement; a changed natural key is a key change (cascaded)."""
         body.pop("id", None)
-        for meta in ("_etag", "_lastModifiedDate"):
-            body.pop(meta, None)
-        self.validate(resource, body)
-        key = self.record_key(resource, body)
+        key = self._checked_key(resource, body)
         with self._write_lock:
             conn = self._conn()
             row = conn.execute(
