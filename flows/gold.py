@@ -12,20 +12,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
-from prefect.cache_policies import NONE
 
 from blocks import LakeStorage
 from edfi.amt import GoldBuild, GoldError, load_descriptor_map, view_order
-
-
-@task(name="gold-view", task_run_name="{view}", cache_policy=NONE)
-def build_view(build: GoldBuild, view: str) -> dict[str, Any]:
-    """One AMT view for every school year of the lake; returns its summary row."""
-    result = build.run_view(view)
-    get_run_logger().info("%s: %d rows in %.2fs", view, result.rows, result.seconds)
-    return result.as_row()
+from tasks.gold import build_view
 
 
 def _load_block(name: str) -> LakeStorage:

@@ -15,14 +15,13 @@ import datetime as dt
 import uuid
 from typing import Any, Literal
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_run_logger
 from prefect.artifacts import (
     acreate_markdown_artifact,
     acreate_progress_artifact,
     acreate_table_artifact,
     aupdate_progress_artifact,
 )
-from prefect.cache_policies import NONE
 
 from blocks import EdFiConnection, LakeStorage
 from edfi.client import Connection, EdFiClient
@@ -39,6 +38,7 @@ from edfi.publish import (
     pair_key,
     split_names,
 )
+from tasks.publish import publish_unit
 
 Mode = Literal["incremental", "full"]
 TABLE_COLUMNS = (
@@ -54,12 +54,6 @@ TABLE_COLUMNS = (
     "seconds",
     "message",
 )
-
-
-@task(name="publish-resource", task_run_name="{label}", cache_policy=NONE)
-async def publish_unit(publisher: Publisher, unit: Unit, label: str) -> ResourceStats:
-    """One (stage, resource); requests are retried inside the client, not by Prefect."""
-    return await publisher.run_unit(unit)
 
 
 async def _block(value: Any, kind: type[Any]) -> Any:
