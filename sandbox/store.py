@@ -782,14 +782,7 @@ class Store:
         cols: str = "seq, body",
     ) -> tuple[str, list[Any]]:
         """SQL selecting the rows of a window, current or as of a snapshot."""
-        conds = ["rid=?"]
-        params: list[Any] = [rid]
-        if w.min_cv is not None:
-            conds.append("cv>=?")
-            params.append(w.min_cv)
-        if w.max_cv is not None:
-            conds.append("cv<=?")
-            params.append(w.max_cv)
+        conds, params = _window_conditions(rid, w)
         for path, value in w.filters:
             conds.append("json_extract(body, ?) = ?")
             params += [path, value]
@@ -886,15 +879,7 @@ class Store:
         limit: int,
     ) -> tuple[bytes, int]:
         """``/deletes`` or ``/keyChanges`` entries in a change-version window."""
-        rid = self.rid(resource)
-        conds = ["rid=?"]
-        params: list[Any] = [rid]
-        if w.min_cv is not None:
-            conds.append("cv>=?")
-            params.append(w.min_cv)
-        if w.max_cv is not None:
-            conds.append("cv<=?")
-            params.append(w.max_cv)
+        conds, params = _window_conditions(self.rid(resource), w)
         if w.snapshot is not None:
             conds.append("cv<=?")
             params.append(w.snapshot)
@@ -949,6 +934,19 @@ class Store:
         if conn is not None:
             conn.close()
             self._local.conn = None
+
+
+def _window_conditions(rid: int, w: Window) -> tuple[list[str], list[Any]]:
+    """SQL conditions (and their parameters) for a resource's change-version window."""
+    conds = ["rid=?"]
+    params: list[Any] = [rid]
+    if w.min_cv is not None:
+        conds.append("cv>=?")
+        params.append(w.min_cv)
+    if w.max_cv is not None:
+        conds.append("cv<=?")
+        params.append(w.max_cv)
+    return conds, params
 
 
 def _check_etag(if_match: str | None, cv: int) -> None:
