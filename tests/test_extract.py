@@ -425,3 +425,22 @@ def test_connection_block_keeps_the_secret_secret(small_district: RunningSandbox
     assert small_district.client_secret not in str(block.model_dump())
     conn = block.connection()
     assert small_district.client_secret not in repr(conn)
+
+
+def test_run_gold_builds_the_analytics_tables_after_the_pull(
+    small_district: RunningSandbox, tmp_path: Path
+) -> None:
+    lake_url = str(tmp_path / "lake")
+    summary = run_extract(small_district, lake_url, mode="full", run_gold=True)
+    gold = summary["gold"]
+    manifest = json.loads(Path(lake_url, "gold", "_manifest.json").read_text())
+    assert manifest["version"] == gold["version"]
+    rows = {v["view"]: v["rows"] for v in gold["views"]}
+    enrolled = [
+        r
+        for r in small_district.store().iter_records(
+            small_district.sandbox.model.find("studentSchoolAssociations")
+        )
+        if not r.get("exitWithdrawDate")
+    ]
+    assert rows["StudentSchoolDim"] == len(enrolled) > 0
