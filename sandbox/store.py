@@ -22,7 +22,7 @@ import sqlite3
 import threading
 import uuid
 from array import array
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from random import Random
@@ -266,36 +266,44 @@ class Store:
 
     # -- reference resolution ----------------------------------------------------
     def _resolve(
-        self, conn: sqlite3.Connection, ref: Reference, value: Mapping[str, Any]
+        self, ref: Reference, value: Mapping[str, Any], find: _Find
     ) -> tuple[Resource, int, str] | None:
         """The record a reference points at, as (resource, seq, id), or None."""
         for target_path in self.model.targets(ref):
             target = self.model[target_path]
             values = [value.get(abstract_field(target, ref.schema, k.name)) for k in target.key]
-            row = conn.execute(
-                "SELECT seq, id FROM records WHERE rid=? AND key=?",
-                (self.rid(target), self.key_string(values)),
-            ).fetchone()
+            row = find(self.rid(target), self.key_string(values))
             if row:
                 return target, row[0], row[1]
         return None
 
+    def _sql_find(self, conn: sqlite3.Connection) -> _Find:
+        def find(rid: int, key: str) -> tuple[int, str] | None:
+            row = conn.execute(
+                "SELECT seq, id FROM records WHERE rid=? AND key=?", (rid, key)
+            ).fetchone()
+            return (row[0], row[1]) if row else None
+
+        return find
+
     def _link_references(
         self,
-        conn: sqlite3.Connection,
         shape: Shape,
         body: dict[str, Any],
-        where: str,
+        find: _Find,
         refs_out: list[int],
         missing: list[str],
     ) -> None:
-        """Resolve every reference of a body in place, adding ``link`` and recording targets."""
+        """Resolve every reference of a body in place, adding ``link`` and recording targets.
+
+        ``find`` looks a key up: in the database for API writes, in memory for bulk loads.
+        """
         for name, ref in shape.references.items():
             value = body.get(name)
             if not isinstance(value, dict):
                 continue
             value.pop("link", None)
-            hit = self._resolve(conn, ref, value)
+            hit = self._resolve(ref, value, find)
             if hit is None:
                 targets = self.model.targets(ref)
                 entity = (
@@ -309,15 +317,13 @@ class Store:
             refs_out.append(seq)
             value["link"] = {"rel": _entity(target), "href": f"{target.path}/{id_}"}
         for name, sub in shape.collections.items():
-            for i, item in enumerate(body.get(name) or ()):
+            for item in body.get(name) or ():
                 if isinstance(item, dict):
-                    self._link_references(
-                        conn, sub, item, f"{where}.{name}[{i}]", refs_out, missing
-                    )
+                    self._link_references(sub, item, find, refs_out, missing)
         for name, sub in shape.objects.items():
             item = body.get(name)
             if isinstance(item, dict):
-                self._link_references(conn, sub, item, f"{where}.{name}", refs_out, missing)
+                self._link_references(sub, item, find, refs_out, missing)
 
     # -- validation ----------------------------------------------------------------
     def validate(self, resource: Resource, body: Any) -> None:
@@ -451,7 +457,7 @@ class Store:
     ) -> list[int]:
         refs: list[int] = []
         missing: list[str] = []
-        self._link_references(conn, resource.shape, body, "$", refs, missing)
+        self._link_references(resource.shape, body, self._sql_find(conn), refs, missing)
         if missing:
             names = sorted(set(missing))
             raise ApiError(
@@ -687,6 +693,10 @@ class Store:
         n = 0
         index: dict[int, dict[str, tuple[int, str]]] = {}
         needed = {p for p, deps in self.model.dependents.items() if deps}
+
+        def bulk_find(rid: int, key: str) -> tuple[int, str] | None:
+            return index.get(rid, {}).get(key)
+
         with self._write_lock:
             conn = self._conn()
             with self._transaction(conn):
@@ -703,7 +713,10 @@ class Store:
                         seq += 1
                         key = self.record_key(resource, body)
                         refs: list[int] = []
-                        self._bulk_link(resource.shape, body, index, refs)
+                        missing: list[str] = []
+                        self._link_references(resource.shape, body, bulk_find, refs, missing)
+                        if missing:
+                            raise ValueError(f"{path}: a {missing[0]} reference does not resolve")
                         cv = self._next_cv()
                         id_ = self._new_id()
                         rows.append(
@@ -723,35 +736,6 @@ class Store:
                     n += len(rows)
                 self.set_meta("cv", str(self._cv))
         return n
-
-    def _bulk_link(
-        self,
-        shape: Shape,
-        body: dict[str, Any],
-        index: Mapping[int, Mapping[str, tuple[int, str]]],
-        refs: list[int],
-    ) -> None:
-        for name, ref in shape.references.items():
-            value = body.get(name)
-            if not isinstance(value, dict):
-                continue
-            for target_path in self.model.targets(ref):
-                target = self.model[target_path]
-                values = [value.get(abstract_field(target, ref.schema, k.name)) for k in target.key]
-                hit = index.get(self.rid(target), {}).get(self.key_string(values))
-                if hit:
-                    refs.append(hit[0])
-                    value["link"] = {"rel": _entity(target), "href": f"{target_path}/{hit[1]}"}
-                    break
-            else:
-                raise ValueError(f"{shape.name}.{name} {value} does not resolve")
-        for name, sub in shape.collections.items():
-            for item in body.get(name) or ():
-                self._bulk_link(sub, item, index, refs)
-        for name, sub in shape.objects.items():
-            item = body.get(name)
-            if isinstance(item, dict):
-                self._bulk_link(sub, item, index, refs)
 
     # -- reads ---------------------------------------------------------------------
     def get_by_id(self, resource: Resource, id_: str, snapshot: int | None = None) -> bytes:
@@ -934,6 +918,9 @@ class Store:
         if conn is not None:
             conn.close()
             self._local.conn = None
+
+
+_Find = Callable[[int, str], "tuple[int, str] | None"]
 
 
 def _window_conditions(rid: int, w: Window) -> tuple[list[str], list[Any]]:
