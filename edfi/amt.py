@@ -21,8 +21,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import re
+import tempfile
 import time
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import cache
@@ -309,13 +312,49 @@ def _sql(name: str) -> str:
     return (importlib_resources.files("edfi") / "sql" / f"{name}.sql").read_text("utf-8")
 
 
-def helper_names() -> list[str]:
+@cache
+def helper_names() -> tuple[str, ...]:
     names = [
         p.name[:-4]
         for p in (importlib_resources.files("edfi") / "sql").iterdir()
         if p.name.startswith("_") and p.name.endswith(".sql")
     ]
-    return sorted(names)
+    return tuple(sorted(names))
+
+
+def _names(sql: str, names: Iterable[str]) -> set[str]:
+    return {n for n in names if re.search(rf"(?<![\w.]){re.escape(n)}(?!\w)", sql)}
+
+
+@cache
+def helpers_of(sql: str) -> tuple[str, ...]:
+    """The ``_helper`` queries ``sql`` reads, directly or through other helpers, each after
+    the helpers it reads."""
+    names = helper_names()
+    order: list[str] = []
+
+    def visit(name: str, trail: tuple[str, ...]) -> None:
+        if name in order:
+            return
+        if name in trail:
+            raise GoldError(f"The helper queries {', '.join(trail)} read each other.")
+        for dep in sorted(_names(_sql(name), names) - {name}):
+            visit(dep, (*trail, name))
+        order.append(name)
+
+    for name in sorted(_names(sql, names)):
+        visit(name, ())
+    return tuple(order)
+
+
+def _enum_columns(sql: str) -> list[str]:
+    """The columns a helper's ``-- enum: a, b`` line asks to be stored as ENUMs."""
+    return [
+        c.strip()
+        for line in re.findall(r"^--\s*enum:(.*)$", sql, re.MULTILINE)
+        for c in line.split(",")
+        if c.strip()
+    ]
 
 
 def _refs(sql: str, prefix: str) -> set[str]:
@@ -345,9 +384,8 @@ def view_order(views: Iterable[str] | None = None) -> list[str]:
 def _view_deps(view: str) -> set[str]:
     sql = _sql(view)
     deps = _refs(sql, "amt_")
-    for helper in helper_names():
-        if helper in sql:
-            deps |= _refs(_sql(helper), "amt_")
+    for helper in helpers_of(sql):
+        deps |= _refs(_sql(helper), "amt_")
     return deps & set(VIEWS)
 
 
@@ -377,13 +415,6 @@ def _struct_fields(sql_type: str) -> dict[str, str]:
             fields[name.strip('"')] = kind.strip()
             start = i + 1
     return fields
-
-
-def _arrow_reader(relation: duckdb.DuckDBPyRelation, rows: int) -> pa.RecordBatchReader:
-    """A streaming reader over a query's result (DuckDB 2 renamed the method)."""
-    to_reader = getattr(relation, "to_arrow_reader", None) or relation.fetch_record_batch
-    reader: pa.RecordBatchReader = to_reader(rows)
-    return reader
 
 
 def _sql_str(text: str) -> str:
@@ -416,6 +447,7 @@ class _YearSession:
         if lake.protocol not in ("file", "local"):
             self.con.register_filesystem(lake.fs)
         self.columns: dict[str, dict[str, str]] = {}
+        self.helpers: set[str] = set()
         stamp = now.astimezone(dt.UTC).replace(tzinfo=None).isoformat(sep=" ")
         self.con.execute(f"CREATE MACRO amt_now() AS TIMESTAMP {_sql_str(stamp)}")
         self._register_sources(tables)
@@ -581,22 +613,35 @@ class _YearSession:
         """)
 
     # views
-    def register_helpers(self) -> None:
-        """The shared ``_helper`` queries as views, each after the helpers it reads."""
-        pending = helper_names()
-        while pending:
-            ready = [
-                h
-                for h in pending
-                if not any(re.search(rf"\b{o}\b", _sql(h)) for o in pending if o != h)
-            ]
-            if not ready:
-                raise GoldError(f"The helper queries {', '.join(pending)} read each other.")
-            for helper in ready:
-                sql = _sql(helper)
-                self.ensure_tables(sql)
-                self.con.execute(f'CREATE VIEW "{helper}" AS {sql}')
-                pending.remove(helper)
+    def ensure_helpers(self, sql: str) -> None:
+        """Every ``_helper`` a query reads (and the helpers those read), built once per session
+        as a table: two views that share a helper compute it once, and a view computes only
+        the helpers it needs."""
+        for helper in helpers_of(sql):
+            if helper in self.helpers:
+                continue
+            body = _sql(helper)
+            self.ensure_tables(body)
+            self.con.execute(f'CREATE TEMP TABLE "{helper}" AS {body}')
+            for column in _enum_columns(body):
+                self._as_enum(helper, column)
+            self.helpers.add(helper)
+
+    def _as_enum(self, table: str, column: str) -> None:
+        """Store a key column as an ENUM of its values (sorted, so it orders as the text
+        does): the day-level facts then carry a small integer per row instead of a string,
+        and the parquet writer writes the ENUM's dictionary instead of hashing every value.
+        The file holds plain strings either way."""
+        kind = f"{table}.{column}"
+        count = f'SELECT count(DISTINCT "{column}") FROM "{table}"'
+        values = self.con.execute(count).fetchall()[0][0]
+        if not values:  # an ENUM needs at least one value; the column stays text
+            return
+        self.con.execute(
+            f'CREATE TYPE "{kind}" AS ENUM (SELECT DISTINCT "{column}" FROM "{table}" '
+            f'WHERE "{column}" IS NOT NULL ORDER BY 1)'
+        )
+        self.con.execute(f'ALTER TABLE "{table}" ALTER "{column}" TYPE "{kind}"')
 
     def register_output(self, view: str, files: Sequence[str]) -> None:
         self.con.execute(
@@ -727,13 +772,13 @@ class GoldBuild:
         self.base = lake.path(GOLD_DIR, self.version)
         self.results: dict[str, ViewResult] = {}
         self._sessions: dict[int, _YearSession] = {}
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
 
     def session(self, year: int) -> _YearSession:
         if year not in self._sessions:
             s = _YearSession(
                 self.lake, year, self.tables[year], self.descriptor_map, self.as_of, self.threads
             )
-            s.register_helpers()
             self._sessions[year] = s
         return self._sessions[year]
 
@@ -749,24 +794,43 @@ class GoldBuild:
             s = self.session(year)
             s.ensure_tables(sql)
             path = f"{self.base}/{view}/school_year={year}.parquet"
-            self.lake.fs.makedirs(f"{self.base}/{view}", exist_ok=True)
+            self.lake.makedirs(f"{self.base}/{view}")
             try:
-                reader = _arrow_reader(s.con.sql(sql), 100_000)
+                s.ensure_helpers(sql)
+                rows, columns = self._write(s, sql, path)
             except duckdb.Error as exc:
                 raise GoldError(f"{view} (school year {year}) failed: {exc}") from exc
-            with (
-                self.lake.fs.open(path, "wb") as fh,
-                pq.ParquetWriter(fh, reader.schema, compression="zstd") as writer,
-            ):
-                for batch in reader:
-                    writer.write_batch(batch)
-                    result.rows += batch.num_rows
+            result.rows += rows
             s.register_output(view, [path])
             result.files.append(path)
-            result.columns = list(reader.schema.names)
+            result.columns = columns
         result.seconds = round(time.perf_counter() - started, 3)
         self.results[view] = result
         return result
+
+    def _write(self, s: _YearSession, sql: str, path: str) -> tuple[int, list[str]]:
+        """One view's rows as a parquet file, written by DuckDB's own parallel writer: on
+        local disk in place, on other storage into a local file that is then uploaded."""
+        columns = [c for c, *_ in s.con.sql(sql).description]
+        target = path
+        if not self.lake.local:
+            if self._tmp is None:
+                self._tmp = tempfile.TemporaryDirectory(prefix="edfi-gold-")
+            target = f"{self._tmp.name}/{uuid.uuid4().hex}.parquet"
+        # Without statistics propagation every column is written as nullable (OPTIONAL), as
+        # arrow writes it; with it, DuckDB marks the columns that happen to hold no null as
+        # REQUIRED, so a view's schema would depend on its data.
+        s.con.execute("SET disabled_optimizers = 'statistics_propagation'")
+        try:
+            copied = s.con.execute(
+                f"COPY ({sql}) TO {_sql_str(target)} (FORMAT parquet, COMPRESSION zstd)"
+            ).fetchall()
+        finally:
+            s.con.execute("RESET disabled_optimizers")
+        if target != path:
+            self.lake.fs.put_file(target, path)
+            os.remove(target)
+        return int(copied[0][0]), columns
 
     def unmapped(self) -> list[dict[str, Any]]:
         """Descriptor values of mapped types, used in the data, that the map ties to nothing."""
@@ -820,6 +884,9 @@ class GoldBuild:
         for s in self._sessions.values():
             s.close()
         self._sessions.clear()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
 
 
 def build_gold(
