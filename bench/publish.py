@@ -3,10 +3,19 @@
 Both write the same records -- a full copy of a synthetic district -- into a
 fresh, empty sandbox; the source and both targets are ``python -m sandbox
 serve`` processes. lightbeam gets the records as JSONL files (fetched from the
-source first, not timed) and runs with its default settings. This is a script,
-not a test: it prints figures for the README.
+source first, not timed) and runs with its default settings (8 connections,
+one resource at a time). The flow runs with its own defaults (the Ed-Fi API
+Publisher's: 10 resources at once, 20 writes per resource); its target
+connection allows ``--target-concurrency`` requests in flight (default: the
+connection block's default).
 
-    .venv/bin/python bench/publish.py --students 5000
+Each ``--latency`` round adds that many milliseconds to every data response of
+every sandbox (the flow's source too): on loopback a client that keeps few
+requests in flight looks faster than it is against a hosted ODS/API. After each
+run the target's records are compared with the source's, record by record.
+This is a script, not a test: it prints figures for the README.
+
+    .venv/bin/python bench/publish.py --students 1000 --latency 0 30
 """
 
 from __future__ import annotations
@@ -15,22 +24,29 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import secrets
 import shutil
+import sqlite3
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import orjson  # noqa: E402
+import psutil  # noqa: E402
 from pydantic import SecretStr  # noqa: E402
 
 from edfi.client import Connection, EdFiClient  # noqa: E402
+from edfi.model import builtin_model  # noqa: E402
 from edfi.paging import ReadPlan, read_pages, total_count  # noqa: E402
 from edfi.publish import publishable  # noqa: E402
 from sandbox.server import sandbox_process  # noqa: E402
@@ -39,14 +55,50 @@ CACHE = ROOT / "bench" / ".cache"
 PEERS = ROOT / ".venv-peers"
 
 
+@dataclass
+class Result:
+    latency: float
+    client: str
+    records: int
+    seconds: float
+    client_cpu: float  # CPU seconds of the client process(es)
+    target_cpu: float  # CPU seconds of the target sandbox
+    check: str
+
+    @property
+    def rate(self) -> float:
+        return self.records / self.seconds if self.seconds else 0.0
+
+
 @contextmanager
-def serve(students: int, db: Path, *, fresh: bool) -> Iterator[dict[str, Any]]:
+def serve(students: int, db: Path, *, fresh: bool, latency: float = 0) -> Iterator[dict[str, Any]]:
     """A sandbox in its own process (so it does not share the GIL with the client)."""
     if fresh:
         for suffix in ("", "-wal", "-shm"):
             Path(f"{db}{suffix}").unlink(missing_ok=True)
-    with sandbox_process(students=students, db=db, client_secret=secrets.token_urlsafe(12)) as info:
+    faults = f"latency_ms={latency:g}" if latency else None
+    with sandbox_process(
+        students=students, db=db, faults=faults, client_secret=secrets.token_urlsafe(12)
+    ) as info:
+        info["process"] = next(
+            p for p in psutil.Process().children() if str(db) in " ".join(p.cmdline())
+        )
         yield info
+
+
+def cpu_seconds(proc: psutil.Process) -> float:
+    t = proc.cpu_times()
+    return float(t.user + t.system)
+
+
+def own_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def children_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
 
 
 def connection(info: dict[str, Any], **kwargs: Any) -> Connection:
@@ -63,44 +115,91 @@ async def fetch_jsonl(info: dict[str, Any], folder: Path) -> dict[str, int]:
         model = await client.load_model()
         base = client.url("dataManagementApi")
         folder.mkdir(parents=True, exist_ok=True)
-        for resource in model:
-            plan = ReadPlan(base + resource.path)
+        for res in model:
+            plan = ReadPlan(base + res.path)
             total = await total_count(client, plan)
             n = 0
-            with open(folder / f"{resource.name}.jsonl", "wb") as fh:
+            with open(folder / f"{res.name}.jsonl", "wb") as fh:
                 async for page in read_pages(
                     client, plan, total, page_size=500, parallel=8, cursor=True
                 ):
                     fh.write(b"".join(json.dumps(publishable(r)).encode() + b"\n" for r in page))
                     n += len(page)
-            counts[resource.path] = n
+            counts[res.path] = n
     return counts
 
 
-async def target_counts(info: dict[str, Any], paths: list[str]) -> dict[str, int]:
-    async with EdFiClient(connection(info)) as client:
-        await client.discover()
-        base = client.url("dataManagementApi")
-        return {p: await total_count(client, ReadPlan(base + p)) for p in paths}
+def contents(db: Path) -> dict[str, Counter[bytes]]:
+    """Every record of a sandbox database as it would be POSTed, per resource."""
+    paths = sorted(builtin_model().resources)  # the store numbers resources this way
+    out: dict[str, Counter[bytes]] = {}
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        for rid, body in conn.execute("SELECT rid, body FROM records"):
+            record = publishable(orjson.loads(body))
+            out.setdefault(paths[rid - 1], Counter())[
+                orjson.dumps(record, option=orjson.OPT_SORT_KEYS)
+            ] += 1
+    return out
+
+
+def compare(source: dict[str, Counter[bytes]], target_db: Path) -> tuple[int, str]:
+    """Records on the target, and whether they equal the source's (or what differs)."""
+    target = contents(target_db)
+    written = sum(sum(c.values()) for c in target.values())
+    differ = sorted(p for p in set(source) | set(target) if source.get(p) != target.get(p))
+    if not differ:
+        return written, "equals source"
+    empty: Counter[bytes] = Counter()
+    missing = sum(sum((source.get(p, empty) - target.get(p, empty)).values()) for p in differ)
+    extra = sum(sum((target.get(p, empty) - source.get(p, empty)).values()) for p in differ)
+    return written, (
+        f"differs in {len(differ)} resources ({', '.join(differ[:2])}): "
+        f"{missing} missing, {extra} extra"
+    )
 
 
 def run_flow(
-    source: dict[str, Any], target: dict[str, Any], lake: Path, concurrency: int
+    source: dict[str, Any], target: dict[str, Any], lake: Path, concurrency: int | None
 ) -> dict[str, Any]:
     from blocks import EdFiConnection, LakeStorage
     from flows.publish import publish
 
     def block(info: dict[str, Any], **kwargs: Any) -> EdFiConnection:
-        return EdFiConnection.model_validate({**info, **kwargs})
+        fields = {k: info[k] for k in ("base_url", "client_id", "client_secret")}
+        return EdFiConnection.model_validate({**fields, **kwargs})
 
+    extra = {} if concurrency is None else {"max_concurrency": concurrency}
     run: Any = publish(
         block(source),
-        block(target, max_concurrency=concurrency),
+        block(target, **extra),
         LakeStorage.model_validate({"url": str(lake)}),
         mode="full",
         include_descriptors=True,
     )
     return cast(dict[str, Any], asyncio.run(run))
+
+
+def flow_round(
+    args: argparse.Namespace,
+    latency: float,
+    run_dir: Path,
+    source_db: Path,
+    expected: dict[str, Counter[bytes]],
+) -> Result:
+    target_db = run_dir / f"target-flow-{latency:g}ms.sqlite"
+    with (
+        serve(args.students, source_db, fresh=False, latency=latency) as source,
+        serve(0, target_db, fresh=True, latency=latency) as target,
+    ):
+        cpu0, target0 = own_cpu(), cpu_seconds(target["process"])
+        t0 = time.perf_counter()
+        summary = run_flow(source, target, run_dir / f"lake-{latency:g}", args.target_concurrency)
+        seconds = time.perf_counter() - t0
+        cpu, target_cpu = own_cpu() - cpu0, cpu_seconds(target["process"]) - target0
+    _, check = compare(expected, target_db)
+    if summary["failed"]:
+        check += f"; {summary['failed']} failed"
+    return Result(latency, "publish flow", int(summary["written"]), seconds, cpu, target_cpu, check)
 
 
 def lightbeam_yaml(path: Path, target: dict[str, Any], data_dir: Path, lmsx: list[str]) -> None:
@@ -132,62 +231,65 @@ def ensure_peers() -> Path:
     return lightbeam
 
 
-def run_flow_bench(
-    source: dict[str, Any], run_dir: Path, counts: dict[str, int], concurrency: int
-) -> float:
-    from prefect.testing.utilities import prefect_test_harness
-
-    with (
-        prefect_test_harness(server_startup_timeout=120),
-        serve(0, run_dir / "target-flow.sqlite", fresh=True) as target,
-    ):
-        t0 = time.perf_counter()
-        summary = run_flow(source, target, run_dir / "lake", concurrency)
-        seconds = time.perf_counter() - t0
-        got = asyncio.run(target_counts(target, list(counts)))
-    ok = got == counts and summary["failed"] == 0
-    rate = float(summary["written"]) / seconds
-    print(
-        f"publish flow: {summary['written']} records in {seconds:.1f}s = {rate:.0f} records/s "
-        f"(target max_concurrency {concurrency}; target equals source: {ok})",
-        flush=True,
-    )
-    return rate
-
-
-def run_lightbeam_bench(
-    run_dir: Path, jsonl: Path, counts: dict[str, int]
-) -> tuple[float, subprocess.CompletedProcess[str]]:
+def lightbeam_round(
+    latency: float, run_dir: Path, jsonl: Path, expected: dict[str, Counter[bytes]]
+) -> Result:
     lightbeam = ensure_peers()
-    lmsx = [p.rsplit("/", 1)[-1] for p in counts if p.startswith("/lmsx/")]
     # one file per resource name: lightbeam cannot tell ed-fi and lmsx names apart
-    files = sum(f.read_bytes().count(b"\n") for f in jsonl.glob("*.jsonl"))
-    with serve(0, run_dir / "target-lightbeam.sqlite", fresh=True) as target:
-        config = run_dir / "lightbeam.yaml"
+    lmsx = [p.rsplit("/", 1)[-1] for p in expected if p.startswith("/lmsx/")]
+    target_db = run_dir / f"target-lightbeam-{latency:g}ms.sqlite"
+    with serve(0, target_db, fresh=True, latency=latency) as target:
+        config = run_dir / f"lightbeam-{latency:g}ms.yaml"
+        shutil.rmtree(run_dir / "lb-state", ignore_errors=True)
         lightbeam_yaml(config, target, jsonl, lmsx)
+        cpu0, target0 = children_cpu(), cpu_seconds(target["process"])
         t0 = time.perf_counter()
         done = subprocess.run(
             [str(lightbeam), "send", "-c", str(config)], capture_output=True, text=True
         )
         seconds = time.perf_counter() - t0
-        written = sum(asyncio.run(target_counts(target, list(counts))).values())
-    rate = written / seconds
+        cpu, target_cpu = children_cpu() - cpu0, cpu_seconds(target["process"]) - target0
+    if done.returncode != 0:
+        print(done.stderr[-2000:], flush=True)
+    written, check = compare(expected, target_db)
+    return Result(latency, "lightbeam send", written, seconds, cpu, target_cpu, check)
+
+
+def report(results: list[Result]) -> None:
     print(
-        f"lightbeam send: {written} of {files} records in {seconds:.1f}s = {rate:.0f} "
-        f"records/s (exit {done.returncode}; default settings)",
-        flush=True,
+        "\n| added latency | client | records | seconds | records/s | "
+        "client CPU ms/record | target CPU ms/record | target afterwards |"
     )
-    return rate, done
+    print("|---|---|---|---|---|---|---|---|")
+    for r in results:
+        n = max(1, r.records)
+        print(
+            f"| {r.latency:g} ms | {r.client} | {r.records:,} | {r.seconds:.1f} | {r.rate:,.0f} | "
+            f"{r.client_cpu / n * 1000:.2f} | {r.target_cpu / n * 1000:.2f} | {r.check} |"
+        )
+    for latency in dict.fromkeys(r.latency for r in results):
+        rates = {r.client: r.rate for r in results if r.latency == latency}
+        if rates.get("publish flow") and rates.get("lightbeam send"):
+            ratio = rates["publish flow"] / rates["lightbeam send"]
+            print(f"ratio at {latency:g} ms: publish flow / lightbeam = {ratio:.2f}x")
+    sys.stdout.flush()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--students", type=int, default=25_000)
+    parser.add_argument("--students", type=int, default=1000)
+    parser.add_argument(
+        "--latency",
+        type=float,
+        nargs="+",
+        default=[0.0, 30.0],
+        help="milliseconds each sandbox adds to every data response; one round each",
+    )
     parser.add_argument(
         "--target-concurrency",
         type=int,
-        default=4,
-        help="max_concurrency of the target connection block",
+        default=None,
+        help="max_concurrency of the flow's target connection block (default: the block's)",
     )
     parser.add_argument("--only", choices=("flow", "lightbeam", "both"), default="both")
     args = parser.parse_args()
@@ -197,8 +299,9 @@ def main() -> None:
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(parents=True)
     jsonl = CACHE / f"jsonl-{args.students}"
+    source_db = CACHE / f"sandbox-{args.students}.sqlite"
     started = time.perf_counter()
-    with serve(args.students, CACHE / f"sandbox-{args.students}.sqlite", fresh=False) as source:
+    with serve(args.students, source_db, fresh=False) as source:
         print(
             f"source ready ({args.students} students) in {time.perf_counter() - started:.0f}s",
             flush=True,
@@ -207,20 +310,32 @@ def main() -> None:
             (jsonl / "done.json").parent.mkdir(parents=True, exist_ok=True)
             fetched = asyncio.run(fetch_jsonl(source, jsonl))
             (jsonl / "done.json").write_text(json.dumps(fetched))
-        counts = json.loads((jsonl / "done.json").read_text())
-        print(
-            f"records: {sum(counts.values())} in {sum(1 for n in counts.values() if n)} resources",
-            flush=True,
-        )
-        flow_rate = lb_rate = 0.0
-        if args.only in ("flow", "both"):
-            flow_rate = run_flow_bench(source, run_dir, counts, args.target_concurrency)
-    if args.only in ("lightbeam", "both"):
-        lb_rate, done = run_lightbeam_bench(run_dir, jsonl, counts)
-        if done.returncode != 0:
-            print(done.stderr[-2000:])
-    if flow_rate and lb_rate:
-        print(f"ratio: publish flow / lightbeam = {flow_rate / lb_rate:.2f}x", flush=True)
+    expected = contents(source_db)
+    print(
+        f"records: {sum(sum(c.values()) for c in expected.values()):,} in "
+        f"{len(expected)} resources; flow target max_concurrency "
+        f"{args.target_concurrency or 'block default'}",
+        flush=True,
+    )
+    results: list[Result] = []
+    harness: Any = None
+    if args.only in ("flow", "both"):
+        from prefect.testing.utilities import prefect_test_harness
+
+        harness = prefect_test_harness(server_startup_timeout=120)
+        harness.__enter__()
+    try:
+        for latency in args.latency:
+            if args.only in ("flow", "both"):
+                results.append(flow_round(args, latency, run_dir, source_db, expected))
+                report(results[-1:])
+            if args.only in ("lightbeam", "both"):
+                results.append(lightbeam_round(latency, run_dir, jsonl, expected))
+                report(results[-1:])
+    finally:
+        if harness is not None:
+            harness.__exit__(None, None, None)
+    report(results)
 
 
 if __name__ == "__main__":

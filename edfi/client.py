@@ -28,6 +28,7 @@ import orjson
 from pydantic import SecretStr
 
 from .model import ApiModel, load_model
+from .transport import AiohttpTransport
 
 log = logging.getLogger("edfi.client")
 
@@ -186,14 +187,15 @@ class EdFiClient:
         self, connection: Connection, *, transport: httpx.AsyncBaseTransport | None = None
     ):
         self.conn = connection
-        limits = httpx.Limits(
-            max_connections=connection.max_concurrency * 2,
-            max_keepalive_connections=connection.max_concurrency * 2,
-        )
+        if transport is None:
+            # httpx's own HTTP/1.1 stack costs more CPU per request than a POST costs
+            # the server; see edfi/transport.py
+            transport = AiohttpTransport(
+                max_connections=connection.max_concurrency * 2, verify=connection.verify_tls
+            )
         self._http = httpx.AsyncClient(
             timeout=httpx.Timeout(connection.timeout_seconds, connect=15.0),
             verify=connection.verify_tls,
-            limits=limits,
             transport=transport,
             follow_redirects=True,
         )
