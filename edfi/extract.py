@@ -37,6 +37,8 @@ from .paging import RawPage, ReadPlan, read_raw_pages, read_tracked, total_count
 
 Mode = Literal["incremental", "full"]
 NO_YEAR = 0  # partition value for APIs that are not year-specific
+LANES = 2  # writer threads per big resource: this is CPU work, and the GIL is mostly free
+LANE_MIN_PAGES = 20  # smaller resources keep one writer (and one file)
 
 
 class ExtractError(EdFiError):
@@ -163,29 +165,63 @@ async def extract_resource(
             result.change_version = max_cv
             result.rows = state.get("rows", 0)
             return result
-        raw = JsonlGzWriter(lake, raw_dir, "records")
         target = version_dir if full else f"{version_dir}/_staging"
-        changes = ParquetPartWriter(lake, target, schema)
+        # a big resource is often the last one running: one writer thread would hold it
+        # to one core, so its pages are typed and written by several lanes at once
+        lanes = [
+            _Lane(
+                JsonlGzWriter(lake, raw_dir, f"records-{i}"),
+                ParquetPartWriter(lake, target, schema, prefix=f"part-{i}"),
+            )
+            for i in range(LANES if expected > LANE_MIN_PAGES * options.page_size else 1)
+        ]
         changed_ids: list[pa.Array] = []
-        async for page in read_raw_pages(
+        pages = read_raw_pages(
             client,
             plan,
             expected,
             page_size=options.page_size,
             parallel=options.parallel,
             cursor=options.cursor,
-        ):
-            # typing, compressing and writing mostly release the GIL: a worker thread does
-            # them while the event loop keeps fetching
-            table = await asyncio.to_thread(
-                _store_page, page, resource, school_year, max_cv, options, raw, changes
+        )
+        turn = asyncio.Lock()
+        failed = False
+
+        async def drain(lane: _Lane) -> None:
+            nonlocal failed
+            while not failed:
+                async with turn:
+                    page = await anext(pages, None)
+                if page is None:
+                    return
+                try:
+                    # typing, compressing and writing mostly release the GIL: worker
+                    # threads do them while the event loop keeps fetching
+                    table = await asyncio.to_thread(
+                        _store_page, page, resource, school_year, max_cv, options, lane
+                    )
+                except BaseException:
+                    failed = True  # the other lanes stop after their current page
+                    raise
+                if not full:
+                    changed_ids.append(table.column("id").combine_chunks())
+                result.records += table.num_rows
+
+        try:
+            outcomes = await asyncio.gather(
+                *(drain(lane) for lane in lanes), return_exceptions=True
             )
-            if not full:
-                changed_ids.append(table.column("id").combine_chunks())
-            result.records += table.num_rows
-        raw.close()
-        staged = changes.close()
-        result.bytes += raw.bytes
+        finally:
+            await pages.aclose()
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        for lane in lanes:
+            lane.raw.close()
+            result.bytes += lane.raw.bytes
+        # every lane's files; a table with no rows still gets one (empty) file
+        staged = [f for lane in lanes for f in lane.table.close(placeholder=False)]
+        staged = staged or lanes[0].table.close()
         _verify(resource, result.records, expected, options.count_tolerance)
         files = staged
         if not full:
@@ -239,18 +275,25 @@ async def extract_resource(
     return result
 
 
+@dataclass
+class _Lane:
+    """One writer of a pull's pages: its own raw JSONL parts and parquet parts."""
+
+    raw: JsonlGzWriter
+    table: ParquetPartWriter
+
+
 def _store_page(
     page: RawPage,
     resource: Resource,
     school_year: int,
     max_cv: int,
     options: PullOptions,
-    raw: JsonlGzWriter,
-    changes: ParquetPartWriter,
+    lane: _Lane,
 ) -> pa.Table:
     jsonl, table = _convert(page, resource, school_year, max_cv, options)
-    raw.write(jsonl, table.num_rows)
-    changes.write(table)
+    lane.raw.write(jsonl, table.num_rows)
+    lane.table.write(table)
     return table
 
 
@@ -306,7 +349,7 @@ def _merge(
     schema: pa.Schema,
 ) -> list[str]:
     """The new version: old rows not changed or deleted, then the changed rows."""
-    writer = ParquetPartWriter(lake, version_dir, schema)
+    writer = ParquetPartWriter(lake, version_dir, schema, prefix="part-0")
     drop_set = pc.unique(drop) if len(drop) else drop
     for batch in iter_batches(lake, old_files, schema):
         if len(drop_set):

@@ -18,13 +18,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from .client import EdFiClient, EdFiMalformedError
+
+PAGES_PER_CHAIN = 50  # a big resource reads one cursor chain per 50 pages
 
 
 @dataclass(frozen=True)
@@ -145,7 +147,7 @@ async def read_raw_pages(
     page_size: int,
     parallel: int,
     cursor: bool,
-) -> AsyncIterator[RawPage]:
+) -> AsyncGenerator[RawPage, None]:
     """Every page of the window as sent, in no particular order (bounded memory)."""
     if total == 0:
         return
@@ -156,7 +158,8 @@ async def read_raw_pages(
     workers = max(1, min(parallel, pages))
 
     async def run_cursor() -> None:
-        n = max(1, min(pages, workers * 2))
+        # partitions (and chains) grow with the resource: see the chains below
+        n = max(1, min(pages, max(workers * 2, pages // PAGES_PER_CHAIN), parallel * 8))
         resp = await client.request(
             "GET",
             plan.url + "/partitions",
@@ -177,7 +180,10 @@ async def read_raw_pages(
                     page, token = await _get_raw(client, plan.url, params, plan.headers)
                     await queue.put(page)
 
-        await asyncio.gather(*(chain() for _ in range(min(workers, len(tokens) or 1))))
+        # one chain per partition: chains wait in the client's shared request queue, so
+        # a resource's share of the requests grows with its size and the big ones are
+        # not left to finish alone, at a fraction of the budget, after the rest are done
+        await asyncio.gather(*(chain() for _ in range(len(tokens) or 1)))
 
     async def run_offsets() -> None:
         # last page first: see the module docstring

@@ -158,7 +158,11 @@ async def extract(
         }
         store.write_json(store.run_path(run_id), run_doc)
 
-        data = [r for r in chosen if not r.is_descriptor]
+        # deepest first: the big student-level resources sit at the bottom of the
+        # dependency graph, and a big resource started late finishes alone at the end
+        data = sorted(
+            (r for r in chosen if not r.is_descriptor), key=lambda r: -model.levels[r.path]
+        )
         descriptors = [r for r in chosen if r.is_descriptor]
         work = [(y, r) for y in years for r in data]
         steps = len(work) + (len(years) if descriptors else 0)

@@ -73,7 +73,7 @@ def test_lake_layout_is_hive_style_with_raw_jsonl(district_lake: str) -> None:
     )
     assert any(
         f.startswith("raw/ed-fi/students/school_year=0/run=")
-        and f.endswith("records-00000.jsonl.gz")
+        and f.endswith("records-0-00000.jsonl.gz")
         for f in files
     )
     assert "state/ed-fi/students/school_year=0.json" in files
