@@ -922,6 +922,46 @@ class Publisher:
 
         await _drain(_aiter(pending), again, self.options.write_parallelism)
 
+    async def _change_found(
+        self,
+        path: str,
+        stats: ResourceStats,
+        operation: str,
+        source_id: str | None,
+        key_values: Mapping[str, Any],
+        *,
+        noted: Any = None,
+        new_body: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    ) -> bool:
+        """Find the target's record by a natural key, then PUT ``new_body(it)`` or DELETE it.
+
+        The key-change and delete stages share this. A record the target does not
+        have (not yet, or no longer) is skipped; a refusal is kept as a reject
+        naming ``noted`` (default: the key looked up). True when the target took it.
+        """
+        current = await self._find_target(path, key_values)
+        if current is None:
+            stats.skipped += 1  # not on the target (yet): the upsert stage brings it
+            return False
+        url = f"{self.tgt_url}{path}/{current['id']}"
+        body = None if new_body is None else new_body(current)
+        method = "DELETE" if body is None else "PUT"
+        try:
+            await self._retrying(
+                lambda: self.target.request(method, url, json_body=body), frozenset({409})
+            )
+        except EdFiResponseError as exc:
+            if exc.status == 404:
+                stats.skipped += 1
+                return False
+            keys = key_values if noted is None else noted
+            self._reject(
+                stats,
+                Reject(path, operation, exc.status, _problem_message(exc), body, keys, source_id),
+            )
+            return False
+        return True
+
     async def _key_changes(self, path: str, stats: ResourceStats) -> None:
         prepared = self.prepared
         assert prepared is not None
@@ -949,34 +989,16 @@ class Publisher:
             if old == new:
                 stats.skipped += 1
                 return
-            current = await self._find_target(path, old)
-            if current is None:
-                stats.skipped += 1  # not on the target (yet): the upsert stage brings it
-                return
-            body = resource.set_key_values(publishable(current), new)
-            url = f"{self.tgt_url}{path}/{current['id']}"
-            try:
-                await self._retrying(
-                    lambda: self.target.request("PUT", url, json_body=body), frozenset({409})
-                )
-            except EdFiResponseError as exc:
-                if exc.status == 404:
-                    stats.skipped += 1
-                    return
-                self._reject(
-                    stats,
-                    Reject(
-                        path,
-                        "key_change",
-                        exc.status,
-                        _problem_message(exc),
-                        body,
-                        {"old": old, "new": new},
-                        source_id,
-                    ),
-                )
-                return
-            stats.key_changed += 1
+            if await self._change_found(
+                path,
+                stats,
+                "key_change",
+                source_id,
+                old,
+                noted={"old": old, "new": new},
+                new_body=lambda current: resource.set_key_values(publishable(current), new),
+            ):
+                stats.key_changed += 1
 
         await _drain(_aiter(chains), change, self.options.write_parallelism)
 
@@ -1007,31 +1029,8 @@ class Publisher:
 
         async def remove(item: tuple[str | None, dict[str, Any]]) -> None:
             source_id, key_values = item
-            current = await self._find_target(path, key_values)
-            if current is None:
-                stats.skipped += 1
-                return
-            url = f"{self.tgt_url}{path}/{current['id']}"
-            try:
-                await self._retrying(lambda: self.target.request("DELETE", url), frozenset({409}))
-            except EdFiResponseError as exc:
-                if exc.status == 404:
-                    stats.skipped += 1
-                    return
-                self._reject(
-                    stats,
-                    Reject(
-                        path,
-                        "delete",
-                        exc.status,
-                        _problem_message(exc),
-                        None,
-                        key_values,
-                        source_id,
-                    ),
-                )
-                return
-            stats.deleted += 1
+            if await self._change_found(path, stats, "delete", source_id, key_values):
+                stats.deleted += 1
 
         await _drain(_aiter(items), remove, self.options.write_parallelism)
 
