@@ -187,18 +187,27 @@ class EdFiClient:
         self, connection: Connection, *, transport: httpx.AsyncBaseTransport | None = None
     ):
         self.conn = connection
+        # httpx's own HTTP/1.1 stack costs more CPU per request than a POST costs the
+        # server, so requests go through aiohttp (see edfi/transport.py): API calls
+        # straight, the rest (discovery, OAuth, redirects) through httpx's client
+        self._fast: AiohttpTransport | None = None
         if transport is None:
-            # httpx's own HTTP/1.1 stack costs more CPU per request than a POST costs
-            # the server; see edfi/transport.py
-            transport = AiohttpTransport(
+            transport = self._fast = AiohttpTransport(
                 max_connections=connection.max_concurrency * 2, verify=connection.verify_tls
             )
+        timeout = httpx.Timeout(connection.timeout_seconds, connect=15.0)
         self._http = httpx.AsyncClient(
-            timeout=httpx.Timeout(connection.timeout_seconds, connect=15.0),
+            timeout=timeout,
             verify=connection.verify_tls,
             transport=transport,
             follow_redirects=True,
         )
+        self._timeout = timeout.as_dict()
+        self._base_headers = {
+            k.title(): v
+            for k, v in self._http.headers.items()
+            if k in ("user-agent", "accept-encoding")
+        }
         self._sem = asyncio.Semaphore(connection.max_concurrency)
         self._rate = (
             _RateLimiter(connection.requests_per_second) if connection.requests_per_second else None
@@ -402,15 +411,23 @@ class EdFiClient:
         (a truncated proxy response) and is retried like one, then reported.
         """
         content = orjson.dumps(json_body) if json_body is not None else None
+        full_url = str(httpx.URL(url).copy_merge_params(params)) if params else url
         attempt = 0
         refreshed = False
         while True:
             token = await self.token()
-            hdrs = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+            hdrs = {
+                **self._base_headers,
+                "Authorization": f"Bearer {token}",
+                "Accept": "application/json",
+            }
             if content is not None:
                 hdrs["Content-Type"] = "application/json"
             if headers:
-                hdrs.update(headers)
+                for name, value in headers.items():
+                    for same in [k for k in hdrs if k.lower() == name.lower()]:
+                        del hdrs[same]
+                    hdrs[name] = value
             failure: str
             retry_after: str | None = None
             try:
@@ -418,9 +435,7 @@ class EdFiClient:
                     await self._rate.acquire()
                 async with self._sem:
                     self.stats.requests += 1
-                    resp = await self._http.request(
-                        method, url, params=params, headers=hdrs, content=content
-                    )
+                    resp, answered = await self._send(method, full_url, hdrs, content)
                     body = resp.content
                 self.stats.bytes += len(body)
             except httpx.TimeoutException as exc:
@@ -429,7 +444,7 @@ class EdFiClient:
                 failure = _describe(exc)
             else:
                 if resp.status_code in ok:
-                    result = Response(resp.status_code, resp.headers, body, str(resp.url))
+                    result = Response(resp.status_code, resp.headers, body, answered)
                     if not parse_json:
                         return result
                     try:
@@ -457,6 +472,22 @@ class EdFiClient:
             log.debug("retrying %s %s after %s", method, _redact(url), failure)
             await self._sleep_backoff(attempt, retry_after)
             attempt += 1
+
+    async def _send(
+        self, method: str, url: str, headers: dict[str, str], content: bytes | None
+    ) -> tuple[httpx.Response, str]:
+        """One attempt: the response and the URL that answered it.
+
+        A redirect is followed by httpx's client, as for every other call.
+        """
+        if self._fast is not None:
+            resp = await self._fast.fetch(method, url, headers, content, self._timeout)
+            if not resp.is_redirect:
+                if resp.status_code >= 400:
+                    resp.request = httpx.Request(method, url)  # named in error messages
+                return resp, url
+        resp = await self._http.request(method, url, headers=headers, content=content)
+        return resp, str(resp.url)
 
     async def _sleep_backoff(self, attempt: int, retry_after: str | None) -> None:
         if retry_after:
