@@ -84,9 +84,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             for k, v in request.headers.raw
             if k.lower() not in _DROP
         )
-        body = request.content if isinstance(request.stream, httpx.ByteStream) else None
-        if body is None:
-            body = await request.aread()
+        body = await request.aread()
         with _as_httpx_errors(request):
             async with session.request(
                 request.method,
