@@ -421,6 +421,12 @@ def _sql_str(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+def _sql_rows(rows: Iterable[Sequence[str]]) -> str:
+    """``('a', 'b'), ('c', 'd')``: rows of text as the literal list of a VALUES clause (one
+    statement instead of one round trip per row)."""
+    return ", ".join("(" + ", ".join(_sql_str(v) for v in row) + ")" for row in rows)
+
+
 def _file_list(lake: Lake, files: Sequence[str]) -> str:
     return "[" + ", ".join(_sql_str(lake.uri(f)) for f in files) + "]"
 
@@ -444,6 +450,9 @@ class _YearSession:
         self.year = year
         self.con = duckdb.connect(config={"threads": threads} if threads else {})
         self.con.execute("SET TimeZone = 'UTC'")
+        # Lake files are immutable (each table version has its own folder): parse each
+        # parquet footer once, not each time a query binds a view over the file.
+        self.con.execute("SET parquet_metadata_cache = true")
         if lake.protocol not in ("file", "local"):
             self.con.register_filesystem(lake.fs)
         self.columns: dict[str, dict[str, str]] = {}
@@ -580,7 +589,7 @@ class _YearSession:
                 else "CAST(NULL AS INTEGER)"
             )
             self.con.execute("CREATE TABLE _descriptor_types (filename VARCHAR, type VARCHAR)")
-            self.con.executemany("INSERT INTO _descriptor_types VALUES (?, ?)", types)
+            self.con.execute(f"INSERT INTO _descriptor_types VALUES {_sql_rows(types)}")
             self.con.execute(f"""
                 CREATE TABLE descriptors AS
                 SELECT lower(f.namespace || '#' || f.codeValue) AS uri, t.type, f.namespace,
@@ -601,10 +610,8 @@ class _YearSession:
             "codeValue VARCHAR)"
         )
         if descriptor_map:
-            self.con.executemany(
-                "INSERT INTO descriptor_map VALUES (?, ?, ?)",
-                [(r.constantName, r.descriptor, r.codeValue) for r in descriptor_map],
-            )
+            rows = [(r.constantName, r.descriptor, r.codeValue) for r in descriptor_map]
+            self.con.execute(f"INSERT INTO descriptor_map VALUES {_sql_rows(rows)}")
         self.con.execute("""
             CREATE TABLE descriptor_constants AS
             SELECT DISTINCT d.uri, m.constantName
@@ -622,26 +629,35 @@ class _YearSession:
                 continue
             body = _sql(helper)
             self.ensure_tables(body)
-            self.con.execute(f'CREATE TEMP TABLE "{helper}" AS {body}')
-            for column in _enum_columns(body):
-                self._as_enum(helper, column)
+            columns = _enum_columns(body)
+            if not columns:
+                self.con.execute(f'CREATE TEMP TABLE "{helper}" AS {body}')
+            else:
+                self._create_with_enums(helper, body, columns)
             self.helpers.add(helper)
 
-    def _as_enum(self, table: str, column: str) -> None:
-        """Store a key column as an ENUM of its values (sorted, so it orders as the text
-        does): the day-level facts then carry a small integer per row instead of a string,
-        and the parquet writer writes the ENUM's dictionary instead of hashing every value.
-        The file holds plain strings either way."""
-        kind = f"{table}.{column}"
-        count = f'SELECT count(DISTINCT "{column}") FROM "{table}"'
-        values = self.con.execute(count).fetchall()[0][0]
-        if not values:  # an ENUM needs at least one value; the column stays text
-            return
-        self.con.execute(
-            f'CREATE TYPE "{kind}" AS ENUM (SELECT DISTINCT "{column}" FROM "{table}" '
-            f'WHERE "{column}" IS NOT NULL ORDER BY 1)'
-        )
-        self.con.execute(f'ALTER TABLE "{table}" ALTER "{column}" TYPE "{kind}"')
+    def _create_with_enums(self, table: str, body: str, columns: Sequence[str]) -> None:
+        """The helper as a table whose key ``columns`` are ENUMs of their values (sorted, so
+        they order as the text does): the day-level facts then carry a small integer per row
+        instead of a string, and the parquet writer writes the ENUM's dictionary instead of
+        hashing every value (it halves the time to write the attendance facts). The files
+        hold plain strings either way."""
+        staging = f"_staging{table}"
+        self.con.execute(f'CREATE TEMP TABLE "{staging}" AS {body}')
+        casts: list[str] = []
+        for column in columns:
+            count = f'SELECT count(DISTINCT "{column}") FROM "{staging}"'
+            if not self.con.execute(count).fetchall()[0][0]:
+                continue  # an ENUM needs a value: an empty column stays text
+            kind = f"{table}.{column}"
+            self.con.execute(
+                f'CREATE TYPE "{kind}" AS ENUM (SELECT DISTINCT "{column}" FROM "{staging}" '
+                f'WHERE "{column}" IS NOT NULL ORDER BY 1)'
+            )
+            casts.append(f'CAST("{column}" AS "{kind}") AS "{column}"')
+        replace = f" REPLACE ({', '.join(casts)})" if casts else ""
+        self.con.execute(f'CREATE TEMP TABLE "{table}" AS SELECT *{replace} FROM "{staging}"')
+        self.con.execute(f'DROP TABLE "{staging}"')
 
     def register_output(self, view: str, files: Sequence[str]) -> None:
         self.con.execute(
@@ -667,25 +683,27 @@ class _YearSession:
                 continue  # empty, or a DS4 table under its DS5 name (scanned as itself)
             for col, sql_type in cols.items():
                 hits = [t for t in mapped if col.lower().endswith(t)]
+                # Values are counted as they are and lowered once per distinct value; list
+                # items are unnested in the select list (a lateral unnest join costs ~30x).
                 if sql_type == "VARCHAR" and hits:
                     parts.append(
-                        f"SELECT {_sql_str(f'{_resource(view)}.{col}')} AS used_in, lower({col}) "
-                        f'AS uri, count(*) AS n FROM "{view}" WHERE {col} IS NOT NULL '
-                        "GROUP BY ALL"
+                        f"SELECT {_sql_str(f'{_resource(view)}.{col}')} AS used_in, v, count(*) "
+                        f'AS n FROM (SELECT {col} AS v FROM "{view}") WHERE v IS NOT NULL '
+                        "GROUP BY v"
                     )
                 elif sql_type.startswith("STRUCT(") and sql_type.endswith(")[]"):
                     for fname, ftype in _struct_fields(sql_type[:-2]).items():
                         if ftype == "VARCHAR" and any(fname.lower().endswith(t) for t in mapped):
                             parts.append(
                                 f"SELECT {_sql_str(f'{_resource(view)}.{col}[].{fname}')} "
-                                "AS used_in, "
-                                f'lower(e.{fname}) AS uri, count(*) AS n FROM "{view}", '
-                                f"unnest({col}) AS u(e) WHERE e.{fname} IS NOT NULL GROUP BY ALL"
+                                f"AS used_in, v, count(*) AS n FROM (SELECT unnest({col}).{fname} "
+                                f'AS v FROM "{view}") WHERE v IS NOT NULL GROUP BY v'
                             )
         if not parts:
             return []
         rows = self.con.execute(f"""
-            WITH used AS ({" UNION ALL ".join(parts)})
+            WITH used AS (
+                SELECT used_in, lower(v) AS uri, n FROM ({" UNION ALL ".join(parts)}))
             SELECT d.type, d.namespace || '#' || d.codeValue AS value, d.codeValue,
                    sum(u.n) AS rows, list(DISTINCT u.used_in ORDER BY u.used_in) AS used_in
             FROM used u JOIN descriptors d ON d.uri = u.uri

@@ -3,22 +3,22 @@
 -- grouped pass. An event counts when an enrolment of the pair covers its date and has no
 -- school year or the event's. Flags: what the event's category maps to (one category can map
 -- to several constants, e.g. Excused and Absence); section events also in homeroom sections
--- (read from the student's section association).
+-- (read from the student's section association). Each event carries its flags as bits of one
+-- integer (school bits 0-4, section bits 5-9, homeroom bits 10-14), OR-ed per day.
 WITH category AS (
     SELECT
         uri,
-        max(CASE WHEN constantName = 'AttendanceEvent.Present' THEN 1 ELSE 0 END) AS present,
-        max(CASE WHEN constantName = 'AttendanceEvent.Absence' THEN 1 ELSE 0 END) AS absent,
-        max(CASE WHEN constantName = 'AttendanceEvent.ExcusedAbsence' THEN 1 ELSE 0 END)
-            AS excused,
-        max(CASE WHEN constantName = 'AttendanceEvent.UnexcusedAbsence' THEN 1 ELSE 0 END)
-            AS unexcused,
-        max(CASE WHEN constantName = 'AttendanceEvent.Tardy' THEN 1 ELSE 0 END) AS tardy
+        bit_or(CASE constantName
+                   WHEN 'AttendanceEvent.Present' THEN 1
+                   WHEN 'AttendanceEvent.Absence' THEN 2
+                   WHEN 'AttendanceEvent.ExcusedAbsence' THEN 4
+                   WHEN 'AttendanceEvent.UnexcusedAbsence' THEN 8
+                   WHEN 'AttendanceEvent.Tardy' THEN 16
+                   ELSE 0 END) AS bits
     FROM descriptor_constants
-    WHERE constantName LIKE 'AttendanceEvent.%'
     GROUP BY uri
 ), homeroom AS (
-    SELECT DISTINCT studentReference.studentUniqueId AS studentUniqueId, sectionReference, 1 AS hr
+    SELECT DISTINCT studentReference.studentUniqueId AS studentUniqueId, sectionReference
     FROM edfi_studentSectionAssociations
     WHERE homeroomIndicator
 ), event AS (
@@ -27,9 +27,7 @@ WITH category AS (
         ev.schoolReference.schoolId AS schoolId,
         ev.eventDate AS date,
         ev.sessionReference.schoolYear AS schoolYear,
-        c.present, c.absent, c.excused, c.unexcused, c.tardy,
-        0 AS s_present, 0 AS s_absent, 0 AS s_excused, 0 AS s_unexcused, 0 AS s_tardy,
-        0 AS hr_present, 0 AS hr_absent, 0 AS hr_excused, 0 AS hr_unexcused, 0 AS hr_tardy
+        c.bits AS flags
     FROM edfi_studentSchoolAttendanceEvents ev
     JOIN category c ON c.uri = lower(ev.attendanceEventCategoryDescriptor)
     UNION ALL
@@ -38,31 +36,38 @@ WITH category AS (
         ev.sectionReference.schoolId,
         ev.eventDate,
         ev.sectionReference.schoolYear,
-        0, 0, 0, 0, 0,
-        c.present, c.absent, c.excused, c.unexcused, c.tardy,
-        c.present * coalesce(h.hr, 0), c.absent * coalesce(h.hr, 0), c.excused * coalesce(h.hr, 0),
-        c.unexcused * coalesce(h.hr, 0), c.tardy * coalesce(h.hr, 0)
+        (c.bits << 5) | CASE WHEN h.studentUniqueId IS NULL THEN 0 ELSE c.bits << 10 END
     FROM edfi_studentSectionAttendanceEvents ev
     JOIN category c ON c.uri = lower(ev.attendanceEventCategoryDescriptor)
     LEFT JOIN homeroom h
         ON h.studentUniqueId = ev.studentReference.studentUniqueId
        AND h.sectionReference = ev.sectionReference
+), day AS (
+    SELECT p.pair, ev.date, bit_or(ev.flags) AS flags
+    FROM event ev
+    JOIN _student_school_pair p
+        ON p.studentUniqueId = ev.studentUniqueId
+       AND p.schoolId = ev.schoolId
+       AND p.entryDate <= ev.date
+       AND (p.exitWithdrawDate IS NULL OR p.exitWithdrawDate >= ev.date)
+       AND (p.schoolYear IS NULL OR p.schoolYear = ev.schoolYear)
+    GROUP BY p.pair, ev.date
 )
 SELECT
-    p.pair, ev.date,
-    max(ev.present) AS present, max(ev.absent) AS absent, max(ev.excused) AS excused,
-    max(ev.unexcused) AS unexcused, max(ev.tardy) AS tardy,
-    max(ev.s_present) AS s_present, max(ev.s_absent) AS s_absent,
-    max(ev.s_excused) AS s_excused, max(ev.s_unexcused) AS s_unexcused,
-    max(ev.s_tardy) AS s_tardy,
-    max(ev.hr_present) AS hr_present, max(ev.hr_absent) AS hr_absent,
-    max(ev.hr_excused) AS hr_excused, max(ev.hr_unexcused) AS hr_unexcused,
-    max(ev.hr_tardy) AS hr_tardy
-FROM event ev
-JOIN _student_school_pair p
-    ON p.studentUniqueId = ev.studentUniqueId
-   AND p.schoolId = ev.schoolId
-   AND p.entryDate <= ev.date
-   AND (p.exitWithdrawDate IS NULL OR p.exitWithdrawDate >= ev.date)
-   AND (p.schoolYear IS NULL OR p.schoolYear = ev.schoolYear)
-GROUP BY p.pair, ev.date
+    pair, date,
+    CAST(flags & 1 AS INTEGER) AS present,
+    CAST((flags >> 1) & 1 AS INTEGER) AS absent,
+    CAST((flags >> 2) & 1 AS INTEGER) AS excused,
+    CAST((flags >> 3) & 1 AS INTEGER) AS unexcused,
+    CAST((flags >> 4) & 1 AS INTEGER) AS tardy,
+    CAST((flags >> 5) & 1 AS INTEGER) AS s_present,
+    CAST((flags >> 6) & 1 AS INTEGER) AS s_absent,
+    CAST((flags >> 7) & 1 AS INTEGER) AS s_excused,
+    CAST((flags >> 8) & 1 AS INTEGER) AS s_unexcused,
+    CAST((flags >> 9) & 1 AS INTEGER) AS s_tardy,
+    CAST((flags >> 10) & 1 AS INTEGER) AS hr_present,
+    CAST((flags >> 11) & 1 AS INTEGER) AS hr_absent,
+    CAST((flags >> 12) & 1 AS INTEGER) AS hr_excused,
+    CAST((flags >> 13) & 1 AS INTEGER) AS hr_unexcused,
+    CAST((flags >> 14) & 1 AS INTEGER) AS hr_tardy
+FROM day

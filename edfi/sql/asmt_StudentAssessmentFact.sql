@@ -2,45 +2,69 @@
 -- not exited before now, x score result x performance level x objective assessment x its score
 -- x its performance level. StudentUSI is ODS-internal and not in the API: it is null, and
 -- StudentObjectiveAssessmentKey uses the studentUniqueId in its place.
-WITH flat AS MATERIALIZED (
+WITH sa AS (
     SELECT
-        sa.studentAssessmentIdentifier,
-        sa.administrationDate,
-        sa.whenAssessedGradeLevelDescriptor,
+        studentAssessmentIdentifier,
+        administrationDate,
+        whenAssessedGradeLevelDescriptor,
+        assessmentReference.assessmentIdentifier AS assessmentIdentifier,
+        assessmentReference.namespace AS assessmentNamespace,
+        studentReference.studentUniqueId AS student,
+        scoreResults, performanceLevels, studentObjectiveAssessments
+    FROM edfi_studentAssessments
+), score AS (  -- one list per step, unnested in the select list (no lateral joins)
+    SELECT * EXCLUDE (scoreResults), unnest(keep(scoreResults)) AS sr FROM sa
+), level AS (
+    SELECT * EXCLUDE (performanceLevels), unnest(keep(performanceLevels)) AS pl FROM score
+), objective AS (
+    SELECT * EXCLUDE (studentObjectiveAssessments),
+           unnest(keep(studentObjectiveAssessments)) AS soa
+    FROM level
+), objective_score AS (
+    SELECT *, unnest(keep(soa.scoreResults)) AS ssr FROM objective
+), item AS (
+    SELECT
+        studentAssessmentIdentifier, administrationDate, whenAssessedGradeLevelDescriptor,
+        assessmentIdentifier, assessmentNamespace, student,
+        sr.result AS result,
+        sr.resultDatatypeTypeDescriptor AS resultType,
+        sr.assessmentReportingMethodDescriptor AS method,
+        pl.performanceLevelDescriptor AS level,
+        soa.objectiveAssessmentReference.identificationCode AS objective,
+        ssr.result AS objectiveResult,
+        ssr.resultDatatypeTypeDescriptor AS objectiveResultType,
+        ssr.assessmentReportingMethodDescriptor AS objectiveMethod,
+        unnest(keep(soa.performanceLevels)).performanceLevelDescriptor AS objectiveLevel
+    FROM objective_score
+), flat AS MATERIALIZED (
+    SELECT
+        i.studentAssessmentIdentifier,
+        i.administrationDate,
+        i.whenAssessedGradeLevelDescriptor,
         a.assessmentIdentifier,
         a.namespace,
         st.studentUniqueId,
         ssa.schoolReference.schoolId AS schoolId,
         ssa.entryDate,
-        sr.e.result AS result,
-        sr.e.resultDatatypeTypeDescriptor AS resultType,
-        sr.e.assessmentReportingMethodDescriptor AS method,
-        pl.e.performanceLevelDescriptor AS level,
-        soa.e.objectiveAssessmentReference.identificationCode AS objective,
-        ssr.e.result AS objectiveResult,
-        ssr.e.resultDatatypeTypeDescriptor AS objectiveResultType,
-        ssr.e.assessmentReportingMethodDescriptor AS objectiveMethod,
-        spl.e.performanceLevelDescriptor AS objectiveLevel
-    FROM edfi_studentAssessments sa
+        i.result, i.resultType, i.method, i.level, i.objective, i.objectiveResult,
+        i.objectiveResultType, i.objectiveMethod, i.objectiveLevel
+    FROM item i
     JOIN edfi_assessments a
-        ON a.assessmentIdentifier = sa.assessmentReference.assessmentIdentifier
-       AND a.namespace = sa.assessmentReference.namespace
-    JOIN edfi_students st ON st.studentUniqueId = sa.studentReference.studentUniqueId
+        ON a.assessmentIdentifier = i.assessmentIdentifier
+       AND a.namespace = i.assessmentNamespace
+    JOIN edfi_students st ON st.studentUniqueId = i.student
     JOIN edfi_studentSchoolAssociations ssa
         ON ssa.studentReference.studentUniqueId = st.studentUniqueId
        AND active_ge(ssa.exitWithdrawDate)
     JOIN descriptors gl ON gl.uri = lower(ssa.entryGradeLevelDescriptor)
     JOIN edfi_schools sc ON sc.schoolId = ssa.schoolReference.schoolId
-    CROSS JOIN unnest(keep(sa.scoreResults)) AS sr(e)
-    CROSS JOIN unnest(keep(sa.performanceLevels)) AS pl(e)
-    CROSS JOIN unnest(keep(sa.studentObjectiveAssessments)) AS soa(e)
-    CROSS JOIN unnest(keep(soa.e.scoreResults)) AS ssr(e)
-    CROSS JOIN unnest(keep(soa.e.performanceLevels)) AS spl(e)
+), d AS (
+    SELECT uri, descriptorId AS id, description AS descr FROM descriptors
 )
 SELECT
     concat(assessmentIdentifier, '-', namespace, '-', studentAssessmentIdentifier, '-',
-           txt(did(method)), '-', txt(did(level)), '-', objective, '-',
-           txt(did(objectiveMethod)), '-', txt(did(objectiveLevel)), '-', studentUniqueId, '-',
+           txt(m.id), '-', txt(l.id), '-', objective, '-',
+           txt(om.id), '-', txt(ol.id), '-', studentUniqueId, '-',
            txt(schoolId), '-', ymd(entryDate)) AS StudentAssessmentFactKey,
     concat(assessmentIdentifier, '-', namespace, '-', studentAssessmentIdentifier, '-',
            studentUniqueId) AS StudentAssessmentKey,
@@ -63,11 +87,17 @@ SELECT
     ymd(administrationDate) AS AdministrationDateKey,
     coalesce(code(whenAssessedGradeLevelDescriptor), '') AS AssessedGradeLevel,
     coalesce(objectiveResult, result, '') AS StudentScore,
-    coalesce(desc_of(objectiveResultType), desc_of(resultType), '') AS ResultDataType,
-    coalesce(desc_of(objectiveMethod), desc_of(method), '') AS ReportingMethod,
-    coalesce(desc_of(objectiveLevel), desc_of(level), '') AS PerformanceResult,
+    coalesce(ort.descr, rt.descr, '') AS ResultDataType,
+    coalesce(om.descr, m.descr, '') AS ReportingMethod,
+    coalesce(ol.descr, l.descr, '') AS PerformanceResult,
     coalesce(result, '') AS StudentAssessmentScore,
-    coalesce(desc_of(resultType), '') AS StudentAssessmentResultDataType,
-    coalesce(desc_of(method), '') AS StudentAssessmentReportingMethod,
-    coalesce(desc_of(level), '') AS StudentAssessmentPerformanceResult
-FROM flat
+    coalesce(rt.descr, '') AS StudentAssessmentResultDataType,
+    coalesce(m.descr, '') AS StudentAssessmentReportingMethod,
+    coalesce(l.descr, '') AS StudentAssessmentPerformanceResult
+FROM flat f
+LEFT JOIN d m ON m.uri = lower(f.method)
+LEFT JOIN d l ON l.uri = lower(f.level)
+LEFT JOIN d om ON om.uri = lower(f.objectiveMethod)
+LEFT JOIN d ol ON ol.uri = lower(f.objectiveLevel)
+LEFT JOIN d rt ON rt.uri = lower(f.resultType)
+LEFT JOIN d ort ON ort.uri = lower(f.objectiveResultType)
