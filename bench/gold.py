@@ -7,7 +7,10 @@ API-to-AMT data lake builds its gold tables, on the same lake.
 The lake is extracted once from a sandbox into ``bench/.cache/lake-<n>`` and
 reused. Each side runs in its own child process so its peak memory (max RSS)
 is its own; the pandas side builds the heaviest views only, and the DuckDB
-side is timed on the same views and on all views.
+side is timed on the same views (with every helper they read, written to the
+lake, and the manifest) and on all views (the whole flow, with its lake-wide
+report of unmapped descriptor values). Each side runs ``--repeat`` times,
+interleaved; the fastest run counts and every run is printed.
 """
 
 from __future__ import annotations
@@ -86,16 +89,30 @@ def ensure_lake(students: int) -> Path:
 
 
 def run_duckdb(lake_path: Path, out: Path, views: list[str] | None) -> dict[str, Any]:
+    """The gold build as the flow runs it: every view asked for with every helper and view it
+    reads, each written to the lake, then the manifest. ``views=None`` is the whole flow,
+    including its lake-wide scan for unmapped descriptor values (timed apart as well); the
+    heavy views alone skip that report, which is no part of building them."""
     from edfi import amt
     from edfi.lake import Lake
 
     lake = Lake(str(out))
     (out / "state").symlink_to(lake_path / "state")
     started = time.perf_counter()
-    manifest = amt.build_gold(lake, views=views)
+    build = amt.GoldBuild(lake)
+    try:
+        for view in amt.view_order(views):
+            build.run_view(view)
+        report_started = time.perf_counter()
+        unmapped = build.unmapped() if views is None else []
+        report = time.perf_counter() - report_started
+        manifest = build.commit(unmapped)
+    finally:
+        build.close()
     seconds = time.perf_counter() - started
     rows = {v: m["rows"] for v, m in manifest["views"].items() if views is None or v in views}
-    return {"seconds": seconds, "rows": rows}
+    view_seconds = {v: r.seconds for v, r in build.results.items()}
+    return {"seconds": seconds, "rows": rows, "view_seconds": view_seconds, "unmapped_s": report}
 
 
 # -- the pandas side (the API-to-AMT data lake's approach) ---------------------------------
@@ -545,6 +562,9 @@ def measure(side: str, lake: Path) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--students", type=int, default=25_000)
+    parser.add_argument(
+        "--repeat", type=int, default=2, help="runs per side, interleaved; the fastest counts"
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--lake", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -553,20 +573,29 @@ def main() -> None:
         return
     lake = ensure_lake(args.students)
     print(f"gold benchmark: {args.students:,}-student district, lake {lake}", flush=True)
-    results = {side: measure(side, lake) for side in ("duckdb-all", "duckdb-heavy", "pandas-heavy")}
-    heavy, pandas_ = results["duckdb-heavy"], results["pandas-heavy"]
-    print(f"{'side':34s} {'seconds':>9s} {'peak MiB':>9s}")
+    sides = ("duckdb-all", "duckdb-heavy", "pandas-heavy")
+    runs: dict[str, list[dict[str, Any]]] = {side: [] for side in sides}
+    for _ in range(max(1, args.repeat)):
+        for side in sides:
+            runs[side].append(measure(side, lake))
+    results = {side: min(r, key=lambda x: x["seconds"]) for side, r in runs.items()}
+    heavy, pandas_, full = results["duckdb-heavy"], results["pandas-heavy"], results["duckdb-all"]
+    print(f"{'side':46s} {'seconds (each run)':>26s} {'peak MiB':>9s}")
     labels = {
-        "duckdb-all": "DuckDB, all 30 views",
+        "duckdb-all": "DuckDB, all 30 views (the whole flow)",
         "duckdb-heavy": f"DuckDB, {len(HEAVY)} heaviest views",
         "pandas-heavy": f"pandas merges, {len(HEAVY)} heaviest views",
     }
     for side, label in labels.items():
-        r = results[side]
-        print(f"{label:34s} {r['seconds']:9.2f} {r['peak_mib']:9.0f}")
-    print(f"{'view':42s} {'DuckDB rows':>12s} {'pandas rows':>12s}")
+        best, each = results[side], ", ".join(f"{r['seconds']:.2f}" for r in runs[side])
+        print(f"{label:46s} {best['seconds']:9.2f} ({each:>14s}) {best['peak_mib']:9.0f}")
+    print(f"  of which the unmapped-descriptor scan (all views only): {full['unmapped_s']:.2f}s")
+    print(f"{'view':42s} {'DuckDB s':>9s} {'DuckDB rows':>12s} {'pandas rows':>12s}")
     for view in HEAVY:
-        print(f"{view:42s} {heavy['rows'][view]:12,d} {pandas_['rows'][view]:12,d}")
+        print(
+            f"{view:42s} {heavy['view_seconds'][view]:9.2f} {heavy['rows'][view]:12,d} "
+            f"{pandas_['rows'][view]:12,d}"
+        )
     print(
         f"speed-up on the heaviest views: {pandas_['seconds'] / heavy['seconds']:.1f}x "
         f"(target >= 10x); peak memory pandas / DuckDB: "
