@@ -50,6 +50,7 @@ def child(role: str, info: dict[str, Any], args: argparse.Namespace) -> dict[str
             **os.environ,
             "PYTHONPATH": str(ROOT),
             "PREFECT_LOGGING_LEVEL": "ERROR",
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
             "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
         },
     )
