@@ -21,8 +21,8 @@ WITH pairs AS (
     GROUP BY ALL
 )
 SELECT
-    s.studentUniqueId AS StudentKey,
-    s.SchoolKey,
+    d.studentUniqueId AS StudentKey,
+    d.SchoolKey,
     d.DateKey,
     d.instructional AS IsInstructionalDay,
     1 AS IsEnrolled,
@@ -40,8 +40,6 @@ SELECT
     coalesce(a.s_tardy, 0) AS IsTardyToAnyClass,
     coalesce(b.stateOffense, 0) AS CountByDayOfStateOffenses,
     coalesce(b.conductOffense, 0) AS CountByDayOfConductOffenses
-FROM _enrolled_span s
-JOIN _school_day d
-    ON d.schoolId = s.schoolId AND d.date BETWEEN s.first_day AND s.last_day
-LEFT JOIN _attendance_day a ON a.pair = s.pair AND a.date = d.date
-LEFT JOIN behavior b ON b.pair = s.pair AND b.date = d.date
+FROM _enrolled_day d
+LEFT JOIN _attendance_day a ON a.pair = d.pair AND a.date = d.date
+LEFT JOIN behavior b ON b.pair = d.pair AND b.date = d.date
