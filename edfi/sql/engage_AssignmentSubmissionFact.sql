@@ -1,13 +1,22 @@
 -- AMT engage_AssignmentSubmissionFact (MSSQL only in AMT): each LMS submission, once per
 -- SubmissionStatus constant its status maps to (statuses mapped to none are left out).
+WITH assignment AS (  -- each assignment's keys, built once per assignment
+    SELECT
+        assignmentIdentifier, namespace, maxPoints,
+        sectionReference.schoolId AS schoolId,
+        txt(sectionReference.schoolId) AS schoolKey,
+        concat(txt(sectionReference.schoolId), '-', sectionReference.localCourseCode, '-',
+               txt(sectionReference.schoolYear), '-', sectionReference.sectionIdentifier, '-',
+               sectionReference.sessionName) AS SectionKey,
+        CASE WHEN CAST(dueDateTime AS TIMESTAMP) > amt_now() THEN 1 ELSE 0 END AS upcoming
+    FROM lmsx_assignments
+)
 SELECT
     s.assignmentSubmissionIdentifier AS AssignmentSubmissionKey,
-    concat(st.studentUniqueId, '-', txt(a.sectionReference.schoolId)) AS StudentSchoolKey,
-    a.sectionReference.schoolId AS SchoolKey,
+    concat(st.studentUniqueId, '-', a.schoolKey) AS StudentSchoolKey,
+    a.schoolId AS SchoolKey,
     st.studentUniqueId AS StudentKey,
-    concat(txt(a.sectionReference.schoolId), '-', a.sectionReference.localCourseCode, '-',
-           txt(a.sectionReference.schoolYear), '-', a.sectionReference.sectionIdentifier, '-',
-           a.sectionReference.sessionName) AS SectionKey,
+    a.SectionKey,
     a.assignmentIdentifier AS AssignmentKey,
     CASE WHEN m.constantName IN ('SubmissionStatus.IsPastDue', 'SubmissionStatus.Upcoming')
          THEN '' ELSE ymd(s.submissionDateTime) END AS SubmissionDateKey,
@@ -23,13 +32,12 @@ SELECT
         AS SubmittedLate,
     CASE WHEN m.constantName = 'SubmissionStatus.SubmittedOnTime' THEN 1 ELSE 0 END
         AS SubmittedOnTime,
-    CASE WHEN CAST(a.dueDateTime AS TIMESTAMP) > amt_now() THEN 1 ELSE 0 END
-        AS UpcomingAssignment,
+    a.upcoming AS UpcomingAssignment,
     s._lastModifiedDate AS LastModifiedDate
 FROM lmsx_assignmentSubmissions s
 JOIN descriptor_constants m
     ON m.uri = lower(s.submissionStatusDescriptor) AND m.constantName LIKE 'SubmissionStatus.%'
 JOIN edfi_students st ON st.studentUniqueId = s.studentReference.studentUniqueId
-JOIN lmsx_assignments a
+JOIN assignment a
     ON a.assignmentIdentifier = s.assignmentReference.assignmentIdentifier
    AND a.namespace = s.assignmentReference.namespace
