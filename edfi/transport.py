@@ -78,33 +78,30 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         return timeout
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        session = self._open()
         headers = CIMultiDict(
             (k.decode("latin-1"), v.decode("latin-1"))
             for k, v in request.headers.raw
             if k.lower() not in _DROP
         )
         body = await request.aread()
-        with _as_httpx_errors(request):
-            async with session.request(
-                request.method,
-                URL(str(request.url), encoded=True),
-                headers=headers,
-                data=body or None,
-                allow_redirects=False,
-                timeout=self._timeout(request.extensions.get("timeout") or {}),
-            ) as resp:
-                content = await resp.read()
-                return httpx.Response(
-                    resp.status,
-                    headers=list(resp.raw_headers),
-                    stream=httpx.ByteStream(content),
-                    extensions={
-                        "http_version": b"HTTP/1.1",
-                        "reason_phrase": (resp.reason or "").encode("latin-1", "replace"),
-                    },
-                    request=request,
-                )
+        status, raw_headers, content, reason = await self._exchange(
+            request.method,
+            URL(str(request.url), encoded=True),
+            headers,
+            body or None,
+            request.extensions.get("timeout") or {},
+            request,
+        )
+        return httpx.Response(
+            status,
+            headers=raw_headers,
+            stream=httpx.ByteStream(content),
+            extensions={
+                "http_version": b"HTTP/1.1",
+                "reason_phrase": (reason or "").encode("latin-1", "replace"),
+            },
+            request=request,
+        )
 
     async def fetch(
         self,
@@ -124,21 +121,34 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             if len(self._urls) > 1000:
                 self._urls.clear()
             target = self._urls[url] = URL(url, encoded=True)
-        with _as_httpx_errors(None):
+        status, raw_headers, body, _ = await self._exchange(
+            method, target, headers, content, timeout, None
+        )
+        response = httpx.Response(status, headers=raw_headers, stream=httpx.ByteStream(body))
+        response.read()  # applies Content-Encoding
+        return response
+
+    async def _exchange(
+        self,
+        method: str,
+        url: URL,
+        headers: Mapping[str, str],
+        data: bytes | None,
+        timeout: Mapping[str, float | None],
+        request: httpx.Request | None,
+    ) -> tuple[int, list[tuple[bytes, bytes]], bytes, str | None]:
+        """One round trip, the body read whole: status, raw headers, body, reason."""
+        with _as_httpx_errors(request):
             async with self._open().request(
                 method,
-                target,
+                url,
                 headers=headers,
-                data=content,
+                data=data,
                 allow_redirects=False,
                 timeout=self._timeout(timeout),
             ) as resp:
                 body = await resp.read()
-                response = httpx.Response(
-                    resp.status, headers=list(resp.raw_headers), stream=httpx.ByteStream(body)
-                )
-        response.read()  # applies Content-Encoding
-        return response
+                return resp.status, list(resp.raw_headers), body, resp.reason
 
     async def aclose(self) -> None:
         if self._session is not None:
