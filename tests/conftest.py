@@ -101,14 +101,13 @@ def s3_endpoint() -> Iterator[str]:
         server.stop()
 
 
-@pytest.fixture
-def s3_lake(s3_endpoint: str) -> Any:
-    """A ``LakeStorage`` block on a fresh bucket of the moto server."""
+def new_s3_lake(s3_endpoint: str, prefix: str = "lake") -> Any:
+    """A ``LakeStorage`` block on a new bucket of the moto server."""
     import boto3
 
     from blocks import LakeStorage
 
-    bucket = f"lake-{uuid.uuid4().hex[:10]}"
+    bucket = f"{prefix}-{uuid.uuid4().hex[:10]}"
     boto3.client(
         "s3",
         endpoint_url=s3_endpoint,
@@ -123,3 +122,9 @@ def s3_lake(s3_endpoint: str) -> Any:
         endpoint_url=s3_endpoint,
         region_name="us-east-1",
     )
+
+
+@pytest.fixture
+def s3_lake(s3_endpoint: str) -> Any:
+    """A ``LakeStorage`` block on a fresh bucket of the moto server."""
+    return new_s3_lake(s3_endpoint)

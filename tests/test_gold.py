@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import shutil
-import uuid
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ import pytest
 from edfi import amt
 from edfi.lake import Lake
 from sandbox.server import RunningSandbox
-from tests.conftest import run_extract
+from tests.conftest import new_s3_lake, run_extract
 
 ABSENCES = {"Excused Absence", "Unexcused Absence"}
 
@@ -393,28 +392,7 @@ def local_block(url: str) -> Any:
 @pytest.fixture(scope="module")
 def s3_district(district: RunningSandbox, s3_endpoint: str, prefect_harness: None) -> Any:
     """The district extracted once into a fresh bucket of the moto server."""
-    import boto3
-    from pydantic import SecretStr
-
-    from blocks import LakeStorage
-
-    bucket = f"gold-{uuid.uuid4().hex[:10]}"
-    boto3.client(
-        "s3",
-        endpoint_url=s3_endpoint,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        region_name="us-east-1",
-    ).create_bucket(Bucket=bucket)
-    block = LakeStorage.model_validate(
-        {
-            "url": f"s3://{bucket}/edfi",
-            "access_key_id": "testing",
-            "secret_access_key": SecretStr("testing"),
-            "endpoint_url": s3_endpoint,
-            "region_name": "us-east-1",
-        }
-    )
+    block = new_s3_lake(s3_endpoint, "gold")
     assert run_extract(district, "", storage=block, mode="full")["status"] == "completed"
     return block
 
