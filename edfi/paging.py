@@ -168,22 +168,17 @@ async def read_raw_pages(
             parse_json=True,
         )
         tokens = list((resp.json() or {}).get("pageTokens") or [])
-        pending: asyncio.Queue[str] = asyncio.Queue()
-        for t in tokens:
-            pending.put_nowait(t)
 
-        async def chain() -> None:
-            while not pending.empty():
-                token: str | None = pending.get_nowait()
-                while token:
-                    params = {**plan.params, "pageSize": page_size, "pageToken": token}
-                    page, token = await _get_raw(client, plan.url, params, plan.headers)
-                    await queue.put(page)
+        async def chain(token: str | None) -> None:
+            while token:
+                params = {**plan.params, "pageSize": page_size, "pageToken": token}
+                page, token = await _get_raw(client, plan.url, params, plan.headers)
+                await queue.put(page)
 
         # one chain per partition: chains wait in the client's shared request queue, so
         # a resource's share of the requests grows with its size and the big ones are
         # not left to finish alone, at a fraction of the budget, after the rest are done
-        await asyncio.gather(*(chain() for _ in range(len(tokens) or 1)))
+        await asyncio.gather(*(chain(t) for t in tokens))
 
     async def run_offsets() -> None:
         # last page first: see the module docstring
