@@ -1,0 +1,268 @@
+"""The interchange schema, read into plain values the mapper can walk.
+
+Ed-Fi's bulk XSDs use a small part of XML Schema: named complex types that
+extend a base (``ComplexObjectType``, ``ReferenceType``, ``DescriptorType``,
+an abstract entity), sequences and choices of typed elements, and simple types
+that restrict a built-in type. This module reads exactly that part and fails
+loudly on anything else, so a schema the mapper would misread is never used.
+"""
+
+from __future__ import annotations
+
+import gzip
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources as importlib_resources
+from typing import Any
+
+from lxml import etree
+
+XS = "http://www.w3.org/2001/XMLSchema"
+_XS = f"{{{XS}}}"
+BUILTIN_SCHEMA = "xml-ds5.2.xsd.gz"
+
+# the XML Schema built-ins the interchanges use, by the JSON kind their values take
+_BUILTIN_KINDS = {
+    "string": "string",
+    "token": "string",
+    "normalizedString": "string",
+    "anyURI": "string",
+    "ID": "string",
+    "IDREF": "string",
+    "gYear": "string",
+    "duration": "string",
+    "int": "integer",
+    "integer": "integer",
+    "long": "integer",
+    "short": "integer",
+    "byte": "integer",
+    "positiveInteger": "integer",
+    "nonNegativeInteger": "integer",
+    "unsignedInt": "integer",
+    "decimal": "number",
+    "double": "number",
+    "float": "number",
+    "boolean": "boolean",
+    "date": "date",
+    "dateTime": "date-time",
+    "time": "time",
+}
+
+
+class SchemaError(ValueError):
+    """The interchange schema uses a construct this reader does not understand."""
+
+
+@dataclass(frozen=True, slots=True)
+class Child:
+    """An element declared inside a complex type."""
+
+    name: str
+    type: str  # a named type of the schema, or ``xs:<builtin>``
+    min: int
+    max: int | None  # None: unbounded
+    in_choice: bool = False
+
+    @property
+    def repeated(self) -> bool:
+        return self.max is None or self.max > 1
+
+
+@dataclass(frozen=True, slots=True)
+class ComplexType:
+    name: str
+    base: str | None
+    own: tuple[Child, ...]
+    abstract: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SimpleType:
+    name: str
+    base: str  # another simple type or ``xs:<builtin>``
+
+
+@dataclass
+class InterchangeSchema:
+    """Every named type and interchange of one schema document."""
+
+    complex: dict[str, ComplexType]
+    simple: dict[str, SimpleType]
+    interchanges: dict[str, tuple[Child, ...]]  # InterchangeStudent -> its element choices
+    namespace: str
+    document: bytes  # the schema itself, for validation
+
+    def children(self, type_name: str) -> tuple[Child, ...]:
+        """The elements of a complex type, its bases' first (XSD extension order)."""
+        ct = self.complex[type_name]
+        inherited = self.children(ct.base) if ct.base and ct.base in self.complex else ()
+        return (*inherited, *ct.own)
+
+    def extends(self, type_name: str, base: str) -> bool:
+        """Whether a complex type is ``base`` or derives from it."""
+        name: str | None = type_name
+        while name is not None and name in self.complex:
+            if name == base:
+                return True
+            name = self.complex[name].base
+        return name == base
+
+    def is_reference(self, type_name: str) -> bool:
+        return type_name in self.complex and self.extends(type_name, "ReferenceType")
+
+    def simple_chain(self, type_name: str) -> list[str]:
+        """A simple type and every type it restricts, ending at an ``xs:`` built-in."""
+        chain = [type_name]
+        seen = set()
+        while chain[-1] in self.simple:
+            if chain[-1] in seen:
+                raise SchemaError(f"simple type {chain[-1]} restricts itself")
+            seen.add(chain[-1])
+            chain.append(self.simple[chain[-1]].base)
+        return chain
+
+    def kind(self, type_name: str) -> str:
+        """The JSON kind of a simple type's values: string, integer, number, boolean, date, …"""
+        builtin = self.simple_chain(type_name)[-1]
+        if not builtin.startswith("xs:") or builtin[3:] not in _BUILTIN_KINDS:
+            raise SchemaError(f"type {type_name} does not resolve to a known XML Schema type")
+        return _BUILTIN_KINDS[builtin[3:]]
+
+    def is_simple(self, type_name: str) -> bool:
+        return type_name.startswith("xs:") or type_name in self.simple
+
+    def is_descriptor_value(self, type_name: str) -> bool:
+        return "DescriptorReferenceType" in self.simple_chain(type_name)
+
+    def is_school_year(self, type_name: str) -> bool:
+        return "SchoolYearType" in self.simple_chain(type_name)
+
+    def element_types(self) -> dict[tuple[str, str], str]:
+        """(interchange, element) -> complex type of every interchange element."""
+        return {(i, c.name): c.type for i, kids in self.interchanges.items() for c in kids}
+
+
+def _occurs(value: str | None, default: int) -> int | None:
+    if value is None:
+        return default
+    return None if value == "unbounded" else int(value)
+
+
+def _type_ref(value: str | None, where: str) -> str:
+    if not value:
+        raise SchemaError(f"{where}: element without a named type")
+    prefix, _, local = value.rpartition(":")
+    return f"xs:{local}" if prefix == "xs" else local
+
+
+def _group(group: Any, where: str, in_choice: bool = False) -> list[Child]:
+    """The elements of a sequence or choice in order, nested groups flattened.
+
+    A group's own occurrence widens its elements': every element of an
+    optional choice is optional, every element of a repeated group repeats.
+    """
+    choice = in_choice or etree.QName(group).localname == "choice"
+    optional = group.get("minOccurs") == "0" or etree.QName(group).localname == "choice"
+    repeated = group.get("maxOccurs") not in (None, "1")
+    out: list[Child] = []
+    for item in group:
+        if not isinstance(item.tag, str):
+            continue
+        tag = etree.QName(item).localname
+        if tag == "element":
+            name = item.get("name")
+            if not name:
+                raise SchemaError(f"{where}: element reference {item.get('ref')!r} not supported")
+            lo = 0 if optional else _occurs(item.get("minOccurs"), 1)
+            hi = None if repeated else _occurs(item.get("maxOccurs"), 1)
+            kind = _type_ref(item.get("type"), f"{where}/{name}")
+            out.append(Child(name, kind, lo or 0, hi, choice))
+        elif tag in ("sequence", "choice"):
+            nested = _group(item, where, choice)
+            if optional or repeated:
+                nested = [
+                    Child(
+                        c.name,
+                        c.type,
+                        0 if optional else c.min,
+                        None if repeated else c.max,
+                        c.in_choice,
+                    )
+                    for c in nested
+                ]
+            out.extend(nested)
+        elif tag == "annotation":
+            continue
+        else:
+            raise SchemaError(f"{where}: xs:{tag} is not supported")
+    return out
+
+
+def _complex(node: Any) -> ComplexType:
+    name = node.get("name") or "(inline)"
+    base: str | None = None
+    own: list[Child] = []
+    for item in node:
+        if not isinstance(item.tag, str):
+            continue
+        tag = etree.QName(item).localname
+        if tag == "complexContent":
+            ext = item.find(f"{_XS}extension")
+            if ext is None:
+                raise SchemaError(f"complex type {name}: only xs:extension is supported")
+            base = _type_ref(ext.get("base"), name)
+            for part in ext:
+                if isinstance(part.tag, str) and etree.QName(part).localname in (
+                    "sequence",
+                    "choice",
+                ):
+                    own.extend(_group(part, name))
+        elif tag in ("sequence", "choice"):
+            own.extend(_group(item, name))
+        elif tag in ("annotation", "attribute"):
+            continue
+        else:
+            raise SchemaError(f"complex type {name}: xs:{tag} is not supported")
+    return ComplexType(name, base, tuple(own), node.get("abstract") == "true")
+
+
+def _simple(node: Any) -> SimpleType:
+    name = node.get("name")
+    restriction = node.find(f"{_XS}restriction")
+    if restriction is None:
+        raise SchemaError(f"simple type {name}: only xs:restriction is supported")
+    return SimpleType(name, _type_ref(restriction.get("base"), name))
+
+
+def parse_schema(document: bytes) -> InterchangeSchema:
+    """Read a schema document (the compact one the project ships, or any built the same way)."""
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
+    root = etree.fromstring(document, parser)
+    complex_types: dict[str, ComplexType] = {}
+    simple_types: dict[str, SimpleType] = {}
+    interchanges: dict[str, tuple[Child, ...]] = {}
+    for node in root:
+        if not isinstance(node.tag, str):
+            continue
+        tag = etree.QName(node).localname
+        if tag == "complexType":
+            ct = _complex(node)
+            complex_types[ct.name] = ct
+        elif tag == "simpleType":
+            st = _simple(node)
+            simple_types[st.name] = st
+        elif tag == "element":
+            body = node.find(f"{_XS}complexType")
+            if body is None:
+                raise SchemaError(f"top-level element {node.get('name')} has no inline type")
+            interchanges[node.get("name")] = tuple(_complex(body).own)
+    return InterchangeSchema(
+        complex_types, simple_types, interchanges, root.get("targetNamespace", ""), document
+    )
+
+
+@cache
+def builtin_schema() -> InterchangeSchema:
+    """The DS 5.2 interchange schema the project ships."""
+    data = (importlib_resources.files("edfi") / "data" / BUILTIN_SCHEMA).read_bytes()
+    return parse_schema(gzip.decompress(data))
