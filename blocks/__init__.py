@@ -2,5 +2,6 @@
 
 from .edfi import EdFiConnection
 from .lake import LakeStorage
+from .load import aload_block, load_block
 
-__all__ = ["EdFiConnection", "LakeStorage"]
+__all__ = ["EdFiConnection", "LakeStorage", "aload_block", "load_block"]

@@ -37,6 +37,9 @@ import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+# exceptions live in edfi.errors; re-exported so old imports keep working
+from .errors import DescriptorMapError as DescriptorMapError
+from .errors import GoldError as GoldError
 from .lake import Lake, arrow_schema, new_version
 from .model import builtin_model
 
@@ -176,14 +179,6 @@ CREATE MACRO lmd_of(u) AS (SELECT lmd FROM descriptors WHERE uri = lower(u));
 CREATE MACRO maps_to(u, c) AS EXISTS (
     SELECT 1 FROM descriptor_constants m WHERE m.uri = lower(u) AND m.constantName = c);
 """
-
-
-class GoldError(Exception):
-    """The gold views cannot be built from this lake as it is."""
-
-
-class DescriptorMapError(ValueError):
-    """A descriptor map file is malformed; the message names the row and the fix."""
 
 
 # -- the descriptor map -------------------------------------------------------------------

@@ -27,41 +27,19 @@ import httpx
 import orjson
 from pydantic import SecretStr
 
+# exceptions live in edfi.errors; re-exported so old imports keep working
+from .errors import EdFiAuthError as EdFiAuthError
+from .errors import EdFiConnectionError as EdFiConnectionError
+from .errors import EdFiError as EdFiError
+from .errors import EdFiMalformedError as EdFiMalformedError
+from .errors import EdFiResponseError as EdFiResponseError
+from .errors import EdFiUnsupportedError as EdFiUnsupportedError
 from .model import ApiModel, load_model
 from .transport import AiohttpTransport
 
 log = logging.getLogger("edfi.client")
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
-
-
-class EdFiError(Exception):
-    """A failure talking to an Ed-Fi API, worded for the person who must fix it."""
-
-
-class EdFiConnectionError(EdFiError):
-    """The API cannot be reached (DNS, refused, TLS, timeouts after every retry)."""
-
-
-class EdFiAuthError(EdFiError):
-    """The API refused the credentials."""
-
-
-class EdFiUnsupportedError(EdFiError):
-    """The server is not an Ed-Fi ODS/API this project can work with."""
-
-
-class EdFiResponseError(EdFiError):
-    """The API answered a request with an error status."""
-
-    def __init__(self, message: str, status: int, problem: Any = None):
-        super().__init__(message)
-        self.status = status
-        self.problem = problem
-
-
-class EdFiMalformedError(EdFiError):
-    """The API answered with a body that is not the JSON it promised."""
 
 
 @dataclass(frozen=True)

@@ -15,13 +15,16 @@ import fnmatch
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from .client import EdFiClient, EdFiError
+from .client import EdFiClient
+
+# exceptions live in edfi.errors; re-exported so old imports keep working
+from .errors import ExtractError as ExtractError
 from .lake import (
     JsonlGzWriter,
     Lake,
@@ -34,15 +37,11 @@ from .lake import (
 )
 from .model import ApiModel, Resource
 from .paging import RawPage, ReadPlan, read_raw_pages, read_tracked, total_count
+from .vocabulary import Mode as Mode
 
-Mode = Literal["incremental", "full"]
 NO_YEAR = 0  # partition value for APIs that are not year-specific
 LANES = 2  # writer threads per big resource: this is CPU work, and the GIL is mostly free
 LANE_MIN_PAGES = 20  # smaller resources keep one writer (and one file)
-
-
-class ExtractError(EdFiError):
-    """A resource could not be extracted exactly; the lake keeps its previous version."""
 
 
 @dataclass

@@ -33,14 +33,12 @@ import pyarrow.json as pj
 import pyarrow.parquet as pq
 from isal import igzip
 
+# exceptions live in edfi.errors; re-exported so old imports keep working
+from .errors import LakeError as LakeError
 from .model import Resource, Shape
 
 LINEAGE = ("_school_year", "_change_version", "_pulled_at")
 ROW_GROUP_ROWS = 50_000
-
-
-class LakeError(Exception):
-    """The lake storage cannot be used as configured."""
 
 
 # -- storage ---------------------------------------------------------------------------

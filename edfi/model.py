@@ -22,11 +22,10 @@ from functools import cached_property
 from importlib import resources as importlib_resources
 from typing import Any
 
+# exceptions live in edfi.errors; re-exported so old imports keep working
+from .errors import ModelError as ModelError
+
 SCALAR_KINDS = ("string", "integer", "number", "boolean", "date", "date-time", "time")
-
-
-class ModelError(ValueError):
-    """The OpenAPI metadata cannot be turned into a model."""
 
 
 @dataclass(frozen=True, slots=True)

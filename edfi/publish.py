@@ -36,18 +36,21 @@ import time
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import orjson
 
-from .client import EdFiClient, EdFiError, EdFiResponseError
+from .client import EdFiClient, EdFiResponseError
+
+# exceptions live in edfi.errors; re-exported so old imports keep working
+from .errors import PublishError as PublishError
 from .lake import Lake
 from .model import ApiModel, closure, publishable
 from .paging import ReadPlan, read_pages, read_tracked, total_count
+from .vocabulary import Mode as Mode
 
 log = logging.getLogger("edfi.publish")
 
-Mode = Literal["incremental", "full"]
 
 # The Publisher's default authorization-failure handling: a POST of one of these
 # that the target refuses (403) is retried once the listed associations are published.
@@ -62,10 +65,6 @@ DEFAULT_AUTHORIZATION_RETRY: dict[str, tuple[str, ...]] = {
 }
 
 KEY_CHANGES, UPSERTS, RETRY, DELETES = "key_changes", "upserts", "retry_forbidden", "deletes"
-
-
-class PublishError(EdFiError):
-    """A publish cannot run as configured; the message says what to change."""
 
 
 # -- options and results ------------------------------------------------------------------

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import uuid
-from typing import Any, Literal
+from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import (
@@ -22,7 +22,7 @@ from prefect.artifacts import (
     aupdate_progress_artifact,
 )
 
-from blocks import EdFiConnection, LakeStorage
+from blocks import EdFiConnection, LakeStorage, aload_block
 from edfi.client import EdFiClient, EdFiError
 from edfi.extract import (
     NO_YEAR,
@@ -34,25 +34,12 @@ from edfi.extract import (
 )
 from edfi.lake import LakeError
 from edfi.model import Resource
+from edfi.vocabulary import Mode
 from tasks.extract import pull_descriptors, pull_resource
-
-Mode = Literal["incremental", "full"]
 
 
 def _run_signature(base_url: str, years: list[int | None], resources: list[str], mode: str) -> str:
     return f"{base_url}|{years}|{sorted(resources)}|{mode}"
-
-
-async def _load_blocks(
-    connection: EdFiConnection | str, lake: LakeStorage | str
-) -> tuple[EdFiConnection, LakeStorage]:
-    conn_block = (
-        connection
-        if isinstance(connection, EdFiConnection)
-        else await EdFiConnection.aload(connection)
-    )
-    lake_block = lake if isinstance(lake, LakeStorage) else await LakeStorage.aload(lake)
-    return conn_block, lake_block
 
 
 @flow(
@@ -99,7 +86,8 @@ async def extract(
     logger = get_run_logger()
     if mode not in ("incremental", "full"):
         raise ValueError(f"mode must be 'incremental' or 'full', not {mode!r}")
-    conn_block, lake_block = await _load_blocks(connection, lake)
+    conn_block = await aload_block(connection, EdFiConnection)
+    lake_block = await aload_block(lake, LakeStorage)
     conn = conn_block.connection()
     store = lake_block.lake()
     store.check_writable()  # a bad URL or bucket fails here, before the API is asked

@@ -15,16 +15,9 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 
-from blocks import LakeStorage
+from blocks import LakeStorage, load_block
 from edfi.amt import GoldBuild, GoldError, load_descriptor_map, view_order
 from tasks.gold import build_view
-
-
-def _load_block(name: str) -> LakeStorage:
-    block = LakeStorage.load(name)
-    if not isinstance(block, LakeStorage):
-        raise GoldError(f"The saved block {name!r} is not an Ed-Fi lake storage block.")
-    return block
 
 
 def _map_options(block: LakeStorage, location: str | None) -> dict[str, Any]:
@@ -61,7 +54,7 @@ def gold(
     """
     logger = get_run_logger()
     started = time.perf_counter()
-    block = lake if isinstance(lake, LakeStorage) else _load_block(lake)
+    block = load_block(lake, LakeStorage)
     store = block.lake()
     rows, source = load_descriptor_map(descriptor_map, _map_options(block, descriptor_map))
     build = GoldBuild(store, descriptor_map=rows, map_source=source, school_years=school_years)

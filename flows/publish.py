@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import uuid
-from typing import Any, Literal
+from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import (
@@ -23,7 +23,7 @@ from prefect.artifacts import (
     aupdate_progress_artifact,
 )
 
-from blocks import EdFiConnection, LakeStorage
+from blocks import EdFiConnection, LakeStorage, aload_block
 from edfi.client import Connection, EdFiClient
 from edfi.lake import LakeError
 from edfi.publish import (
@@ -38,9 +38,9 @@ from edfi.publish import (
     pair_key,
     split_names,
 )
+from edfi.vocabulary import Mode
 from tasks.publish import publish_unit
 
-Mode = Literal["incremental", "full"]
 TABLE_COLUMNS = (
     "resource",
     "status",
@@ -54,10 +54,6 @@ TABLE_COLUMNS = (
     "seconds",
     "message",
 )
-
-
-async def _block(value: Any, kind: type[Any]) -> Any:
-    return value if isinstance(value, kind) else await kind.aload(value)
 
 
 def _tuned(
@@ -182,9 +178,9 @@ async def publish(
             else dict(DEFAULT_AUTHORIZATION_RETRY)
         ),
     )
-    src_block: EdFiConnection = await _block(source, EdFiConnection)
-    tgt_block: EdFiConnection = await _block(target, EdFiConnection)
-    lake_block: LakeStorage = await _block(state, LakeStorage)
+    src_block: EdFiConnection = await aload_block(source, EdFiConnection)
+    tgt_block: EdFiConnection = await aload_block(target, EdFiConnection)
+    lake_block: LakeStorage = await aload_block(state, LakeStorage)
     src_year, tgt_year = _year(src_block, school_year), _year(tgt_block, school_year)
     try:
         lake = lake_block.lake()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Literal
+from typing import Any
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NONE
@@ -12,8 +12,7 @@ from edfi.client import EdFiClient, EdFiError
 from edfi.extract import PullOptions, ResourceResult, extract_resource
 from edfi.lake import Lake, LakeError
 from edfi.model import Resource
-
-Mode = Literal["incremental", "full"]
+from edfi.vocabulary import Mode
 
 
 @task(
