@@ -1,0 +1,345 @@
+"""Stream interchange files into API records: safe, bounded in memory, every record traceable.
+
+A load is a set of ``*.xml`` / ``*.xml.gz`` files on any fsspec storage. It is
+read twice, one element at a time (``iterparse``, each element cleared once
+handled), so memory does not grow with file size:
+
+1. **check**: every file is parsed, optionally validated against the
+   interchange schema, and the identity of every element with an ``id`` is
+   kept (only its key, not the record), so that a ``*Reference ref="X"`` in
+   any file of the load resolves. A file that is malformed, declares a DTD
+   (the door to XXE), or fails validation is reported by line and skipped
+   whole -- nothing of it is loaded.
+2. **records**: the files that passed are converted element by element; each
+   record carries its origin (file, line, element) so a reject names it.
+
+Parsing never resolves entities, loads a DTD or touches the network.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import fsspec
+from lxml import etree
+
+from ..model import ApiModel, Resource, abstract_field
+from .convert import Converted, ElementError, PendingRef, convert
+from .mapping import ElementMap, Mapping, mapping_for
+from .xsd import InterchangeSchema, builtin_schema
+
+SUFFIXES = (".xml", ".xml.gz")
+_PROLOG = 1 << 16  # the bytes searched for a DOCTYPE before parsing
+_DTD = (
+    "the file declares a DTD (<!DOCTYPE>); interchange files never do, and a DTD can smuggle "
+    "in external entities (XXE) -- remove the DOCTYPE"
+)
+
+
+class XmlInputError(ValueError):
+    """The load cannot start: no files, an unknown interchange name, a bad URL."""
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where a record came from, for rejects: the file, the element's line, its name."""
+
+    file: str
+    line: int
+    element: str
+    interchange: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class FileProblem:
+    """A file skipped whole, with the line and the parser's or validator's message."""
+
+    file: str
+    line: int
+    message: str
+
+
+@dataclass(slots=True)
+class Record:
+    """One element as an API record (or the reason it cannot be one)."""
+
+    resource: str
+    origin: Origin
+    body: dict[str, Any] | None
+    problem: str | None = None
+    element_id: str | None = None
+    skipped: str | None = None  # the target's API has no resource for this element
+
+
+@dataclass
+class CheckReport:
+    files: list[str]
+    problems: list[FileProblem]
+    interchanges: dict[str, str]  # file -> interchange name
+    elements: Counter[str] = field(default_factory=Counter)  # element name -> count
+    ids: int = 0
+
+    @property
+    def good_files(self) -> list[str]:
+        bad = {p.file for p in self.problems}
+        return [f for f in self.files if f not in bad and f in self.interchanges]
+
+
+def list_files(url: str, storage_options: dict[str, Any] | None = None) -> list[str]:
+    """Every ``*.xml`` / ``*.xml.gz`` under a folder URL (recursively), or the one file named."""
+    fs, path = fsspec.core.url_to_fs(url, **(storage_options or {}))
+    if fs.isdir(path):
+        found = sorted(p for p in fs.find(path) if p.endswith(SUFFIXES))
+    elif fs.exists(path):
+        found = [path]
+    else:
+        raise XmlInputError(f"{url}: no such file or folder")
+    if not found:
+        raise XmlInputError(f"{url}: no *.xml or *.xml.gz files there")
+    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+    return [p if protocol == "file" else f"{protocol}://{p}" for p in found]
+
+
+def interchange_name(name: str) -> str:
+    """``Student``, ``InterchangeStudent``, ``Interchange-Student.xsd``: ``InterchangeStudent``."""
+    stem = name.removesuffix(".xsd").replace("-", "")
+    return stem if stem.startswith("Interchange") else "Interchange" + stem
+
+
+class XmlLoad:
+    """One load: its files, the mapping onto a target's model, and the ``id`` index."""
+
+    def __init__(
+        self,
+        files: Iterable[str],
+        model: ApiModel,
+        *,
+        schema: InterchangeSchema | None = None,
+        validate: bool = True,
+        interchanges: Iterable[str] | None = None,
+        storage_options: dict[str, Any] | None = None,
+    ):
+        self.files = list(files)
+        self.model = model
+        self.schema = schema or builtin_schema()
+        self.mapping: Mapping = mapping_for(self.schema, model)
+        self.validate = validate
+        self.storage_options = storage_options or {}
+        self.only: set[str] | None = None
+        if interchanges:
+            self.only = {interchange_name(i) for i in interchanges}
+            unknown = sorted(self.only - set(self.schema.interchanges))
+            if unknown:
+                known = ", ".join(
+                    sorted(i.removeprefix("Interchange") for i in self.schema.interchanges)
+                )
+                raise XmlInputError(f"unknown interchange(s) {unknown}; known: {known}")
+        self.by_element: dict[tuple[str, str], ElementMap] = self.mapping.elements
+        self.ids: dict[str, tuple[str, dict[str, Any], list[PendingRef]]] = {}
+        self.report: CheckReport | None = None
+        self._xmlschema: Any = None
+        self._last_line = 0
+
+    # -- opening ------------------------------------------------------------------
+    def _open(self, url: str) -> Any:
+        compression = "gzip" if url.endswith(".gz") else None
+        return fsspec.open(url, "rb", compression=compression, **self.storage_options)
+
+    def _xsd(self) -> Any:
+        if self._xmlschema is None:
+            parser = etree.XMLParser(resolve_entities=False, no_network=True)
+            self._xmlschema = etree.XMLSchema(etree.fromstring(self.schema.document, parser))
+        return self._xmlschema
+
+    def _elements(self, url: str, validate: bool) -> Iterator[tuple[str, Any]]:
+        """(interchange, element) for each top-level element of a file, cleared after use."""
+        kwargs: dict[str, Any] = {
+            "events": ("start", "end"),
+            # "internal", not False: lxml loses validation errors with False, and
+            # external entities stay unresolved either way (the DOCTYPE is refused)
+            "resolve_entities": "internal",
+            "no_network": True,
+            "load_dtd": False,
+            "huge_tree": False,
+            "remove_comments": True,
+        }
+        if validate:
+            kwargs["schema"] = self._xsd()
+        with self._open(url) as fh:
+            head = fh.read(_PROLOG)
+        if b"<!DOCTYPE" in head:
+            line = head[: head.index(b"<!DOCTYPE")].count(b"\n") + 1
+            raise _Reject(line, _DTD)
+        with self._open(url) as fh:
+            self._last_line = 0
+            try:
+                yield from self._walk(etree.iterparse(fh, **kwargs))
+            except etree.XMLSyntaxError as exc:
+                # a validation error carries no line: the last element started is where it is
+                line = exc.lineno or self._last_line
+                raise _Reject(line, _clean(exc.msg or str(exc))) from None
+
+    def _walk(self, events: Any) -> Iterator[tuple[str, Any]]:
+        depth = 0
+        interchange = ""
+        for event, el in events:
+            if event == "start":
+                self._last_line = el.sourceline or self._last_line
+                depth += 1
+                if depth == 1:
+                    info = el.getroottree().docinfo
+                    if info.doctype or info.internalDTD is not None:
+                        raise _Reject(el.sourceline or 1, _DTD)
+                    qn = etree.QName(el)
+                    interchange = qn.localname
+                    if qn.namespace != self.schema.namespace:
+                        raise _Reject(
+                            el.sourceline or 1,
+                            f"root element is in namespace {qn.namespace!r}; this loader "
+                            f"reads Ed-Fi {self.schema.namespace} interchanges",
+                        )
+                    if interchange not in self.schema.interchanges:
+                        raise _Reject(
+                            el.sourceline or 1, f"{interchange} is not an Ed-Fi interchange"
+                        )
+                    yield interchange, None
+                continue
+            depth -= 1
+            if depth == 1:
+                yield interchange, el
+                el.clear(keep_tail=False)
+                parent = el.getparent()
+                if parent is not None:
+                    while el.getprevious() is not None:
+                        del parent[0]
+
+    # -- pass 1 -------------------------------------------------------------------
+    def check(self) -> CheckReport:
+        """Parse (and validate) every file; index every ``id``; list the files to skip."""
+        report = CheckReport(list(self.files), [], {})
+        for url in self.files:
+            ids_here: dict[str, tuple[str, dict[str, Any], list[PendingRef]]] = {}
+            counts: Counter[str] = Counter()
+            try:
+                for interchange, el in self._elements(url, self.validate):
+                    if el is None:
+                        if self.only is not None and interchange not in self.only:
+                            break
+                        report.interchanges[url] = interchange
+                        continue
+                    tag = etree.QName(el).localname
+                    counts[tag] += 1
+                    ident = el.get("id")
+                    if ident:
+                        entry = self._identity(interchange, tag, el, url)
+                        if entry is not None:
+                            if ident in ids_here or ident in self.ids:
+                                raise _Reject(el.sourceline or 0, f"id {ident!r} is used twice")
+                            ids_here[ident] = entry
+            except _Reject as exc:
+                report.problems.append(FileProblem(url, exc.line, exc.message))
+                continue
+            except OSError as exc:
+                report.problems.append(FileProblem(url, 0, f"cannot read the file: {exc}"))
+                continue
+            self.ids.update(ids_here)
+            report.elements.update(counts)
+        report.ids = len(self.ids)
+        self.report = report
+        return report
+
+    def _identity(
+        self, interchange: str, tag: str, el: Any, url: str
+    ) -> tuple[str, dict[str, Any], list[PendingRef]] | None:
+        em = self.by_element.get((interchange, tag))
+        if em is None:
+            return None
+        try:
+            conv = convert(em.body, el, tag)
+        except ElementError:
+            return None  # pass 2 rejects it with the reason
+        resource = self.model[em.resource]
+        key_props = {k.source[0] for k in resource.key}
+        kept = {k: v for k, v in conv.record.items() if k in key_props}
+        pending = [p for p in conv.pending if p.key in key_props and p.holder is conv.record]
+        for p in pending:
+            p.holder = kept
+        return em.resource, kept, pending
+
+    # -- resolution -----------------------------------------------------------------
+    def resolve(
+        self,
+        target_id: str,
+        ref_schema: str,
+        targets: tuple[str, ...],
+        seen: frozenset[str] = frozenset(),
+    ) -> dict[str, Any]:
+        """The reference fields for ``ref="target_id"``: the key of the element with that id."""
+        entry = self.ids.get(target_id)
+        if entry is None:
+            raise ElementError(f"ref {target_id!r} names no element with that id in this load")
+        if target_id in seen:
+            raise ElementError(f"ref {target_id!r} is part of a reference cycle")
+        path, kept, pending = entry
+        if targets and path not in targets:
+            raise ElementError(
+                f"ref {target_id!r} names a {path.rsplit('/', 1)[-1]} element, not one of "
+                f"{', '.join(t.rsplit('/', 1)[-1] for t in targets)}"
+            )
+        for p in pending:
+            if not p.holder.get(p.key):
+                p.holder[p.key] = self.resolve(
+                    p.target_id, p.ref.schema, p.ref.targets, seen | {target_id}
+                )
+        resource: Resource = self.model[path]
+        key = resource.key_values(kept)
+        return {abstract_field(resource, ref_schema, k): v for k, v in key.items()}
+
+    # -- pass 2 -------------------------------------------------------------------
+    def records(self) -> Iterator[Record]:
+        """Every element of every file that passed the check, as a record or a problem."""
+        report = self.report or self.check()
+        for url in report.good_files:
+            for interchange, el in self._elements(url, False):
+                if el is None:
+                    continue
+                tag = etree.QName(el).localname
+                origin = Origin(url, el.sourceline or 0, tag, interchange)
+                em = self.by_element.get((interchange, tag))
+                if em is None:
+                    why = self.mapping.no_resource.get((interchange, tag))
+                    if why is None:
+                        yield Record("", origin, None, f"{tag}: not an element of {interchange}")
+                    else:
+                        yield Record("", origin, None, skipped=why)
+                    continue
+                try:
+                    conv = convert(em.body, el, tag)
+                    self._settle(conv)
+                except ElementError as exc:
+                    yield Record(em.resource, origin, None, str(exc), el.get("id"))
+                    continue
+                yield Record(em.resource, origin, conv.record, None, el.get("id"))
+
+    def _settle(self, conv: Converted) -> None:
+        for p in conv.pending:
+            try:
+                p.holder[p.key] = self.resolve(p.target_id, p.ref.schema, p.ref.targets)
+            except ElementError as exc:
+                raise ElementError(f"{p.path}: {exc}") from None
+
+
+class _Reject(Exception):
+    def __init__(self, line: int, message: str):
+        self.line = line
+        self.message = message
+
+
+def _clean(msg: str) -> str:
+    msg = re.sub(r"\{[^}]*\}", "", msg)
+    match = re.fullmatch(r"line \d+: b'(.*)'", msg)
+    return match.group(1) if match else msg
