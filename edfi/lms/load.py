@@ -1,0 +1,433 @@
+"""Extractor CSVs into the LMS data store, one file per transaction.
+
+Per file, in dependency order (users, sections, associations, assignments,
+submissions, attendance, activities, grades) and time order within each:
+stage the rows (COPY on PostgreSQL, executemany elsewhere); report rows
+whose parent is missing; update rows whose LastModifiedDate changed and
+restore soft-deleted rows that reappear; insert new rows; soft-delete rows
+missing from the snapshot within the file's scope (its source system, its
+section, or its assignment); record the file as processed. A processed file
+is skipped on a rerun. Every unprocessed file is read and checked before the
+first one is applied, so a malformed file stops the run before any change.
+
+Parentless rows are never dropped silently: each file's are counted and
+written, with the reason, to an exceptions CSV beside the extract.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import fsspec
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from .errors import LmsDatabaseError, LmsFileError
+from .layout import LmsFile, find_files
+from .read import ParsedFile, read_file
+from .schema import SCHEMA, Tables, migrate, tables
+from .store import create_engine, scrub, transaction
+from .udm import BY_NAME, Resource
+
+log = logging.getLogger(__name__)
+
+EXCEPTIONS_FOLDER = "_exceptions"
+
+
+@dataclass(slots=True)
+class FileResult:
+    """What loading one file did."""
+
+    path: str
+    resource: str
+    rows: int
+    inserted: int = 0
+    updated: int = 0
+    deleted: int = 0
+    parentless: int = 0
+    exceptions_path: str | None = None
+    skipped: bool = False
+
+
+@dataclass(slots=True)
+class LoadResult:
+    """What a load run did, file by file."""
+
+    files: list[FileResult] = field(default_factory=list)
+    migrations: list[str] = field(default_factory=list)
+
+    @property
+    def loaded(self) -> list[FileResult]:
+        return [f for f in self.files if not f.skipped]
+
+    @property
+    def skipped(self) -> list[FileResult]:
+        return [f for f in self.files if f.skipped]
+
+    @property
+    def parentless(self) -> int:
+        return sum(f.parentless for f in self.files)
+
+    def summary(self) -> dict[str, Any]:
+        loaded = self.loaded
+        return {
+            "files_loaded": len(loaded),
+            "files_skipped": len(self.skipped),
+            "rows": sum(f.rows for f in loaded),
+            "inserted": sum(f.inserted for f in loaded),
+            "updated": sum(f.updated for f in loaded),
+            "deleted": sum(f.deleted for f in loaded),
+            "parentless": self.parentless,
+            "exceptions": [f.exceptions_path for f in loaded if f.exceptions_path],
+        }
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def _count(conn: Connection, stmt: sa.Executable) -> int:
+    """Rows a statement changed (drivers report it only when asked to keep it)."""
+    return int(conn.execute(stmt, execution_options={"preserve_rowcount": True}).rowcount)
+
+
+def _stage(conn: Connection, stg: sa.Table, rows: list[dict[str, Any]]) -> None:
+    """Bulk-insert a file's rows into its (emptied) staging table."""
+    conn.execute(sa.delete(stg))
+    if not rows:
+        return
+    keys = [c.key for c in stg.columns if c.key != "StagingId"]
+    if conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg":
+        dbapi: Any = conn.connection.dbapi_connection
+        names = ", ".join(stg.c[k].name for k in keys)
+        with (
+            dbapi.cursor() as cur,
+            cur.copy(f"COPY {SCHEMA}.{stg.name} ({names}) FROM STDIN") as copy,
+        ):
+            for row in rows:
+                copy.write_row([row.get(k) for k in keys])
+        return
+    conn.execute(sa.insert(stg), [{k: row.get(k) for k in keys} for row in rows])
+
+
+class _Plan:
+    """The SQL for one resource: parent joins, the row values, the file's scope."""
+
+    def __init__(self, t: Tables, resource: Resource) -> None:
+        self.t = t
+        self.res = resource
+        self.main = t.of(resource)
+        self.stg = t.stg(resource)
+        self.parents = [
+            (p, t.main[p.resource].alias(f"p{i}")) for i, p in enumerate(resource.parents)
+        ]
+
+    def key_match(self, target: sa.Table) -> sa.ColumnElement[bool]:
+        return sa.and_(
+            target.c.SourceSystemIdentifier == self.stg.c.SourceSystemIdentifier,
+            target.c.SourceSystem == self.stg.c.SourceSystem,
+        )
+
+    def parent_match(self) -> list[sa.ColumnElement[bool]]:
+        return [
+            sa.and_(
+                table.c.SourceSystemIdentifier == self.stg.c[p.column],
+                table.c.SourceSystem == self.stg.c.SourceSystem,
+            )
+            for p, table in self.parents
+        ]
+
+    def values(self) -> dict[str, sa.ColumnElement[Any]]:
+        """Target column -> expression over the staging row and its parents."""
+        out: dict[str, sa.ColumnElement[Any]] = {}
+        for col in self.res.data_columns:
+            out[col.name] = self.stg.c[col.name]
+        for p, table in self.parents:
+            out[p.target] = table.c[p.target]
+        if self.res.association:
+            assoc = self.t.main["section-associations"]
+            by_name = {p.resource: table for p, table in self.parents}
+            out["LMSUserLMSSectionAssociationIdentifier"] = (
+                sa.select(sa.func.min(assoc.c.LMSUserLMSSectionAssociationIdentifier))
+                .where(
+                    assoc.c.LMSUserIdentifier == by_name["users"].c.LMSUserIdentifier,
+                    assoc.c.LMSSectionIdentifier == by_name["sections"].c.LMSSectionIdentifier,
+                )
+                .scalar_subquery()
+            )
+        return out
+
+    def scope(self, file: LmsFile, systems: set[str]) -> sa.ColumnElement[bool] | None:
+        """Which stored rows the file is a full snapshot of (None: it cannot say)."""
+        main = self.main
+        if self.res.scope == "source-system":
+            if not systems:
+                return None
+            return main.c.SourceSystem.in_(sorted(systems))
+        if self.res.scope == "assignment":
+            parent = self.t.main["assignments"]
+            ident = parent.c.AssignmentIdentifier
+            holder = main.c.AssignmentIdentifier
+            key = file.assignment
+        else:
+            parent = self.t.main["sections"]
+            ident = parent.c.LMSSectionIdentifier
+            key = file.section
+            if "LMSSectionIdentifier" in main.c:
+                holder = main.c.LMSSectionIdentifier
+            else:
+                assoc = self.t.main["section-associations"]
+                in_section = sa.select(assoc.c.LMSUserLMSSectionAssociationIdentifier).where(
+                    assoc.c.LMSSectionIdentifier.in_(self._ids(parent, ident, key, systems))
+                )
+                return main.c.LMSUserLMSSectionAssociationIdentifier.in_(in_section)
+        return holder.in_(self._ids(parent, ident, key, systems))
+
+    @staticmethod
+    def _ids(
+        parent: sa.Table, ident: sa.Column[Any], key: str | None, systems: set[str]
+    ) -> sa.Select[Any]:
+        query = sa.select(ident).where(parent.c.SourceSystemIdentifier == key)
+        if systems:
+            query = query.where(parent.c.SourceSystem.in_(sorted(systems)))
+        return query
+
+
+def _parentless(conn: Connection, plan: _Plan) -> dict[str, str]:
+    """Staged rows whose parent is not in the store: their key -> the reason."""
+    reasons: dict[str, str] = {}
+    stg = plan.stg
+    for p, table in plan.parents:
+        exists = sa.exists().where(
+            table.c.SourceSystemIdentifier == stg.c[p.column],
+            table.c.SourceSystem == stg.c.SourceSystem,
+        )
+        query = sa.select(stg.c.SourceSystemIdentifier, stg.c[p.column], stg.c.SourceSystem).where(
+            ~exists
+        )
+        for key, ref, system in conn.execute(query):
+            reasons.setdefault(
+                key,
+                f"{p.column} {ref!r} is not a known {p.resource} record of {system!r}",
+            )
+    return reasons
+
+
+def _merge(conn: Connection, plan: _Plan, now: datetime) -> tuple[int, int]:
+    """Update changed and reappearing rows, then insert new ones; (updated, inserted)."""
+    main, stg = plan.main, plan.stg
+    values = plan.values()
+    changed = sa.or_(
+        main.c.LastModifiedDate != stg.c.LastModifiedDate,
+        main.c.DeletedAt.is_not(None),
+    )
+    update = (
+        sa.update(main)
+        .where(plan.key_match(main), *plan.parent_match(), changed)
+        .values({**{main.c[k]: v for k, v in values.items()}, main.c.DeletedAt: None})
+    )
+    updated = _count(conn, update)
+    select_from: Any = stg
+    for cond, (_, table) in zip(plan.parent_match(), plan.parents, strict=True):
+        select_from = select_from.join(table, cond)
+    existing = sa.exists().where(plan.key_match(main))
+    names = list(values)
+    insert = sa.insert(main).from_select(
+        [main.c[n] for n in names],
+        sa.select(*values.values()).select_from(select_from).where(~existing),
+    )
+    inserted = _count(conn, insert)
+    return updated, inserted
+
+
+def _soft_delete(
+    conn: Connection, plan: _Plan, file: LmsFile, systems: set[str], now: datetime
+) -> int:
+    scope = plan.scope(file, systems)
+    if scope is None:
+        return 0
+    main = plan.main
+    present = sa.exists().where(plan.key_match(main))
+    stmt = (
+        sa.update(main)
+        .where(main.c.DeletedAt.is_(None), scope, ~present)
+        .values({main.c.DeletedAt: now})
+    )
+    return _count(conn, stmt)
+
+
+def _submission_types(
+    conn: Connection, t: Tables, parsed: ParsedFile, systems: set[str], now: datetime
+) -> None:
+    """An assignment's SubmissionType list, kept in AssignmentSubmissionType, scoped by section."""
+    stg = t.stg_submission_types
+    types = t.submission_types
+    assignment = t.main["assignments"]
+    rows = [
+        {
+            "SourceSystemIdentifier": row["SourceSystemIdentifier"],
+            "SourceSystem": row["SourceSystem"],
+            "SubmissionType": kind,
+            "CreateDate": now,
+        }
+        for row in parsed.rows
+        for kind in row["SubmissionType"]
+    ]
+    _stage(conn, stg, rows)
+    joined = stg.join(
+        assignment,
+        sa.and_(
+            assignment.c.SourceSystemIdentifier == stg.c.SourceSystemIdentifier,
+            assignment.c.SourceSystem == stg.c.SourceSystem,
+        ),
+    )
+    staged_pair = (
+        sa.select(sa.literal(1))
+        .select_from(joined)
+        .where(
+            assignment.c.AssignmentIdentifier == types.c.AssignmentIdentifier,
+            stg.c.SubmissionType == types.c.SubmissionType,
+        )
+        .exists()
+    )
+    conn.execute(
+        sa.update(types)
+        .where(types.c.DeletedAt.is_not(None), staged_pair)
+        .values({types.c.DeletedAt: None})
+    )
+    known = sa.exists().where(
+        types.c.AssignmentIdentifier == assignment.c.AssignmentIdentifier,
+        types.c.SubmissionType == stg.c.SubmissionType,
+    )
+    conn.execute(
+        sa.insert(types).from_select(
+            [types.c.AssignmentIdentifier, types.c.SubmissionType, types.c.CreateDate],
+            sa.select(assignment.c.AssignmentIdentifier, stg.c.SubmissionType, stg.c.CreateDate)
+            .select_from(joined)
+            .where(~known),
+        )
+    )
+    sections = t.main["sections"]
+    in_section = sa.select(sections.c.LMSSectionIdentifier).where(
+        sections.c.SourceSystemIdentifier == parsed.file.section
+    )
+    if systems:
+        in_section = in_section.where(sections.c.SourceSystem.in_(sorted(systems)))
+    section_assignments = sa.select(assignment.c.AssignmentIdentifier).where(
+        assignment.c.LMSSectionIdentifier.in_(in_section)
+    )
+    conn.execute(
+        sa.update(types)
+        .where(
+            types.c.DeletedAt.is_(None),
+            types.c.AssignmentIdentifier.in_(section_assignments),
+            ~staged_pair,
+        )
+        .values({types.c.DeletedAt: now})
+    )
+    conn.execute(sa.delete(stg))
+
+
+def _exceptions_csv(parsed: ParsedFile, reasons: dict[str, str]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["Line", *parsed.header, "ExceptionReason"])
+    for line, raw, row in zip(parsed.lines, parsed.raw, parsed.rows, strict=True):
+        reason = reasons.get(row["SourceSystemIdentifier"])
+        if reason is not None:
+            writer.writerow([line, *raw[: len(parsed.header)], reason])
+    return out.getvalue()
+
+
+def apply_file(
+    conn: Connection,
+    parsed: ParsedFile,
+    *,
+    now: datetime,
+    exceptions: tuple[fsspec.AbstractFileSystem, str] | None = None,
+) -> FileResult:
+    """Apply one checked file inside the caller's transaction."""
+    file = parsed.file
+    t = tables(conn.dialect.name)
+    plan = _Plan(t, file.resource)
+    systems = parsed.source_systems
+    result = FileResult(path=file.path, resource=file.resource.name, rows=len(parsed.rows))
+    _stage(conn, plan.stg, parsed.rows)
+    reasons = _parentless(conn, plan) if plan.parents else {}
+    result.updated, result.inserted = _merge(conn, plan, now)
+    result.deleted = _soft_delete(conn, plan, file, systems, now)
+    if file.resource.name == "assignments":
+        _submission_types(conn, t, parsed, systems, now)
+    conn.execute(sa.delete(plan.stg))
+    conn.execute(
+        sa.insert(t.processed_files).values(
+            FullPath=file.path,
+            ResourceName=file.resource.name,
+            NumberOfRows=len(parsed.rows),
+            UploadDateTime=now,
+        )
+    )
+    result.parentless = len(reasons)
+    if reasons and exceptions is not None:
+        fs, root = exceptions
+        target = f"{root.rstrip('/')}/{file.relative}"
+        fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
+        with fs.open(target, "w", encoding="utf-8", newline="") as fh:
+            fh.write(_exceptions_csv(parsed, reasons))
+        result.exceptions_path = target
+        log.warning("%s: %d rows whose parent is missing, see %s", file.path, len(reasons), target)
+    return result
+
+
+def load_directory(
+    url: str,
+    database: str | sa.URL | Engine = "sqlite:///lms.sqlite",
+    *,
+    storage_options: dict[str, Any] | None = None,
+    exceptions_url: str | None = None,
+    now: datetime | None = None,
+) -> LoadResult:
+    """Load every unprocessed extractor file under ``url`` into the store at ``database``.
+
+    ``exceptions_url`` is where parentless rows go (default: ``<url>/_exceptions``,
+    which the layout never reads back as input).
+    """
+    engine = database if isinstance(database, Engine) else create_engine(database)
+    fs, files = find_files(url, storage_options)
+    result = LoadResult()
+    try:
+        with transaction(engine) as conn:
+            result.migrations = migrate(conn)
+            t = tables(conn.dialect.name)
+            done = set(conn.execute(sa.select(t.processed_files.c.FullPath)).scalars())
+        pending: list[ParsedFile] = []
+        for file in files:
+            if file.path in done:
+                result.files.append(
+                    FileResult(path=file.path, resource=file.resource.name, rows=0, skipped=True)
+                )
+                continue
+            pending.append(read_file(fs, file))
+        if exceptions_url is None:
+            ex_fs, ex_root = fs, f"{url.rstrip('/')}/{EXCEPTIONS_FOLDER}"
+            ex_root = fsspec.core.url_to_fs(ex_root, **(storage_options or {}))[1]
+        else:
+            ex_fs, ex_root = fsspec.core.url_to_fs(exceptions_url, **(storage_options or {}))
+        for parsed in pending:
+            when = now or _now()
+            with transaction(engine) as conn:
+                result.files.append(apply_file(conn, parsed, now=when, exceptions=(ex_fs, ex_root)))
+    except (LmsFileError, LmsDatabaseError):
+        raise
+    except sa.exc.DBAPIError as exc:
+        detail = scrub(str(exc.orig).strip() if exc.orig else str(exc), engine.url)
+        raise LmsDatabaseError(f"The LMS database refused a change: {detail}") from None
+    return result
+
+
+__all__ = ["BY_NAME", "FileResult", "LoadResult", "apply_file", "load_directory"]
