@@ -30,7 +30,11 @@ SCALAR_KINDS = ("string", "integer", "number", "boolean", "date", "date-time", "
 
 @dataclass(frozen=True, slots=True)
 class Scalar:
-    """A scalar property: its JSON type, refined by format (date, date-time, time, int64)."""
+    """A scalar property: its JSON type, refined by format (date, date-time, time, int64).
+
+    The constraints (lengths, range, identity) are kept as the OpenAPI document
+    states them, so the validator can answer as the ODS/API does.
+    """
 
     name: str
     kind: str
@@ -38,6 +42,10 @@ class Scalar:
     required: bool
     max_length: int | None = None
     descriptor: str | None = None  # path of the descriptor resource for descriptor-valued strings
+    min_length: int | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    identity: bool = False  # part of the identity of its record or collection item
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +69,8 @@ class Shape:
     objects: dict[str, Shape] = field(default_factory=dict)
     required: tuple[str, ...] = ()
     required_collections: frozenset[str] = frozenset()
+    # ``_ext``: extension namespace (``tpdm``, ``sample``) -> the extension's shape
+    extensions: dict[str, Shape] = field(default_factory=dict)
 
     def descriptor_paths(self) -> Iterator[tuple[tuple[str, ...], str]]:
         """Every descriptor-valued property, as (path of property names, descriptor resource)."""
@@ -452,7 +462,27 @@ class _ShapeBuilder:
     def scalar(self, name: str, spec: Mapping[str, Any], required: bool, schema: str) -> Scalar:
         kind, fmt = _scalar_kind(spec)
         desc = self.descriptor_for(name, schema) if kind == "string" else None
-        return Scalar(name, kind, fmt, required, spec.get("maxLength"), desc)
+        return Scalar(
+            name,
+            kind,
+            fmt,
+            required,
+            spec.get("maxLength"),
+            desc,
+            min_length=spec.get("minLength"),
+            minimum=spec.get("minimum"),
+            maximum=spec.get("maximum"),
+            identity=bool(spec.get("x-Ed-Fi-isIdentity")),
+        )
+
+    def extensions(self, schema_name: str) -> dict[str, Shape]:
+        """The shapes an ``_ext`` object holds, one per extension namespace."""
+        spec = self.schemas.get(schema_name) or {}
+        out: dict[str, Shape] = {}
+        for ns, prop in (spec.get("properties") or {}).items():
+            if "$ref" in prop:
+                out[ns] = self.shape(_ref_name(prop["$ref"]))
+        return out
 
     def shape(self, schema_name: str) -> Shape:
         if schema_name in self._cache:
@@ -478,7 +508,9 @@ class _ShapeBuilder:
                         if fname != "link"
                     )
                     shape.references[name] = Reference(name, target, is_req, fields)
-                elif name != "_ext":
+                elif name == "_ext":
+                    shape.extensions.update(self.extensions(target))
+                else:
                     shape.objects[name] = self.shape(target)
             elif prop.get("type") == "array":
                 items = prop.get("items", {})

@@ -17,7 +17,6 @@ import base64
 import bisect
 import datetime as dt
 import heapq
-import re
 import sqlite3
 import threading
 import uuid
@@ -30,7 +29,9 @@ from typing import Any
 
 import orjson
 
-from edfi.model import ApiModel, Reference, Resource, Scalar, Shape, abstract_field
+from edfi.model import ApiModel, Reference, Resource, Shape, abstract_field
+from edfi.validate import Problem, bind_record, by_path, pascal
+from edfi.validate.problems import DESCRIPTOR
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS records(
@@ -58,9 +59,6 @@ CREATE TABLE IF NOT EXISTS meta(name TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 MAX_LIMIT = 500
-DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-DATETIME_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})?$")
-TIME_RE = re.compile(r"^\d{2}:\d{2}(:\d{2}(\.\d+)?)?$")
 
 
 class ApiError(Exception):
@@ -188,6 +186,7 @@ class Store:
         self._write_lock = threading.RLock()
         self._rng = Random(seed)
         self.descriptors: set[str] = set()
+        self._descriptor_paths: dict[str, list[tuple[str, ...]]] = {}
         self.tables = _Tables()
         conn = self._conn()
         conn.executescript(SCHEMA)
@@ -326,98 +325,41 @@ class Store:
                 self._link_references(sub, item, find, refs_out, missing)
 
     # -- validation ----------------------------------------------------------------
-    def validate(self, resource: Resource, body: Any) -> None:
-        """Schema and descriptor checks, as the ODS/API makes them before touching data."""
+    def validate(self, resource: Resource, body: Any) -> dict[str, Any]:
+        """The body as the ODS/API binds it, after the checks it makes before touching data.
+
+        Every problem is reported at once (400 with ``validationErrors``), the schema
+        checks of ``edfi.validate`` first and then this data set's descriptors; checks
+        against other records (409) come later, at write time.
+        """
         if not isinstance(body, dict):
             raise bad_request("The request body must be a JSON object.")
-        errors: dict[str, list[str]] = {}
-        self._validate_shape(resource.shape, body, "$", errors)
-        if errors:
-            raise bad_request("Data validation failed. See 'validationErrors' for details.", errors)
+        bound, problems = bind_record(self.model, resource, body)
+        problems += self._descriptor_problems(resource, bound)
+        if problems:
+            raise bad_request(
+                "Data validation failed. See 'validationErrors' for details.", by_path(problems)
+            )
+        return bound
 
-    def _validate_shape(
-        self, shape: Shape, body: Mapping[str, Any], where: str, errors: dict[str, list[str]]
-    ) -> None:
-        for name, s in shape.scalars.items():
-            value = body.get(name)
-            if value is None:
-                if s.required:
-                    errors.setdefault(f"{where}.{name}", []).append(f"{name} is required.")
-                continue
-            problem = self._check_scalar(s, value)
-            if problem:
-                errors.setdefault(f"{where}.{name}", []).append(problem)
-        for name, ref in shape.references.items():
-            value = body.get(name)
-            if value is None:
-                if ref.required:
-                    errors.setdefault(f"{where}.{name}", []).append(f"{name} is required.")
-                continue
-            if not isinstance(value, dict):
-                errors.setdefault(f"{where}.{name}", []).append(f"{name} must be an object.")
-                continue
-            for f in ref.fields:
-                fv = value.get(f.name)
-                if fv is None:
-                    if f.required:
-                        errors.setdefault(f"{where}.{name}.{f.name}", []).append(
-                            f"{f.name} is required."
+    def _descriptor_problems(self, resource: Resource, body: Mapping[str, Any]) -> list[Problem]:
+        paths = self._descriptor_paths.get(resource.path)
+        if paths is None:
+            paths = self._descriptor_paths[resource.path] = [
+                p for p, _ in resource.shape.descriptor_paths()
+            ]
+        out: list[Problem] = []
+        for path in paths:
+            for where, value in _values_at(body, path, ""):
+                if isinstance(value, str) and value.lower() not in self.descriptors:
+                    out.append(
+                        Problem(
+                            where,
+                            DESCRIPTOR,
+                            f"{pascal(path[-1])} value '{value}' does not exist.",
                         )
-                    continue
-                problem = self._check_scalar(f, fv)
-                if problem:
-                    errors.setdefault(f"{where}.{name}.{f.name}", []).append(problem)
-        for name, sub in shape.collections.items():
-            items = body.get(name)
-            if items is None or items == []:
-                if name in shape.required_collections:
-                    errors.setdefault(f"{where}.{name}", []).append(
-                        f"{name} must have at least one item."
                     )
-                continue
-            if not isinstance(items, list):
-                errors.setdefault(f"{where}.{name}", []).append(f"{name} must be an array.")
-                continue
-            for i, item in enumerate(items):
-                if not isinstance(item, dict):
-                    errors.setdefault(f"{where}.{name}[{i}]", []).append("must be an object.")
-                else:
-                    self._validate_shape(sub, item, f"{where}.{name}[{i}]", errors)
-        for name, sub in shape.objects.items():
-            item = body.get(name)
-            if item is None:
-                if name in shape.required:
-                    errors.setdefault(f"{where}.{name}", []).append(f"{name} is required.")
-            elif not isinstance(item, dict):
-                errors.setdefault(f"{where}.{name}", []).append(f"{name} must be an object.")
-            else:
-                self._validate_shape(sub, item, f"{where}.{name}", errors)
-
-    def _check_scalar(self, s: Scalar, value: Any) -> str | None:
-        kind = s.kind
-        if kind == "integer":
-            if isinstance(value, bool) or not isinstance(value, int):
-                return f"{s.name} must be an integer."
-        elif kind == "number":
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                return f"{s.name} must be a number."
-        elif kind == "boolean":
-            if not isinstance(value, bool):
-                return f"{s.name} must be a boolean."
-        else:
-            if not isinstance(value, str):
-                return f"{s.name} must be a string."
-            if kind == "date" and not DATE_RE.match(value):
-                return f"{s.name} must be a date (yyyy-mm-dd)."
-            if kind == "date-time" and not DATETIME_RE.match(value):
-                return f"{s.name} must be a date-time."
-            if kind == "time" and not TIME_RE.match(value):
-                return f"{s.name} must be a time (hh:mm:ss)."
-            if s.max_length and len(value) > s.max_length:
-                return f"{s.name} must be at most {s.max_length} characters."
-            if s.descriptor and value.lower() not in self.descriptors:
-                return f"{s.name} value '{value}' does not exist."
-        return None
+        return out
 
     # -- writes ------------------------------------------------------------------
     def upsert(self, resource: Resource, body: dict[str, Any]) -> WriteResult:
@@ -427,7 +369,8 @@ class Store:
                 "Resource identifiers cannot be assigned by the client. "
                 "The 'id' property should not be included in the request body."
             )
-        key = self._checked_key(resource, body)
+        body = self.validate(resource, body)
+        key = self.record_key(resource, body)
         with self._write_lock:
             conn = self._conn()
             row = conn.execute(
@@ -440,13 +383,6 @@ class Store:
                 else:
                     result = self._update(conn, resource, row, body, key)
         return result
-
-    def _checked_key(self, resource: Resource, body: dict[str, Any]) -> str:
-        """Drop what the server assigns, validate, and return the body's natural key."""
-        for meta in ("_etag", "_lastModifiedDate"):
-            body.pop(meta, None)
-        self.validate(resource, body)
-        return self.record_key(resource, body)
 
     def _serialize(self, resource: Resource, id_: str, body: dict[str, Any], cv: int) -> bytes:
         out = {"id": id_, **body, "_etag": str(cv), "_lastModifiedDate": self._now()}
@@ -538,8 +474,8 @@ class Store:
         self, resource: Resource, id_: str, body: dict[str, Any], if_match: str | None = None
     ) -> WriteResult:
         """PUT by id: full replacement; a changed natural key is a key change (cascaded)."""
-        body.pop("id", None)
-        key = self._checked_key(resource, body)
+        body = self.validate(resource, body)
+        key = self.record_key(resource, body)
         with self._write_lock:
             conn = self._conn()
             row = conn.execute(
@@ -924,6 +860,24 @@ class Store:
 
 
 _Find = Callable[[int, str], "tuple[int, str] | None"]
+
+
+def _values_at(body: Any, path: tuple[str, ...], where: str) -> Iterator[tuple[str, Any]]:
+    """The values at a property path (through collections), with where each one is."""
+    if isinstance(body, list):
+        for i, item in enumerate(body):
+            yield from _values_at(item, path, f"{where}[{i}]")
+        return
+    if not isinstance(body, Mapping):
+        return
+    value = body.get(path[0])
+    if value is None:
+        return
+    here = f"{where}.{path[0]}" if where else path[0]
+    if len(path) == 1:
+        yield here, value
+    else:
+        yield from _values_at(value, path[1:], here)
 
 
 def _window_conditions(rid: int, w: Window) -> tuple[list[str], list[Any]]:

@@ -505,27 +505,34 @@ def test_post_refusals(seeded: tuple[Api, dict[str, str]]) -> None:
     )
     body = assert_problem(wrong_type, 400, "bad-request:data-validation-failed")
     assert body["validationErrors"] == {
-        "$.schoolId": ["schoolId must be an integer."],
+        "$.schoolId": ["The value 'one' is not valid for SchoolId."],
         "$.educationOrganizationCategories": [
-            "educationOrganizationCategories must have at least one item."
+            "EducationOrganizationCategories must have at least one item."
         ],
-        "$.gradeLevels": ["gradeLevels must have at least one item."],
+        "$.gradeLevels": ["GradeLevels must have at least one item."],
     }
 
     missing = api.post("/ed-fi/students", {"studentUniqueId": "S9", "firstName": "A"})
     body = assert_problem(missing, 400, "bad-request:data-validation-failed")
     assert body["validationErrors"] == {
-        "$.birthDate": ["birthDate is required."],
-        "$.lastSurname": ["lastSurname is required."],
+        "$.birthDate": ["BirthDate is required."],
+        "$.lastSurname": ["LastSurname is required."],
     }
 
     too_long = api.post("/ed-fi/students", student("S9", first="A" * 76))
     body = assert_problem(too_long, 400, "bad-request:data-validation-failed")
-    assert body["validationErrors"] == {"$.firstName": ["firstName must be at most 75 characters."]}
+    assert body["validationErrors"] == {
+        "$.firstName": [
+            "The field FirstName must be a string with a minimum length of 1 and a maximum "
+            "length of 75."
+        ]
+    }
 
     bad_date = api.post("/ed-fi/students", {**student("S9"), "birthDate": "05/04/2010"})
     body = assert_problem(bad_date, 400, "bad-request:data-validation-failed")
-    assert body["validationErrors"] == {"$.birthDate": ["birthDate must be a date (yyyy-mm-dd)."]}
+    assert body["validationErrors"] == {
+        "$.birthDate": ["The value '05/04/2010' is not valid for BirthDate."]
+    }
 
     unknown_descriptor = api.post(
         "/ed-fi/studentSchoolAssociations", ssa("S1", grade="Twelfth grade")
@@ -533,7 +540,7 @@ def test_post_refusals(seeded: tuple[Api, dict[str, str]]) -> None:
     body = assert_problem(unknown_descriptor, 400, "bad-request:data-validation-failed")
     assert body["validationErrors"] == {
         "$.entryGradeLevelDescriptor": [
-            "entryGradeLevelDescriptor value "
+            "EntryGradeLevelDescriptor value "
             "'uri://ed-fi.org/GradeLevelDescriptor#Twelfth grade' does not exist."
         ]
     }
