@@ -43,7 +43,18 @@ def main(argv: list[str] | None = None) -> None:
         help="e.g. error=0.05,throttle=0.02,retry_after=1,drop=0.01,latency_ms=30,token_ttl=5",
     )
     serve.add_argument("--client-secret", help="fixed client secret (default: random)")
+    export = sub.add_parser(
+        "export-xml", help="write a generated district as Ed-Fi interchange XML files"
+    )
+    export.add_argument("out", help="folder URL to write the Interchange-*.xml files to")
+    export.add_argument("--students", type=int, default=1000)
+    export.add_argument("--seed", type=int, default=1)
+    export.add_argument("--gzip", action="store_true", help="write *.xml.gz")
+    export.add_argument("--openapi", action="append", help="as for serve")
     args = parser.parse_args(argv)
+    if args.command == "export-xml":
+        _export_xml(args)
+        return
 
     started = time.perf_counter()
     try:
@@ -82,6 +93,26 @@ def main(argv: list[str] | None = None) -> None:
     )
     uvicorn.Server(config).run()
     sys.exit(0)
+
+
+def _export_xml(args: argparse.Namespace) -> None:
+    import tempfile
+
+    from .export_xml import export_xml
+    from .server import DEFAULT_YEAR, load_documents, open_store
+
+    model, _ = load_documents(args.openapi)
+    with tempfile.TemporaryDirectory(prefix="edfi-export-") as tmp:
+        store = open_store(
+            model,
+            f"{tmp}/district.sqlite",
+            students=args.students,
+            seed=args.seed,
+            year=DEFAULT_YEAR,
+        )
+        written = export_xml(model, store.iter_records, args.out, compress=args.gzip)
+        store.close()
+    print(json.dumps({"out": args.out, "files": written}), flush=True)
 
 
 if __name__ == "__main__":

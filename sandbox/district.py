@@ -1247,7 +1247,7 @@ def _staff_sections(p: _Plan) -> Iterator[Record]:
             "staffReference": {"staffUniqueId": sec.teacher},
             "classroomPositionDescriptor": p.d("classroomPosition", "Teacher of Record"),
             "highlyQualifiedTeacher": True,
-            "percentageContribution": 100.0,
+            "percentageContribution": 1.0,
         }
 
 
