@@ -9,7 +9,8 @@ STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	# setuptools warns about the editable layout on every install; nothing to act on
+	PYTHONWARNINGS=ignore $(PY) -m pip install --quiet -e '.[dev]'
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
@@ -31,4 +32,5 @@ bench-extract: $(STAMP)
 	$(PY) bench/extract.py --students 25000
 
 clean:
-	rm -rf $(VENV) lake .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-peers .cache lake bench/.cache build *.egg-info \
+		.pytest_cache .mypy_cache .ruff_cache
