@@ -6,10 +6,10 @@ STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
 .PHONY: demo test lint bench-sandbox bench-extract clean
 
+# PYTHONWARNINGS: setuptools warns about the editable layout on every install (nothing to act on)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	# setuptools warns about the editable layout on every install; nothing to act on
 	PYTHONWARNINGS=ignore $(PY) -m pip install --quiet -e '.[dev]'
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
