@@ -233,3 +233,28 @@ def test_memory_stays_flat_whatever_the_file_size(tmp_path: Path, ds5: ApiModel)
     assert (small[0], big[0]) == (5_000, 60_000)
     print(f"\nRSS growth: 5,000 elements {small[1]:.1f} MiB; 60,000 elements {big[1]:.1f} MiB")
     assert big[1] < small[1] + 8
+
+
+def test_spool_regroups_a_load_by_resource(tmp_path: Path, ds5: ApiModel) -> None:
+    from edfi.xml.spool import XmlSpool
+
+    (tmp_path / "s.xml").write_text(STUDENTS)
+    (tmp_path / "e.xml").write_text(ENROLLMENT)
+    with XmlSpool(XmlLoad(list_files(str(tmp_path)), ds5)) as spool:
+        report = spool.build()
+        assert dict(report.records) == {
+            "/ed-fi/studentSchoolAssociations": 1,
+            "/ed-fi/students": 1,
+        }
+        assert dict(report.element_problems) == {"/ed-fi/studentSchoolAssociations": 1}
+        assert spool.resources() == ["/ed-fi/studentSchoolAssociations", "/ed-fi/students"]
+        items = list(spool.items("/ed-fi/studentSchoolAssociations"))
+        assert [(i.origin.line, i.origin.element, i.error is None) for i in items] == [
+            (3, "StudentSchoolAssociation", True),
+            (12, "StudentSchoolAssociation", False),
+        ]
+        assert items[0].record is not None
+        assert items[0].record["studentReference"] == {"studentUniqueId": "604822"}
+        assert str(items[1].error).endswith("names no element with that id in this load")
+        folder = spool.folder
+    assert not Path(folder).exists()
