@@ -39,10 +39,18 @@ class Converted:
     dropped: Counter[str] = field(default_factory=Counter)  # schema paths no property takes
 
 
+_LOCAL: dict[Any, str | None] = {}
+
+
 def _local(tag: Any) -> str | None:
-    if not isinstance(tag, str):
-        return None  # a comment or processing instruction
-    return tag.rpartition("}")[2]
+    """``{ns}Name`` -> ``Name`` (None for a comment or processing instruction), memoized."""
+    try:
+        return _LOCAL[tag]
+    except KeyError:
+        local = tag.rpartition("}")[2] if isinstance(tag, str) else None
+        if len(_LOCAL) < 100_000:
+            _LOCAL[tag] = local
+        return local
 
 
 def _text(el: Any) -> str:

@@ -33,6 +33,7 @@ from .mapping import ElementMap, Mapping, mapping_for
 from .xsd import InterchangeSchema, builtin_schema
 
 SUFFIXES = (".xml", ".xml.gz")
+LOCATE_LIMIT = 64 << 20  # an invalid file up to this size is re-read to name the error's line
 _PROLOG = 1 << 16  # the bytes searched for a DOCTYPE before parsing
 _DTD = (
     "the file declares a DTD (<!DOCTYPE>); interchange files never do, and a DTD can smuggle "
@@ -142,7 +143,6 @@ class XmlLoad:
         self.ids: dict[str, tuple[str, dict[str, Any], list[PendingRef]]] = {}
         self.report: CheckReport | None = None
         self._xmlschema: Any = None
-        self._last_line = 0
 
     # -- opening ------------------------------------------------------------------
     def _open(self, url: str) -> Any:
@@ -158,7 +158,7 @@ class XmlLoad:
     def _elements(self, url: str, validate: bool) -> Iterator[tuple[str, Any]]:
         """(interchange, element) for each top-level element of a file, cleared after use."""
         kwargs: dict[str, Any] = {
-            "events": ("start", "end"),
+            "events": ("end",),
             # "internal", not False: lxml loses validation errors with False, and
             # external entities stay unresolved either way (the DOCTYPE is refused)
             "resolve_entities": "internal",
@@ -175,47 +175,61 @@ class XmlLoad:
             line = head[: head.index(b"<!DOCTYPE")].count(b"\n") + 1
             raise _Reject(line, _DTD)
         with self._open(url) as fh:
-            self._last_line = 0
             try:
                 yield from self._walk(etree.iterparse(fh, **kwargs))
             except etree.XMLSyntaxError as exc:
-                # a validation error carries no line: the last element started is where it is
-                line = exc.lineno or self._last_line
-                raise _Reject(line, _clean(exc.msg or str(exc))) from None
+                if exc.lineno:
+                    raise _Reject(exc.lineno, _clean(exc.msg or str(exc))) from None
+                # streaming validation reports at the end, without a line: find it
+                raise _Reject(*self._locate(url, _clean(exc.msg or str(exc)))) from None
+
+    def _locate(self, url: str, message: str) -> tuple[int, str]:
+        """The line of a validation error, by validating the file as a tree (small files only)."""
+        with self._open(url) as fh:
+            data = fh.read(LOCATE_LIMIT + 1)
+        if len(data) > LOCATE_LIMIT:
+            return 0, f"{message} (line not located: the file is over {LOCATE_LIMIT >> 20} MiB)"
+        parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
+        schema = self._xsd()
+        schema.validate(etree.fromstring(data, parser))
+        errors = list(schema.error_log)
+        if errors:
+            return errors[0].line, _clean(errors[0].message)
+        return 0, message
 
     def _walk(self, events: Any) -> Iterator[tuple[str, Any]]:
-        depth = 0
-        interchange = ""
-        for event, el in events:
-            if event == "start":
-                self._last_line = el.sourceline or self._last_line
-                depth += 1
-                if depth == 1:
-                    info = el.getroottree().docinfo
-                    if info.doctype or info.internalDTD is not None:
-                        raise _Reject(el.sourceline or 1, _DTD)
-                    qn = etree.QName(el)
-                    interchange = qn.localname
-                    if qn.namespace != self.schema.namespace:
-                        raise _Reject(
-                            el.sourceline or 1,
-                            f"root element is in namespace {qn.namespace!r}; this loader "
-                            f"reads Ed-Fi {self.schema.namespace} interchanges",
-                        )
-                    if interchange not in self.schema.interchanges:
-                        raise _Reject(
-                            el.sourceline or 1, f"{interchange} is not an Ed-Fi interchange"
-                        )
-                    yield interchange, None
+        """Top-level elements as they end; the root announced (None) before the first."""
+        interchange = None
+        for _, el in events:
+            parent = el.getparent()
+            if parent is None:  # the root ends (the parser still has to finish: validation)
+                if interchange is None:
+                    yield self._root(el), None
                 continue
-            depth -= 1
-            if depth == 1:
-                yield interchange, el
-                el.clear(keep_tail=False)
-                parent = el.getparent()
-                if parent is not None:
-                    while el.getprevious() is not None:
-                        del parent[0]
+            if parent.getparent() is not None:
+                continue  # inside a top-level element: handled with it
+            if interchange is None:
+                interchange = self._root(parent)
+                yield interchange, None
+            yield interchange, el
+            el.clear(keep_tail=False)
+            while el.getprevious() is not None:
+                del parent[0]
+
+    def _root(self, root: Any) -> str:
+        info = root.getroottree().docinfo
+        if info.doctype or info.internalDTD is not None:
+            raise _Reject(root.sourceline or 1, _DTD)
+        qn = etree.QName(root)
+        if qn.namespace != self.schema.namespace:
+            raise _Reject(
+                root.sourceline or 1,
+                f"root element is in namespace {qn.namespace!r}; this loader "
+                f"reads Ed-Fi {self.schema.namespace} interchanges",
+            )
+        if qn.localname not in self.schema.interchanges:
+            raise _Reject(root.sourceline or 1, f"{qn.localname} is not an Ed-Fi interchange")
+        return str(qn.localname)
 
     # -- pass 1 -------------------------------------------------------------------
     def check(self) -> CheckReport:
