@@ -85,6 +85,7 @@ class _Section:
 class _World:
     """The LMS side of the district on day 0 (later days are edits of it)."""
 
+    lmses: tuple[str, ...]
     users: dict[str, dict[str, dict[str, Any]]]  # lms -> user id -> fields
     sections: dict[str, list[_Section]]
     assignments: dict[str, dict[str, list[dict[str, Any]]]]  # lms -> section id -> rows
@@ -119,9 +120,15 @@ def _district(students: int, seed: int, school_year: int) -> dict[str, list[dict
     return out
 
 
-def _world(district: dict[str, list[dict[str, Any]]], rng: random.Random, base: datetime) -> _World:
+def _world(
+    district: dict[str, list[dict[str, Any]]],
+    rng: random.Random,
+    base: datetime,
+    lmses: tuple[str, ...],
+    per_section: int,
+) -> _World:
     schools = [s["schoolId"] for s in district["/ed-fi/schools"]]
-    lms_of = {sid: LMSES[i % len(LMSES)] for i, sid in enumerate(schools)}
+    lms_of = {sid: lmses[i % len(lmses)] for i, sid in enumerate(schools)}
     students = {s["studentUniqueId"]: s for s in district["/ed-fi/students"]}
     enrolled: dict[str, list[str]] = {}
     student_school: dict[str, int] = {}
@@ -134,7 +141,7 @@ def _world(district: dict[str, list[dict[str, Any]]], rng: random.Random, base: 
         a["sectionReference"]["sectionIdentifier"]: a["staffReference"]["staffUniqueId"]
         for a in district["/ed-fi/staffSectionAssociations"]
     }
-    users: dict[str, dict[str, dict[str, Any]]] = {lms: {} for lms in LMSES}
+    users: dict[str, dict[str, dict[str, Any]]] = {lms: {} for lms in lmses}
     user_id: dict[tuple[str, str], str] = {}
     for n, (uid, st) in enumerate(sorted(students.items())):
         school = student_school.get(uid)
@@ -151,7 +158,7 @@ def _world(district: dict[str, list[dict[str, Any]]], rng: random.Random, base: 
             "EmailAddress": f"{uid}@{EMAIL_DOMAIN}",
             "SISMatch": uid,
         }
-    sections: dict[str, list[_Section]] = {lms: [] for lms in LMSES}
+    sections: dict[str, list[_Section]] = {lms: [] for lms in lmses}
     for n, sec in enumerate(district["/ed-fi/sections"]):
         ref = sec["courseOfferingReference"]
         if "Fall" not in ref["sessionName"]:
@@ -186,7 +193,7 @@ def _world(district: dict[str, list[dict[str, Any]]], rng: random.Random, base: 
                 teacher=teacher_id,
             )
         )
-    for lms in LMSES:
+    for lms in lmses:
         # deliberate mismatches: a student unknown to Ed-Fi, and a section unknown to it
         stray = f"X{lms[0]}900"
         users[lms][stray] = {
@@ -210,18 +217,18 @@ def _world(district: dict[str, list[dict[str, Any]]], rng: random.Random, base: 
                     teacher=None,
                 )
             )
-    assignments: dict[str, dict[str, list[dict[str, Any]]]] = {lms: {} for lms in LMSES}
-    submissions: dict[str, dict[str, list[dict[str, Any]]]] = {lms: {} for lms in LMSES}
-    for lms in LMSES:
+    assignments: dict[str, dict[str, list[dict[str, Any]]]] = {lms: {} for lms in lmses}
+    submissions: dict[str, dict[str, list[dict[str, Any]]]] = {lms: {} for lms in lmses}
+    for lms in lmses:
         for lms_sec in sections[lms]:
             rows = assignments[lms].setdefault(lms_sec.lms_id, [])
-            for k in range(2):
+            for k in range(per_section):
                 rows.append(_assignment(lms, lms_sec, k, base))
             for a in rows:
                 submissions[lms][a["SourceSystemIdentifier"]] = [
                     _submission(lms, a, user, rng) for user in lms_sec.students
                 ]
-    return _World(users, sections, assignments, submissions)
+    return _World(lmses, users, sections, assignments, submissions)
 
 
 def _assignment(lms: str, sec: _Section, k: int, base: datetime) -> dict[str, Any]:
@@ -415,13 +422,14 @@ def _day_files(world: _World, lms: str, stamp: datetime, day: int) -> list[CsvFi
 
 def _edit(world: _World, day: int, stamp: datetime, removed: dict[str, Any]) -> None:
     """Day ``day``'s changes to the LMS side (day 0 is the world as built)."""
-    for lms in LMSES:
+    for lms in world.lmses:
         sections = [s for s in world.sections[lms] if s.sis_id != "NO-SUCH-SECTION"]
         if not sections:
             continue
         first, last = sections[0], sections[-1]
         if day == 1:
-            world.assignments[lms][first.lms_id].append(_assignment(lms, first, 2, stamp))
+            existing = world.assignments[lms][first.lms_id]
+            existing.append(_assignment(lms, first, len(existing), stamp))
             new = world.assignments[lms][first.lms_id][-1]
             world.submissions[lms][new["SourceSystemIdentifier"]] = []
             first_asg = world.assignments[lms][first.lms_id][0]["SourceSystemIdentifier"]
@@ -453,13 +461,20 @@ def build_extract(
     days: int = 3,
     school_year: int = 2025,
     start: datetime = datetime(2024, 9, 2, 6, 0, 0),
+    lmses: tuple[str, ...] = LMSES,
+    assignments_per_section: int = 2,
+    resources: frozenset[str] | None = None,
 ) -> Extract:
-    """Every day's extractor files for the district (deterministic for the arguments)."""
+    """Every day's extractor files for the district (deterministic for the arguments).
+
+    ``lmses`` are handed to schools in turn; ``resources`` keeps only those files
+    (e.g. what the Toolkit's loader can load, for the benchmark).
+    """
     rng = random.Random(f"{seed}:lms")
     district = _district(students, seed, school_year)
-    world = _world(district, rng, start)
+    world = _world(district, rng, start, lmses, assignments_per_section)
     extract = Extract()
-    for lms in LMSES:
+    for lms in lmses:
         extract.matched_users[lms] = {
             k: v["SISMatch"] for k, v in world.users[lms].items() if v["SISMatch"]
         }
@@ -479,8 +494,10 @@ def build_extract(
         stamp = start + timedelta(days=day)
         _edit(world, min(day, 3), stamp, removed)
         files: list[CsvFile] = []
-        for k, lms in enumerate(LMSES):
+        for k, lms in enumerate(lmses):
             files.extend(_day_files(world, lms, stamp + timedelta(minutes=k), day))
+        if resources is not None:
+            files = [f for f in files if f.resource in resources]
         extract.days.append(files)
         extract.day_times.append(stamp)
     return extract

@@ -21,6 +21,7 @@ import io
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 
 import fsspec
@@ -32,7 +33,7 @@ from .layout import LmsFile, find_files
 from .read import ParsedFile, read_file
 from .schema import SCHEMA, Tables, migrate, tables
 from .store import create_engine, scrub, transaction
-from .udm import BY_NAME, Resource
+from .udm import BY_NAME, Parent, Resource
 
 log = logging.getLogger(__name__)
 
@@ -91,9 +92,10 @@ def _now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
-def _count(conn: Connection, stmt: sa.Executable) -> int:
+def _count(conn: Connection, stmt: sa.Executable, params: dict[str, Any] | None = None) -> int:
     """Rows a statement changed (drivers report it only when asked to keep it)."""
-    return int(conn.execute(stmt, execution_options={"preserve_rowcount": True}).rowcount)
+    result = conn.execute(stmt, params, execution_options={"preserve_rowcount": True})
+    return int(result.rowcount)
 
 
 def _stage(conn: Connection, stg: sa.Table, rows: list[dict[str, Any]]) -> None:
@@ -116,7 +118,12 @@ def _stage(conn: Connection, stg: sa.Table, rows: list[dict[str, Any]]) -> None:
 
 
 class _Plan:
-    """The SQL for one resource: parent joins, the row values, the file's scope."""
+    """One resource's SQL, built once per dialect and reused for every file.
+
+    Per-file values (the run's time, the file's source systems, its section or
+    assignment key) are bind parameters, so SQLAlchemy compiles each statement
+    once per process.
+    """
 
     def __init__(self, t: Tables, resource: Resource) -> None:
         self.t = t
@@ -126,6 +133,21 @@ class _Plan:
         self.parents = [
             (p, t.main[p.resource].alias(f"p{i}")) for i, p in enumerate(resource.parents)
         ]
+        now = sa.bindparam("now", type_=self.main.c.DeletedAt.type)
+        self.clear = sa.delete(self.stg)
+        self.missing_parent = [self._missing_parent(p, table) for p, table in self.parents]
+        self.update, self.insert = self._merge()
+        present = sa.exists().where(self.key_match(self.main))
+        self.soft_delete: dict[bool, sa.Update | None] = {}
+        for with_systems in (True, False):
+            scope = self._scope(with_systems)
+            self.soft_delete[with_systems] = (
+                None
+                if scope is None
+                else sa.update(self.main)
+                .where(self.main.c.DeletedAt.is_(None), scope, ~present)
+                .values({self.main.c.DeletedAt: now})
+            )
 
     def key_match(self, target: sa.Table) -> sa.ColumnElement[bool]:
         return sa.and_(
@@ -141,6 +163,16 @@ class _Plan:
             )
             for p, table in self.parents
         ]
+
+    def _missing_parent(self, p: Parent, table: Any) -> sa.Select[Any]:
+        stg = self.stg
+        exists = sa.exists().where(
+            table.c.SourceSystemIdentifier == stg.c[p.column],
+            table.c.SourceSystem == stg.c.SourceSystem,
+        )
+        return sa.select(stg.c.SourceSystemIdentifier, stg.c[p.column], stg.c.SourceSystem).where(
+            ~exists
+        )
 
     def values(self) -> dict[str, sa.ColumnElement[Any]]:
         """Target column -> expression over the staging row and its parents."""
@@ -162,54 +194,65 @@ class _Plan:
             )
         return out
 
-    def scope(self, file: LmsFile, systems: set[str]) -> sa.ColumnElement[bool] | None:
-        """Which stored rows the file is a full snapshot of (None: it cannot say)."""
+    def _merge(self) -> tuple[sa.Update, sa.Insert]:
+        """Update changed and reappearing rows; insert new ones (rows with all parents)."""
+        main, stg = self.main, self.stg
+        values = self.values()
+        changed = sa.or_(
+            main.c.LastModifiedDate != stg.c.LastModifiedDate,
+            main.c.DeletedAt.is_not(None),
+        )
+        update = (
+            sa.update(main)
+            .where(self.key_match(main), *self.parent_match(), changed)
+            .values({**{main.c[k]: v for k, v in values.items()}, main.c.DeletedAt: None})
+        )
+        select_from: Any = stg
+        for cond, (_, table) in zip(self.parent_match(), self.parents, strict=True):
+            select_from = select_from.join(table, cond)
+        existing = sa.exists().where(self.key_match(main))
+        insert = sa.insert(main).from_select(
+            [main.c[n] for n in values],
+            sa.select(*values.values()).select_from(select_from).where(~existing),
+        )
+        return update, insert
+
+    def _scope(self, with_systems: bool) -> sa.ColumnElement[bool] | None:
+        """Which stored rows a file is a full snapshot of (None: it cannot say)."""
         main = self.main
+        systems: sa.BindParameter[Any] = sa.bindparam("systems", expanding=True)
+        holder: sa.Column[Any] | None
         if self.res.scope == "source-system":
-            if not systems:
-                return None
-            return main.c.SourceSystem.in_(sorted(systems))
+            return main.c.SourceSystem.in_(systems) if with_systems else None
         if self.res.scope == "assignment":
             parent = self.t.main["assignments"]
-            ident = parent.c.AssignmentIdentifier
+            ids = sa.select(parent.c.AssignmentIdentifier)
             holder = main.c.AssignmentIdentifier
-            key = file.assignment
         else:
             parent = self.t.main["sections"]
-            ident = parent.c.LMSSectionIdentifier
-            key = file.section
-            if "LMSSectionIdentifier" in main.c:
-                holder = main.c.LMSSectionIdentifier
-            else:
-                assoc = self.t.main["section-associations"]
-                in_section = sa.select(assoc.c.LMSUserLMSSectionAssociationIdentifier).where(
-                    assoc.c.LMSSectionIdentifier.in_(self._ids(parent, ident, key, systems))
-                )
-                return main.c.LMSUserLMSSectionAssociationIdentifier.in_(in_section)
-        return holder.in_(self._ids(parent, ident, key, systems))
+            ids = sa.select(parent.c.LMSSectionIdentifier)
+            holder = main.c.LMSSectionIdentifier if "LMSSectionIdentifier" in main.c else None
+        ids = ids.where(parent.c.SourceSystemIdentifier == sa.bindparam("scope_key"))
+        if with_systems:
+            ids = ids.where(parent.c.SourceSystem.in_(systems))
+        if holder is None:
+            assoc = self.t.main["section-associations"]
+            in_section = sa.select(assoc.c.LMSUserLMSSectionAssociationIdentifier).where(
+                assoc.c.LMSSectionIdentifier.in_(ids)
+            )
+            return main.c.LMSUserLMSSectionAssociationIdentifier.in_(in_section)
+        return holder.in_(ids)
 
-    @staticmethod
-    def _ids(
-        parent: sa.Table, ident: sa.Column[Any], key: str | None, systems: set[str]
-    ) -> sa.Select[Any]:
-        query = sa.select(ident).where(parent.c.SourceSystemIdentifier == key)
-        if systems:
-            query = query.where(parent.c.SourceSystem.in_(sorted(systems)))
-        return query
+
+@cache
+def _plan(dialect: str, resource: str) -> _Plan:
+    return _Plan(tables(dialect), BY_NAME[resource])
 
 
 def _parentless(conn: Connection, plan: _Plan) -> dict[str, str]:
     """Staged rows whose parent is not in the store: their key -> the reason."""
     reasons: dict[str, str] = {}
-    stg = plan.stg
-    for p, table in plan.parents:
-        exists = sa.exists().where(
-            table.c.SourceSystemIdentifier == stg.c[p.column],
-            table.c.SourceSystem == stg.c.SourceSystem,
-        )
-        query = sa.select(stg.c.SourceSystemIdentifier, stg.c[p.column], stg.c.SourceSystem).where(
-            ~exists
-        )
+    for (p, _), query in zip(plan.parents, plan.missing_parent, strict=True):
         for key, ref, system in conn.execute(query):
             reasons.setdefault(
                 key,
@@ -218,56 +261,95 @@ def _parentless(conn: Connection, plan: _Plan) -> dict[str, str]:
     return reasons
 
 
-def _merge(conn: Connection, plan: _Plan, now: datetime) -> tuple[int, int]:
-    """Update changed and reappearing rows, then insert new ones; (updated, inserted)."""
-    main, stg = plan.main, plan.stg
-    values = plan.values()
-    changed = sa.or_(
-        main.c.LastModifiedDate != stg.c.LastModifiedDate,
-        main.c.DeletedAt.is_not(None),
-    )
-    update = (
-        sa.update(main)
-        .where(plan.key_match(main), *plan.parent_match(), changed)
-        .values({**{main.c[k]: v for k, v in values.items()}, main.c.DeletedAt: None})
-    )
-    updated = _count(conn, update)
-    select_from: Any = stg
-    for cond, (_, table) in zip(plan.parent_match(), plan.parents, strict=True):
-        select_from = select_from.join(table, cond)
-    existing = sa.exists().where(plan.key_match(main))
-    names = list(values)
-    insert = sa.insert(main).from_select(
-        [main.c[n] for n in names],
-        sa.select(*values.values()).select_from(select_from).where(~existing),
-    )
-    inserted = _count(conn, insert)
-    return updated, inserted
-
-
 def _soft_delete(
     conn: Connection, plan: _Plan, file: LmsFile, systems: set[str], now: datetime
 ) -> int:
-    scope = plan.scope(file, systems)
-    if scope is None:
+    stmt = plan.soft_delete[bool(systems)]
+    if stmt is None:
         return 0
-    main = plan.main
-    present = sa.exists().where(plan.key_match(main))
-    stmt = (
-        sa.update(main)
-        .where(main.c.DeletedAt.is_(None), scope, ~present)
-        .values({main.c.DeletedAt: now})
-    )
-    return _count(conn, stmt)
+    params: dict[str, Any] = {"now": now, "scope_key": file.section}
+    if plan.res.scope == "assignment":
+        params["scope_key"] = file.assignment
+    if systems:
+        params["systems"] = sorted(systems)
+    if plan.res.scope == "source-system":
+        params.pop("scope_key")
+    return _count(conn, stmt, params)
+
+
+class _TypesPlan:
+    """AssignmentSubmissionType: restore, insert and (within the section) soft-delete."""
+
+    def __init__(self, t: Tables) -> None:
+        stg = self.stg = t.stg_submission_types
+        types = t.submission_types
+        assignment = t.main["assignments"]
+        sections = t.main["sections"]
+        now = sa.bindparam("now", type_=types.c.DeletedAt.type)
+        joined = stg.join(
+            assignment,
+            sa.and_(
+                assignment.c.SourceSystemIdentifier == stg.c.SourceSystemIdentifier,
+                assignment.c.SourceSystem == stg.c.SourceSystem,
+            ),
+        )
+        staged_pair = (
+            sa.select(sa.literal(1))
+            .select_from(joined)
+            .where(
+                assignment.c.AssignmentIdentifier == types.c.AssignmentIdentifier,
+                stg.c.SubmissionType == types.c.SubmissionType,
+            )
+            .exists()
+        )
+        self.restore = (
+            sa.update(types)
+            .where(types.c.DeletedAt.is_not(None), staged_pair)
+            .values({types.c.DeletedAt: None})
+        )
+        known = sa.exists().where(
+            types.c.AssignmentIdentifier == assignment.c.AssignmentIdentifier,
+            types.c.SubmissionType == stg.c.SubmissionType,
+        )
+        self.insert = sa.insert(types).from_select(
+            [types.c.AssignmentIdentifier, types.c.SubmissionType, types.c.CreateDate],
+            sa.select(assignment.c.AssignmentIdentifier, stg.c.SubmissionType, stg.c.CreateDate)
+            .select_from(joined)
+            .where(~known),
+        )
+        self.soft_delete: dict[bool, sa.Update] = {}
+        for with_systems in (True, False):
+            in_section = sa.select(sections.c.LMSSectionIdentifier).where(
+                sections.c.SourceSystemIdentifier == sa.bindparam("scope_key")
+            )
+            if with_systems:
+                in_section = in_section.where(
+                    sections.c.SourceSystem.in_(sa.bindparam("systems", expanding=True))
+                )
+            section_assignments = sa.select(assignment.c.AssignmentIdentifier).where(
+                assignment.c.LMSSectionIdentifier.in_(in_section)
+            )
+            self.soft_delete[with_systems] = (
+                sa.update(types)
+                .where(
+                    types.c.DeletedAt.is_(None),
+                    types.c.AssignmentIdentifier.in_(section_assignments),
+                    ~staged_pair,
+                )
+                .values({types.c.DeletedAt: now})
+            )
+
+
+@cache
+def _types_plan(dialect: str) -> _TypesPlan:
+    return _TypesPlan(tables(dialect))
 
 
 def _submission_types(
-    conn: Connection, t: Tables, parsed: ParsedFile, systems: set[str], now: datetime
+    conn: Connection, parsed: ParsedFile, systems: set[str], now: datetime
 ) -> None:
     """An assignment's SubmissionType list, kept in AssignmentSubmissionType, scoped by section."""
-    stg = t.stg_submission_types
-    types = t.submission_types
-    assignment = t.main["assignments"]
+    plan = _types_plan(conn.dialect.name)
     rows = [
         {
             "SourceSystemIdentifier": row["SourceSystemIdentifier"],
@@ -278,59 +360,14 @@ def _submission_types(
         for row in parsed.rows
         for kind in row["SubmissionType"]
     ]
-    _stage(conn, stg, rows)
-    joined = stg.join(
-        assignment,
-        sa.and_(
-            assignment.c.SourceSystemIdentifier == stg.c.SourceSystemIdentifier,
-            assignment.c.SourceSystem == stg.c.SourceSystem,
-        ),
-    )
-    staged_pair = (
-        sa.select(sa.literal(1))
-        .select_from(joined)
-        .where(
-            assignment.c.AssignmentIdentifier == types.c.AssignmentIdentifier,
-            stg.c.SubmissionType == types.c.SubmissionType,
-        )
-        .exists()
-    )
-    conn.execute(
-        sa.update(types)
-        .where(types.c.DeletedAt.is_not(None), staged_pair)
-        .values({types.c.DeletedAt: None})
-    )
-    known = sa.exists().where(
-        types.c.AssignmentIdentifier == assignment.c.AssignmentIdentifier,
-        types.c.SubmissionType == stg.c.SubmissionType,
-    )
-    conn.execute(
-        sa.insert(types).from_select(
-            [types.c.AssignmentIdentifier, types.c.SubmissionType, types.c.CreateDate],
-            sa.select(assignment.c.AssignmentIdentifier, stg.c.SubmissionType, stg.c.CreateDate)
-            .select_from(joined)
-            .where(~known),
-        )
-    )
-    sections = t.main["sections"]
-    in_section = sa.select(sections.c.LMSSectionIdentifier).where(
-        sections.c.SourceSystemIdentifier == parsed.file.section
-    )
+    _stage(conn, plan.stg, rows)
+    conn.execute(plan.restore)
+    conn.execute(plan.insert)
+    params: dict[str, Any] = {"now": now, "scope_key": parsed.file.section}
     if systems:
-        in_section = in_section.where(sections.c.SourceSystem.in_(sorted(systems)))
-    section_assignments = sa.select(assignment.c.AssignmentIdentifier).where(
-        assignment.c.LMSSectionIdentifier.in_(in_section)
-    )
-    conn.execute(
-        sa.update(types)
-        .where(
-            types.c.DeletedAt.is_(None),
-            types.c.AssignmentIdentifier.in_(section_assignments),
-            ~staged_pair,
-        )
-        .values({types.c.DeletedAt: now})
-    )
-    conn.execute(sa.delete(stg))
+        params["systems"] = sorted(systems)
+    conn.execute(plan.soft_delete[bool(systems)], params)
+    conn.execute(sa.delete(plan.stg))
 
 
 def _exceptions_csv(parsed: ParsedFile, reasons: dict[str, str]) -> str:
@@ -354,16 +391,17 @@ def apply_file(
     """Apply one checked file inside the caller's transaction."""
     file = parsed.file
     t = tables(conn.dialect.name)
-    plan = _Plan(t, file.resource)
+    plan = _plan(conn.dialect.name, file.resource.name)
     systems = parsed.source_systems
     result = FileResult(path=file.path, resource=file.resource.name, rows=len(parsed.rows))
     _stage(conn, plan.stg, parsed.rows)
     reasons = _parentless(conn, plan) if plan.parents else {}
-    result.updated, result.inserted = _merge(conn, plan, now)
+    result.updated = _count(conn, plan.update)
+    result.inserted = _count(conn, plan.insert)
     result.deleted = _soft_delete(conn, plan, file, systems, now)
     if file.resource.name == "assignments":
-        _submission_types(conn, t, parsed, systems, now)
-    conn.execute(sa.delete(plan.stg))
+        _submission_types(conn, parsed, systems, now)
+    conn.execute(plan.clear)
     conn.execute(
         sa.insert(t.processed_files).values(
             FullPath=file.path,

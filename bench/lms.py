@@ -1,0 +1,241 @@
+"""Benchmark: the LMS loader against the real edfi-lms-ds-loader 1.2.2, same files, same server.
+
+    flock /tmp/edfi-bench.lock .venv/bin/python bench/lms.py              # ~100,000 submissions
+    flock /tmp/edfi-bench.lock .venv/bin/python bench/lms.py --students 300 --assignments 4
+
+The Toolkit's loader needs Python 3.9 and its own pins; make its venv once:
+
+    ~/.pyenv/versions/3.9.18/bin/python -m venv .venv-lms-peer
+    .venv-lms-peer/bin/pip install edfi-lms-ds-loader==1.2.2 "pandas==1.3.5" "numpy<1.24"
+
+(pandas 1.3.5: the loader pins SQLAlchemy 1.3, which newer pandas refuses.)
+
+A Canvas-shaped extract of the sandbox district (users, sections, section
+associations, assignments, submissions: what both loaders load) is written
+once under ``bench/.cache``. Each side loads it into its own new database on
+the PostgreSQL server (``EDFI_TEST_POSTGRES_URL``, default the local ``test``
+server), in its own process, timed from start to exit; then the two stores'
+tables are compared row by row on natural keys. Our loader on SQLite is timed
+too. Each side runs ``--repeat`` times, interleaved; the fastest counts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+CACHE = ROOT / "bench" / ".cache"
+PEER = ROOT / ".venv-lms-peer" / "bin" / "python"
+PG_URL = os.environ.get(
+    "EDFI_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+RESOURCES = frozenset({"users", "sections", "section-associations", "assignments", "submissions"})
+
+# table -> (columns compared, parent joins: fk column -> (parent table, parent id column))
+TABLES: dict[str, tuple[tuple[str, ...], dict[str, tuple[str, str]]]] = {
+    "lmsuser": (
+        (
+            "sourcesystemidentifier", "sourcesystem", "userrole", "sisuseridentifier",
+            "localuseridentifier", "name", "emailaddress", "sourcecreatedate",
+            "sourcelastmodifieddate", "createdate", "lastmodifieddate", "deletedat",
+        ),
+        {},
+    ),
+    "lmssection": (
+        (
+            "sourcesystemidentifier", "sourcesystem", "sissectionidentifier", "title",
+            "sectiondescription", "term", "lmssectionstatus", "createdate", "lastmodifieddate",
+            "deletedat",
+        ),
+        {},
+    ),
+    "lmsuserlmssectionassociation": (
+        (
+            "sourcesystemidentifier", "sourcesystem", "enrollmentstatus", "createdate",
+            "lastmodifieddate", "deletedat",
+        ),
+        {
+            "lmssectionidentifier": ("lmssection", "lmssectionidentifier"),
+            "lmsuseridentifier": ("lmsuser", "lmsuseridentifier"),
+        },
+    ),
+    "assignment": (
+        (
+            "sourcesystemidentifier", "sourcesystem", "title", "assignmentcategory",
+            "assignmentdescription", "startdatetime", "enddatetime", "duedatetime", "maxpoints",
+            "createdate", "lastmodifieddate", "deletedat",
+        ),
+        {"lmssectionidentifier": ("lmssection", "lmssectionidentifier")},
+    ),
+    "assignmentsubmission": (
+        (
+            "sourcesystemidentifier", "sourcesystem", "submissionstatus", "submissiondatetime",
+            "earnedpoints", "grade", "createdate", "lastmodifieddate", "deletedat",
+        ),
+        {
+            "assignmentidentifier": ("assignment", "assignmentidentifier"),
+            "lmsuseridentifier": ("lmsuser", "lmsuseridentifier"),
+        },
+    ),
+    "assignmentsubmissiontype": (
+        ("submissiontype", "deletedat"),
+        {"assignmentidentifier": ("assignment", "assignmentidentifier")},
+    ),
+}  # fmt: skip
+
+
+def ensure_extract(students: int, assignments: int) -> tuple[Path, dict[str, int]]:
+    """Write the extract once; returns its folder and its rows per resource."""
+    from sandbox.lms_csv import build_extract, write_day
+
+    folder = CACHE / f"lms-{students}-{assignments}"
+    extract = build_extract(
+        students,
+        seed=11,
+        days=1,
+        lmses=("Canvas",),
+        assignments_per_section=assignments,
+        resources=RESOURCES,
+    )
+    counts: dict[str, int] = {}
+    for f in extract.days[0]:
+        counts[f.resource] = counts.get(f.resource, 0) + len(f.rows)
+    if not (folder / "users").is_dir():
+        tmp = folder.with_name(folder.name + ".tmp")
+        write_day(extract, 0, str(tmp))
+        tmp.rename(folder)
+    return folder, counts
+
+
+def _admin() -> Any:
+    import sqlalchemy as sa
+
+    return sa.create_engine(sa.make_url(PG_URL), isolation_level="AUTOCOMMIT")
+
+
+def new_database() -> Any:
+    import sqlalchemy as sa
+
+    name = f"lms_bench_{uuid.uuid4().hex[:8]}"
+    with _admin().connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    return sa.make_url(PG_URL).set(database=name)
+
+
+def drop_database(url: Any) -> None:
+    import sqlalchemy as sa
+
+    with _admin().connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)'))
+
+
+def run_ours(folder: Path, url: str) -> float:
+    code = (
+        "import sys; from edfi.lms import load_directory; "
+        "r = load_directory(sys.argv[1], sys.argv[2]); "
+        "assert r.parentless == 0, r.summary()"
+    )
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code, str(folder), url], check=True, cwd=ROOT)
+    return time.perf_counter() - start
+
+
+def run_toolkit(folder: Path, url: Any) -> float:
+    if not PEER.exists():
+        raise SystemExit(f"{PEER} not found: make the Toolkit's venv first (see the docstring)")
+    args = [
+        str(PEER), "-m", "edfi_lms_ds_loader", "--csvpath", str(folder),
+        "--engine", "postgresql", "--server", url.host or "127.0.0.1",
+        "--port", str(url.port or 5432), "--dbname", url.database,
+        "--username", url.username or "postgres", "--password", url.password or "unused",
+        "--log-level", "WARNING",
+    ]  # fmt: skip
+    start = time.perf_counter()
+    subprocess.run(args, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def contents(url: Any) -> dict[str, set[tuple[Any, ...]]]:
+    """Every compared table as a set of rows, foreign keys replaced by the parents' keys."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url)
+    out: dict[str, set[tuple[Any, ...]]] = {}
+    with engine.connect() as conn:
+        for table, (cols, parents) in TABLES.items():
+            select = [f"t.{c}" for c in cols]
+            joins = []
+            for i, (fk, (ptable, pid)) in enumerate(parents.items()):
+                select.append(f"p{i}.sourcesystemidentifier")
+                joins.append(f"join lms.{ptable} p{i} on p{i}.{pid} = t.{fk}")
+            sql = f"select {', '.join(select)} from lms.{table} t {' '.join(joins)}"
+            out[table] = {tuple(r) for r in conn.execute(sa.text(sql))}
+    engine.dispose()
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--students", type=int, default=2000)
+    parser.add_argument("--assignments", type=int, default=14, help="per section")
+    parser.add_argument("--repeat", type=int, default=2)
+    args = parser.parse_args()
+    folder, counts = ensure_extract(args.students, args.assignments)
+    files = sum(1 for _ in folder.rglob("*.csv"))
+    print(f"extract {folder}: {files} files, rows {counts}")
+    ours: list[float] = []
+    toolkit: list[float] = []
+    sqlite: list[float] = []
+    compared = False
+    for _ in range(args.repeat):
+        mine, theirs = new_database(), new_database()
+        try:
+            ours.append(run_ours(folder, mine.render_as_string(hide_password=False)))
+            toolkit.append(run_toolkit(folder, theirs))
+            if not compared:
+                a, b = contents(mine), contents(theirs)
+                # The Toolkit soft-deletes submission types by source system: each section's
+                # assignments file marks every other section's types deleted. Ours scopes them
+                # by section, so they stay; compare them without DeletedAt and count those.
+                t = "assignmentsubmissiontype"
+                theirs_deleted = sum(1 for r in b[t] if r[1] is not None)
+                ours_deleted = sum(1 for r in a[t] if r[1] is not None)
+                print(
+                    f"  {t}: {theirs_deleted} of {len(b[t])} soft-deleted by the Toolkit "
+                    f"(scoped by source system), {ours_deleted} by ours"
+                )
+                a[t] = {(r[0], r[2]) for r in a[t]}
+                b[t] = {(r[0], r[2]) for r in b[t]}
+                for table in TABLES:
+                    same = a[table] == b[table]
+                    print(f"  {table}: ours {len(a[table])} rows, toolkit {len(b[table])} rows, "
+                          f"{'identical' if same else 'DIFFERENT'}")  # fmt: skip
+                    if not same:
+                        print("    only ours:", sorted(a[table] - b[table], key=str)[:3])
+                        print("    only toolkit:", sorted(b[table] - a[table], key=str)[:3])
+                compared = True
+        finally:
+            drop_database(mine)
+            drop_database(theirs)
+        db = CACHE / f"lms-bench-{uuid.uuid4().hex[:6]}.sqlite"
+        try:
+            sqlite.append(run_ours(folder, f"sqlite:///{db}"))
+        finally:
+            for p in db.parent.glob(db.name + "*"):
+                p.unlink()
+    print(f"ours (PostgreSQL, COPY): {', '.join(f'{t:.1f}' for t in ours)} s")
+    print(f"edfi-lms-ds-loader 1.2.2: {', '.join(f'{t:.1f}' for t in toolkit)} s")
+    print(f"ours (SQLite):            {', '.join(f'{t:.1f}' for t in sqlite)} s")
+    print(f"speed-up on PostgreSQL: {min(toolkit) / min(ours):.1f}x (fastest runs)")
+
+
+if __name__ == "__main__":
+    main()
