@@ -24,6 +24,8 @@ from typing import Any
 
 # exceptions live in edfi.errors; re-exported so old imports keep working
 from .errors import ModelError as ModelError
+from .graph import DependencyGraph
+from .graph import closure as closure
 
 SCALAR_KINDS = ("string", "integer", "number", "boolean", "date", "date-time", "time")
 
@@ -205,54 +207,35 @@ class ApiModel:
         return out
 
     @cached_property
+    def graph(self) -> DependencyGraph:
+        """The dependency graph of the references (descriptor edges left out)."""
+        return DependencyGraph.from_model(self)
+
+    @property
     def dependents(self) -> dict[str, frozenset[str]]:
         """For each resource, the resources that reference it."""
-        rev: dict[str, set[str]] = {p: set() for p in self.resources}
-        for p, deps in self.dependencies.items():
-            for d in deps:
-                rev[d].add(p)
-        return {p: frozenset(v) for p, v in rev.items()}
+        return self.graph.dependents
 
-    @cached_property
+    @property
     def levels(self) -> dict[str, int]:
         """Load order level: 1 for resources with no dependencies, else 1 + max of theirs."""
-        level: dict[str, int] = {}
-        visiting: set[str] = set()
-
-        def visit(p: str) -> int:
-            if p in level:
-                return level[p]
-            if p in visiting:
-                raise ModelError(f"reference cycle through {p}")
-            visiting.add(p)
-            deps = self.dependencies[p]
-            level[p] = 1 + max((visit(d) for d in deps), default=0)
-            visiting.discard(p)
-            return level[p]
-
-        for p in sorted(self.resources):
-            visit(p)
-        return level
+        return self.graph.levels
 
     def load_order(self, paths: Iterable[str] | None = None) -> list[str]:
         """Resources sorted so that everything a resource references comes first."""
-        chosen = self.resources if paths is None else set(paths)
-        return sorted(chosen, key=lambda p: (self.levels[p], p))
+        return list(self.graph.order) if paths is None else self.graph.sort(paths)
 
     def ancestors(self, path: str) -> set[str]:
         """Everything ``path`` needs, transitively."""
-        return closure(path, self.dependencies)
+        return self.graph.ancestors(path)
 
     def descendants(self, path: str) -> set[str]:
         """Everything that needs ``path``, transitively."""
-        return closure(path, self.dependents)
+        return self.graph.descendants(path)
 
     def dependency_list(self) -> list[dict[str, Any]]:
         """The ``/metadata/data/v3/dependencies`` document for this model."""
-        return [
-            {"resource": p, "order": self.levels[p], "operations": ["Create", "Update"]}
-            for p in self.load_order()
-        ]
+        return self.graph.as_levels()
 
 
 SERVER_FIELDS = frozenset({"id", "_etag", "_lastModifiedDate"})
@@ -269,18 +252,6 @@ def _strip_links(value: Any) -> Any:
     if isinstance(value, list):
         return [_strip_links(v) for v in value]
     return value
-
-
-def closure(start: str, edges: Mapping[str, frozenset[str]]) -> set[str]:
-    """Every node reachable from ``start`` along ``edges`` (``start`` itself excluded)."""
-    seen: set[str] = set()
-    stack = [start]
-    while stack:
-        for n in edges.get(stack.pop(), frozenset()):
-            if n not in seen:
-                seen.add(n)
-                stack.append(n)
-    return seen
 
 
 def _all_references(shape: Shape) -> Iterator[Reference]:

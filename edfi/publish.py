@@ -33,7 +33,6 @@ import datetime as dt
 import hashlib
 import logging
 import time
-import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -43,9 +42,12 @@ import orjson
 from .client import EdFiClient, EdFiResponseError
 
 # exceptions live in edfi.errors; re-exported so old imports keep working
+from .errors import GraphError
 from .errors import PublishError as PublishError
+from .graph import DependencyGraph
+from .graph import parse_graphml as parse_graphml
 from .lake import Lake
-from .model import ApiModel, closure, publishable
+from .model import ApiModel, publishable
 from .paging import ReadPlan, read_pages, read_tracked, total_count
 from .vocabulary import Mode as Mode
 
@@ -206,78 +208,6 @@ def _problem_message(exc: EdFiResponseError) -> str:
 # -- the dependency graph -------------------------------------------------------------------
 
 
-class DependencyGraph:
-    """Which resources must be published before which, from the target's metadata."""
-
-    def __init__(self, dependencies: Mapping[str, Iterable[str]]):
-        nodes = set(dependencies)
-        self.dependencies: dict[str, frozenset[str]] = {
-            p: frozenset(d for d in deps if d in nodes and d != p)
-            for p, deps in dependencies.items()
-        }
-        rev: dict[str, set[str]] = {p: set() for p in self.dependencies}
-        for p, deps in self.dependencies.items():
-            for d in deps:
-                rev[d].add(p)
-        self.dependents = {p: frozenset(v) for p, v in rev.items()}
-        self.order = self._topological()
-
-    def _topological(self) -> list[str]:
-        remaining = {p: set(d) for p, d in self.dependencies.items()}
-        order: list[str] = []
-        ready = sorted(p for p, d in remaining.items() if not d)
-        while ready:
-            p = ready.pop(0)
-            order.append(p)
-            new = []
-            for n in self.dependents[p]:
-                remaining[n].discard(p)
-                if not remaining[n] and n not in order and n not in ready:
-                    new.append(n)
-            ready = sorted({*ready, *new})
-        if len(order) != len(remaining):
-            stuck = sorted(set(remaining) - set(order))[:5]
-            raise PublishError(
-                "The target's dependency metadata has a cycle through "
-                f"{', '.join(stuck)}; publishing cannot be ordered."
-            )
-        return order
-
-    def __contains__(self, path: object) -> bool:
-        return path in self.dependencies
-
-    def ancestors(self, path: str) -> set[str]:
-        return closure(path, self.dependencies)
-
-    def descendants(self, path: str) -> set[str]:
-        return closure(path, self.dependents)
-
-
-def parse_graphml(text: str) -> dict[str, set[str]]:
-    """Edges of the ODS/API dependency GraphML (``source`` must come before ``target``).
-
-    Real servers split students, staffs and contacts into ``#Create`` and
-    ``#Update`` nodes; the update half waits for associations, which the
-    authorization-retry stage covers, so edges into an update node are dropped
-    and the halves merge into one resource.
-    """
-    root = ET.fromstring(text)
-    deps: dict[str, set[str]] = {}
-    for el in root.iter():
-        tag = el.tag.rsplit("}", 1)[-1]
-        if tag == "node" and el.get("id"):
-            deps.setdefault(el.get("id", "").split("#", 1)[0], set())
-        elif tag == "edge":
-            src, dst = el.get("source", ""), el.get("target", "")
-            if not src or not dst or dst.endswith("#Update"):
-                continue
-            src_path, dst_path = src.split("#", 1)[0], dst.split("#", 1)[0]
-            deps.setdefault(src_path, set())
-            if src_path != dst_path:
-                deps.setdefault(dst_path, set()).add(src_path)
-    return deps
-
-
 def build_graph(model: ApiModel, graphml: str | None) -> DependencyGraph:
     """The target's graph: GraphML edges when served, else its model's references.
 
@@ -285,16 +215,12 @@ def build_graph(model: ApiModel, graphml: str | None) -> DependencyGraph:
     added from the model either way, so descriptors published with resources
     land first.
     """
-    deps: dict[str, set[str]]
-    if graphml:
-        deps = {p: set(d) for p, d in parse_graphml(graphml).items() if p in model}
-        for p in model.resources:
-            deps.setdefault(p, set())
-    else:
-        deps = {p: set(d) for p, d in model.dependencies.items()}
-    for r in model:
-        deps[r.path] |= {d for _, d in r.shape.descriptor_paths() if d != r.path}
-    return DependencyGraph(deps)
+    try:
+        if graphml:
+            return DependencyGraph.from_graphml(graphml, model, descriptors=True)
+        return DependencyGraph.from_model(model, descriptors=True)
+    except GraphError as exc:
+        raise PublishError(f"The target's dependency metadata: {exc}") from None
 
 
 def select_resources(graph: DependencyGraph, model: ApiModel, options: PublishOptions) -> list[str]:
@@ -1049,9 +975,7 @@ class Publisher:
                 return await total_count(self.source, self._plan(path))
 
         counts = await asyncio.gather(*(count(p) for p in prepared.resources))
-        level: dict[str, int] = {}
-        for p in self.graph.order:
-            level[p] = 1 + max((level[d] for d in self.graph.dependencies[p]), default=0)
+        level = self.graph.levels
         return [
             {
                 "order": i + 1,
