@@ -1,0 +1,277 @@
+"""The sender over real HTTP: upserts, blocked children, retries, 403 deferral, deletes, rejects.
+
+Records come from a small generated district (built in process); the target
+is an empty sandbox served over HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from edfi.client import EdFiClient
+from edfi.errors import SendError
+from edfi.lake import Lake
+from edfi.model import ApiModel
+from edfi.rejects import Origin, RejectsStore, summarize
+from edfi.schedule import run_gated
+from edfi.send import Item, Sender, SendOptions, reject_item, write_connection
+from sandbox.app import Faults
+from sandbox.changes import body_of
+from sandbox.server import RunningSandbox, build_sandbox, running_sandbox
+from sandbox.store import Store
+from tests.conftest import connection_block
+
+CHAIN = (
+    "/ed-fi/stateEducationAgencies",
+    "/ed-fi/educationServiceCenters",
+    "/ed-fi/localEducationAgencies",
+    "/ed-fi/schoolYearTypes",
+    "/ed-fi/schools",
+    "/ed-fi/gradingPeriods",
+    "/ed-fi/sessions",
+)
+BOGUS = "uri://ed-fi.org/EducationOrganizationCategoryDescriptor#Not a category"
+
+
+@pytest.fixture(scope="module")
+def source() -> Store:
+    return build_sandbox(students=10, seed=3).store()
+
+
+@pytest.fixture
+def target() -> Iterator[RunningSandbox]:
+    with running_sandbox(students=0) as sb:
+        yield sb
+
+
+def copy_descriptors(source: Store, target: Store) -> None:
+    for resource in source.model:
+        if resource.is_descriptor:
+            for rec in source.iter_records(resource):
+                target.upsert(resource, body_of(rec))
+
+
+def records(source: Store, path: str) -> list[dict[str, Any]]:
+    return [body_of(r) for r in source.iter_records(source.model[path])]
+
+
+def items(source: Store, path: str, file: str = "") -> list[Item]:
+    return [
+        Item(body, Origin(file or f"{path.rsplit('/', 1)[-1]}.jsonl", line))
+        for line, body in enumerate(records(source, path), start=1)
+    ]
+
+
+def keys(store: Store, path: str) -> set[str]:
+    return {store.record_key(store.model[path], r) for r in store.iter_records(store.model[path])}
+
+
+async def sender_for(sb: RunningSandbox, **options: Any) -> tuple[EdFiClient, Sender]:
+    conn = write_connection(connection_block(sb).connection(), 16)
+    client = EdFiClient(conn)
+    model: ApiModel = await client.load_model()
+    return client, Sender(client, model, client.url("dataManagementApi"), SendOptions(**options))
+
+
+async def send_chain(sender: Sender, bodies: dict[str, list[Item]]) -> dict[str, Any]:
+    deps = {p: sender.model.ancestors(p) for p in bodies}
+    outcomes = await run_gated(deps, lambda p: sender.upsert(p, bodies[p]), parallelism=4)
+    return {p: o.result for p, o in outcomes.items()}
+
+
+def test_a_refused_parent_blocks_its_children_without_sending_them(
+    source: Store, target: RunningSandbox, tmp_path: Path
+) -> None:
+    copy_descriptors(source, target.store())
+    bodies = {p: items(source, p) for p in CHAIN}
+    bad_school = bodies["/ed-fi/schools"][1]
+    assert bad_school.body is not None
+    bad_id = bad_school.body["schoolId"]
+    bad_school.body["educationOrganizationCategories"] = [
+        {"educationOrganizationCategoryDescriptor": BOGUS}
+    ]
+
+    def of_bad_school(path: str) -> list[Item]:
+        return [
+            i for i in bodies[path] if i.body and i.body["schoolReference"]["schoolId"] == bad_id
+        ]
+
+    children = of_bad_school("/ed-fi/sessions")
+    periods = of_bad_school("/ed-fi/gradingPeriods")  # grading periods name their school too
+    assert 0 < len(children) < len(bodies["/ed-fi/sessions"])
+
+    async def go() -> tuple[dict[str, Any], Sender, int]:
+        client, sender = await sender_for(target)
+        async with client:
+            results = await send_chain(sender, bodies)
+            return results, sender, client.stats.requests
+
+    started = time.perf_counter()
+    results, sender, requests = asyncio.run(go())
+    assert time.perf_counter() - started < 20
+    schools, sessions = results["/ed-fi/schools"], results["/ed-fi/sessions"]
+    assert (schools.sent, schools.failed, schools.blocked) == (2, 1, 0)
+    assert (sessions.sent, sessions.failed, sessions.blocked) == (
+        len(bodies["/ed-fi/sessions"]) - len(children),
+        0,
+        len(children),
+    )
+    assert sessions.retries == 0 and str(sessions.status) == "failed"
+    # one POST per record that was sent or refused; none for the blocked ones (plus OAuth etc.)
+    assert results["/ed-fi/gradingPeriods"].blocked == len(periods) > 0
+    posted = sum(len(v) for v in bodies.values()) - len(children) - len(periods)
+    assert posted <= requests <= posted + 5
+    refused, *blocked = sender.rejects
+    assert (refused.resource, refused.status, refused.where()) == (
+        "/ed-fi/schools",
+        400,
+        "schools.jsonl:2",
+    )
+    assert "does not exist" in refused.message and refused.body == bad_school.body
+    assert {b.where() for b in blocked} == {str(i.origin) for i in (*children, *periods)}
+    assert all(
+        b.status is None and b.blocked_by == f'/ed-fi/schools {{"schoolId":{bad_id}}}'
+        for b in blocked
+    )
+    groups = summarize(sender.rejects)
+    assert sorted((g["resource"], g["count"]) for g in groups) == [
+        ("/ed-fi/gradingPeriods", len(periods)),
+        ("/ed-fi/schools", 1),
+        ("/ed-fi/sessions", len(children)),
+    ]
+    assert {g["cause"] for g in groups if g["resource"] != "/ed-fi/schools"} == {
+        "blocked: references a refused /ed-fi/schools record"
+    }
+    assert keys(target.store(), "/ed-fi/sessions") == keys(source, "/ed-fi/sessions") - {
+        target.store().record_key(target.store().model["/ed-fi/sessions"], i.body or {})
+        for i in children
+    }
+
+    # the rejects are kept on the lake, grouped by resource and cause, and can be resent
+    store = RejectsStore(Lake(str(tmp_path / "lake")), "send", "t", "rejects")
+    manifest = store.write("run-1", sender.rejects)
+    assert manifest["resources"]["/ed-fi/schools"]["causes"] == {refused.cause: 1}
+    assert manifest["resources"]["/ed-fi/sessions"]["blocked"] == len(children)
+    back = store.read("run-1")
+
+    def dumped(rejects: list[Any]) -> list[bytes]:
+        return sorted(orjson.dumps(r.as_dict(), option=orjson.OPT_SORT_KEYS) for r in rejects)
+
+    assert dumped(back) == dumped(sender.rejects)
+    fixed = {
+        p: [reject_item(r) for r in back if r.resource == p]
+        for p in ("/ed-fi/schools", "/ed-fi/gradingPeriods", "/ed-fi/sessions")
+    }
+    assert fixed["/ed-fi/schools"][0].body is not None
+    fixed["/ed-fi/schools"][0].body.pop("educationOrganizationCategories")
+    fixed["/ed-fi/schools"][0].body["educationOrganizationCategories"] = records(
+        source, "/ed-fi/schools"
+    )[1]["educationOrganizationCategories"]
+
+    async def resend() -> dict[str, Any]:
+        client, sender = await sender_for(target)
+        async with client:
+            return await send_chain(sender, fixed)
+
+    again = resend_results = asyncio.run(resend())
+    assert again["/ed-fi/sessions"].sent == len(children) and again["/ed-fi/schools"].sent == 1
+    assert resend_results["/ed-fi/sessions"].failed == 0
+    for p in CHAIN:
+        assert keys(target.store(), p) == keys(source, p), p
+
+
+def test_a_missing_parent_is_final_at_once_and_max_failures_stops(
+    source: Store, target: RunningSandbox
+) -> None:
+    copy_descriptors(source, target.store())
+    sessions = items(source, "/ed-fi/sessions")
+
+    async def go(**options: Any) -> tuple[Any, Sender]:
+        client, sender = await sender_for(target, **options)
+        async with client:
+            try:
+                return await sender.upsert("sessions", sessions), sender
+            except SendError as exc:
+                return exc, sender
+
+    result, sender = asyncio.run(go())
+    # no school on the target, and schools are not being written: 409, not retried
+    assert (result.failed, result.retries, result.sent) == (len(sessions), 0, 0)
+    assert {r.status for r in sender.rejects} == {409}
+    stopped, sender = asyncio.run(go(max_failures=2, per_resource=1))
+    assert isinstance(stopped, SendError) and "max_failures=2" in str(stopped)
+    assert len(sender.rejects) == 2
+
+
+def test_target_faults_are_retried_to_the_same_end_state(source: Store) -> None:
+    with running_sandbox(
+        students=0, faults="error=0.1,throttle=0.1,retry_after=0.05,drop=0.05"
+    ) as target:
+        copy_descriptors(source, target.store())
+
+        async def go() -> tuple[dict[str, Any], int]:
+            client, sender = await sender_for(target)
+            async with client:
+                return await send_chain(
+                    sender, {p: items(source, p) for p in CHAIN}
+                ), client.stats.retries
+
+        results, retries = asyncio.run(go())
+        assert retries > 0
+        assert all(r.failed == 0 and r.sent == len(records(source, p)) for p, r in results.items())
+        for p in CHAIN:
+            assert keys(target.store(), p) == keys(source, p), p
+
+
+def test_forbidden_posts_wait_for_their_associations_then_update_and_delete_by_key(
+    source: Store, target: RunningSandbox
+) -> None:
+    copy_descriptors(source, target.store())
+    people = ("/ed-fi/students", "/ed-fi/studentSchoolAssociations")
+    first = {
+        p: items(source, p)
+        for p in (*CHAIN, "/ed-fi/calendars", "/ed-fi/graduationPlans", "/ed-fi/students")
+    }
+
+    async def go() -> tuple[Any, ...]:
+        client, sender = await sender_for(target)
+        async with client:
+            await send_chain(sender, first)
+            target.sandbox.faults = Faults.parse("forbid_students_until_enrolled=1")
+            students = await sender.upsert("students", items(source, people[0]))
+            ssa = await sender.upsert("studentSchoolAssociations", items(source, people[1]))
+            retried = await sender.resend_deferred("students")
+            # update one school's name by its key; delete two sessions by key
+            school = records(source, "/ed-fi/schools")[0]
+            renamed = {**school, "nameOfInstitution": "Renamed High"}
+            updated = await sender.update("schools", [Item(renamed)])
+            gone = records(source, "/ed-fi/sessions")[:2]
+            deleted = await sender.delete(
+                "sessions",
+                [Item(None, key=sender.model["/ed-fi/sessions"].key_values(b)) for b in gone],
+            )
+            missing = await sender.delete("sessions", [Item(gone[0])])
+            return students, ssa, retried, updated, deleted, missing, sender, school
+
+    students, ssa, retried, updated, deleted, missing, sender, school = asyncio.run(go())
+    assert (students.sent, students.deferred) == (0, 10)
+    assert ssa.sent == 10 and (retried.sent, retried.failed, retried.deferred) == (10, 0, 0)
+    assert sender.totals["/ed-fi/students"].read == 20  # 10 first run + 10 again, not 30
+    assert updated.sent == 1 and deleted.sent == 2 and (missing.sent, missing.skipped) == (0, 1)
+    got = [
+        r
+        for r in target.store().iter_records(target.store().model["/ed-fi/schools"])
+        if r["schoolId"] == school["schoolId"]
+    ]
+    assert got[0]["nameOfInstitution"] == "Renamed High"
+    assert (
+        len(keys(target.store(), "/ed-fi/sessions")) == len(records(source, "/ed-fi/sessions")) - 2
+    )
+    assert not sender.rejects
