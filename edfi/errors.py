@@ -28,6 +28,9 @@ __all__ = [
     "GoldError",
     "GraphError",
     "LakeError",
+    "LmsDatabaseError",
+    "LmsError",
+    "LmsFileError",
     "ModelError",
     "PublishError",
     "SendError",
@@ -106,3 +109,32 @@ class DescriptorMapError(ValueError):
 
 class BlockError(Exception):
     """A saved Prefect block is missing or is not of the kind a flow parameter needs."""
+
+
+# -- the LMS data store -------------------------------------------------------------------
+
+
+class LmsError(Exception):
+    """The LMS loader or harmonizer cannot go on."""
+
+
+class LmsFileError(LmsError):
+    """An extractor CSV that cannot be loaded as it is (nothing of it was applied)."""
+
+    def __init__(
+        self, path: str, problem: str, *, column: str | None = None, row: int | None = None
+    ) -> None:
+        self.path = path
+        self.column = column
+        self.row = row
+        self.problem = problem
+        where = path
+        if row is not None:
+            where += f", line {row}"
+        if column is not None:
+            where += f", column {column}"
+        super().__init__(f"{where}: {problem}")
+
+
+class LmsDatabaseError(LmsError):
+    """The LMS data store cannot be reached or used (the message never holds a password)."""

@@ -1,0 +1,143 @@
+"""The harmonizer against a running sandbox: matching, stored ids, planned lmsx, reports."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from edfi.client import EdFiClient
+from edfi.lms import load_directory
+from edfi.lms.harmonize import (
+    ASSIGNMENTS,
+    SUBMISSIONS,
+    Exceptions,
+    Rules,
+    changes,
+    fetch_index,
+    harmonize,
+    match,
+    plan,
+)
+from edfi.lms.schema import tables
+from edfi.lms.store import create_engine
+from sandbox.lms_csv import build_extract, write_day
+from sandbox.server import RunningSandbox
+from tests.conftest import connection_block
+
+NOW = datetime(2024, 9, 20)
+
+
+async def _index(sb: RunningSandbox) -> tuple[Any, str]:
+    async with EdFiClient(connection_block(sb).connection()) as client:
+        await client.discover()
+        base = client.url("dataManagementApi")
+        return await fetch_index(client, base), base
+
+
+def test_match_and_plan_against_the_sandbox(small_district: RunningSandbox, tmp_path: Path) -> None:
+    extract = build_extract(60, seed=7, days=1)
+    write_day(extract, 0, str(tmp_path / "x"))
+    engine = create_engine(f"sqlite:///{tmp_path / 'lms.sqlite'}")
+    assert load_directory(str(tmp_path / "x"), engine, now=extract.day_times[0]).parentless == 0
+    index, _ = asyncio.run(_index(small_district))
+    ex = Exceptions()
+    with engine.begin() as conn:
+        matched = match(conn, index, Rules(), ex)
+    wanted_users = {
+        (lms, ident): uid
+        for lms, users in extract.matched_users.items()
+        for ident, uid in users.items()
+    }
+    assert matched == {
+        "users": len(wanted_users),
+        "sections": sum(len(v) for v in extract.matched_sections.values()),
+    }
+    assert sorted((r["SourceSystem"], r["SourceSystemIdentifier"]) for r in ex.users) == sorted(
+        (lms, ident) for lms, idents in extract.unmatched_users.items() for ident in idents
+    )
+    assert (
+        sorted(r["Reason"] for r in ex.sections)
+        == ["no section has sectionIdentifier 'NO-SUCH-SECTION'"] * 3
+    )
+    t = tables("sqlite")
+    users = t.main["users"]
+    with engine.connect() as conn:
+        stored = {
+            (system, ident): student
+            for system, ident, student in conn.execute(
+                sa.select(
+                    users.c.SourceSystem, users.c.SourceSystemIdentifier, users.c.EdFiStudentId
+                )
+            )
+        }
+    for key, uid in wanted_users.items():
+        assert stored[key] is not None
+        assert str(stored[key]).replace("-", "") == index.students[uid].replace("-", "")
+    with engine.connect() as conn:
+        planned = plan(conn, index, Rules(), ex, NOW)
+    # every assignment of a matched section is planned or reported, never both, never lost
+    with engine.connect() as conn:
+        all_assignments = int(
+            conn.execute(sa.select(sa.func.count()).select_from(t.main["assignments"])).scalar_one()
+        )
+    assert len(planned.assignments) + len(ex.assignments) == all_assignments
+    reported = {r["SourceSystemIdentifier"] for r in ex.assignments}
+    assert {k[0] for k in planned.assignments}.isdisjoint(reported)
+    for lms in ("Canvas", "Google", "Schoology"):
+        source = f"uri://ed-fi.org/edfilms/LMSSourceSystemDescriptor#{lms}"
+        if source.lower() not in index.descriptors:
+            assert source in ex.descriptors
+            assert not [k for k in planned.assignments if k[1] == Rules().namespace(lms)]
+    canvas = [b for k, b in planned.assignments.items() if k[1] == "uri://instructure.com/canvas"]
+    assert canvas, "the sandbox has Canvas's lmsx descriptors"
+    first = canvas[0]
+    assert first["assignmentCategoryDescriptor"] == (
+        "uri://ed-fi.org/edfilms/AssignmentCategoryDescriptor/Canvas#Assignment"
+    )
+    assert first["sectionReference"]["sectionIdentifier"] in index.sections
+    todo = changes(index, planned)
+    assert len(todo.upsert_assignments) == len(planned.assignments)
+    assert len(todo.upsert_submissions) == len(planned.submissions)
+    assert todo.delete_assignments == [] and todo.delete_submissions == []
+
+
+def test_reports_written_without_a_writer(small_district: RunningSandbox, tmp_path: Path) -> None:
+    extract = build_extract(60, seed=7, days=1)
+    write_day(extract, 0, str(tmp_path / "x"))
+    engine = create_engine(f"sqlite:///{tmp_path / 'lms.sqlite'}")
+    load_directory(str(tmp_path / "x"), engine, now=extract.day_times[0])
+
+    async def run() -> Any:
+        async with EdFiClient(connection_block(small_district).connection()) as client:
+            await client.discover()
+            return await harmonize(
+                client,
+                engine,
+                None,
+                base_url=client.url("dataManagementApi"),
+                exceptions_url=str(tmp_path / "reports"),
+                now=NOW,
+            )
+
+    result = asyncio.run(run())
+    assert result.exceptions["unmatched_users"] == 3
+    assert result.exceptions["unmatched_sections"] == 3
+    with open(tmp_path / "reports" / "unmatched_users.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert sorted(r["SourceSystemIdentifier"] for r in rows) == ["XC900", "XG900", "XS900"]
+    assert {r["Reason"] for r in rows if r["SourceSystem"] == "Google"} == {
+        "no student has the electronic mail 'stray.google@example.com'"
+    }
+    assert result.changes["upsert_assignments"] > 0
+    assert set(result.changes) == {
+        "upsert_assignments",
+        "upsert_submissions",
+        "delete_submissions",
+        "delete_assignments",
+    }
+    assert ASSIGNMENTS != SUBMISSIONS
