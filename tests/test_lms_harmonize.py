@@ -141,3 +141,131 @@ def test_reports_written_without_a_writer(small_district: RunningSandbox, tmp_pa
         "delete_assignments",
     }
     assert ASSIGNMENTS != SUBMISSIONS
+
+
+async def _harmonize(sb: RunningSandbox, engine: Any, reports: str, now: datetime) -> Any:
+    from edfi.send import Sender, write_connection
+
+    async with EdFiClient(write_connection(connection_block(sb).connection())) as client:
+        await client.discover()
+        base = client.url("dataManagementApi")
+        model = await client.load_model()
+        sender = Sender(client, model, base)
+        result = await harmonize(
+            client, engine, sender, base_url=base, exceptions_url=reports, now=now
+        )
+        assert sender.rejects == []
+        index = await fetch_index(client, base)
+        return result, index
+
+
+Sets = tuple[set[tuple[Any, ...]], set[tuple[Any, ...]]]
+
+
+def _expected(extract: Any, day: int, lms: str) -> Sets:
+    """What the CSVs say an LMS's lmsx records are after ``day`` (each file a full snapshot)."""
+    assignments: dict[str, dict[str, tuple[Any, ...]]] = {}
+    submissions: dict[str, dict[str, tuple[Any, ...]]] = {}
+    uids = extract.matched_users[lms]
+    stray = f"section={lms[0]}S9999"
+    for files in extract.days[: day + 1]:
+        for f in files:
+            if f.source_system != lms:
+                continue
+            scope = [p.lower() if "=" in p else p for p in f.relative.split("/")]
+            scope = [p.split("=", 1)[0] + "=" + q.split("=", 1)[1] if "=" in p else p
+                     for p, q in zip(scope, f.relative.split("/"), strict=True)]  # fmt: skip
+            if f.resource == "assignments" and scope[0] != stray:
+                assignments[scope[0]] = {
+                    r["SourceSystemIdentifier"]: (r["SourceSystemIdentifier"], r["Title"])
+                    for r in f.rows
+                }
+            if f.resource == "submissions" and scope[0] != stray:
+                submissions[scope[1]] = {
+                    r["SourceSystemIdentifier"]: (
+                        r["SourceSystemIdentifier"],
+                        uids[r["LMSUserSourceSystemIdentifier"]],
+                        r["Grade"] or None,
+                        int(r["EarnedPoints"]) if r["EarnedPoints"] else None,
+                    )
+                    for r in f.rows
+                    if r["LMSUserSourceSystemIdentifier"] in uids
+                }
+    live = {a for group in assignments.values() for a in group}
+    return (
+        {a for group in assignments.values() for a in group.values()},
+        {
+            s
+            for key, group in submissions.items()
+            if key.split("=", 1)[1] in live
+            for s in group.values()
+        },
+    )
+
+
+def _on_target(index: Any, lms: str) -> Sets:
+    ns = Rules().namespace(lms)
+    prefix = f"{lms[0]}S"
+    assignments = {
+        (rec["assignmentIdentifier"], rec["title"])
+        for key, rec in index.lmsx[ASSIGNMENTS].items()
+        if key[1] == ns and key[0].startswith(prefix)
+    }
+    submissions = {
+        (
+            rec["assignmentSubmissionIdentifier"],
+            rec["studentReference"]["studentUniqueId"],
+            rec.get("grade"),
+            rec.get("earnedPoints"),
+        )
+        for key, rec in index.lmsx[SUBMISSIONS].items()
+        if key[1] == ns and key[0].startswith(prefix)
+    }
+    return assignments, submissions
+
+
+def test_harmonize_writes_lmsx_through_the_sender_over_three_days(
+    small_district: RunningSandbox, tmp_path: Path
+) -> None:
+    extract = build_extract(60, seed=7, days=3)
+    root = str(tmp_path / "x")
+    engine = create_engine(f"sqlite:///{tmp_path / 'lms.sqlite'}")
+    reports = str(tmp_path / "reports")
+    previous: dict[str, Sets] = {}
+    for day in range(3):
+        write_day(extract, day, root)
+        load_directory(root, engine, now=extract.day_times[day])
+        result, index = asyncio.run(_harmonize(small_district, engine, reports, NOW))
+        sent = [lms for lms in ("Canvas", "Google", "Schoology") if _sent(index, lms)]
+        assert "Canvas" in sent  # the sandbox has Canvas's lmsx descriptors
+        removed = [0, 0]
+        for lms in sent:
+            want, got = _expected(extract, day, lms), _on_target(index, lms)
+            assert got[0] == want[0], f"day {day} {lms} assignments"
+            assert got[1] == want[1], f"day {day} {lms} submissions"
+            if lms in previous:
+                for i in (0, 1):
+                    keys = {r[0] for r in want[i]}
+                    removed[i] += len({r[0] for r in previous[lms][i]} - keys)
+            previous[lms] = want
+        assert [result.changes["delete_assignments"], result.changes["delete_submissions"]] == (
+            removed
+        )
+        if day == 1:  # each LMS dropped one submission
+            assert removed == [0, len(sent)]
+        if day == 2:  # ... brought it back, and dropped an assignment with its submissions
+            assert removed[0] == len(sent) and removed[1] > 0
+    # a rerun with no new files sends nothing
+    rerun, _ = asyncio.run(_harmonize(small_district, engine, reports, NOW))
+    assert rerun.changes == {
+        "upsert_assignments": 0,
+        "upsert_submissions": 0,
+        "delete_submissions": 0,
+        "delete_assignments": 0,
+    }
+    assert rerun.written == {}
+
+
+def _sent(index: Any, lms: str) -> bool:
+    ns = Rules().namespace(lms)
+    return any(k[1] == ns for k in index.lmsx[ASSIGNMENTS])

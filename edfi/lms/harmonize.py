@@ -325,6 +325,7 @@ def plan(conn: Connection, index: EdFiIndex, rules: Rules, ex: Exceptions, now: 
     ):
         kinds.setdefault(a_id, []).append(kind)
     sent_assignments: dict[int, tuple[tuple[str, ...], datetime | None, str]] = {}
+    gone: set[int] = set()
     rows = conn.execute(
         sa.select(
             asg.c.AssignmentIdentifier,
@@ -361,6 +362,7 @@ def plan(conn: Connection, index: EdFiIndex, rules: Rules, ex: Exceptions, now: 
         key = (ssi, ns)
         if deleted is not None:
             out.deleted_assignments.add(key)
+            gone.add(a_id)
             continue
         section = section_by_id.get(_uuid(sec_id) or "")
         if section is None:
@@ -432,7 +434,8 @@ def plan(conn: Connection, index: EdFiIndex, rules: Rules, ex: Exceptions, now: 
     )
     for a_id, u_id, ssi, system, status, when, points, grade, deleted, student, u_ssi in rows:
         ns = rules.namespace(system)
-        if deleted is not None:
+        if deleted is not None or a_id in gone:
+            # a submission goes with its soft-deleted assignment
             out.deleted_submissions.add((ssi, ns))
             continue
         seen.add((a_id, u_id))
@@ -556,8 +559,12 @@ def changes(index: EdFiIndex, planned: Plan) -> Changes:
             current = existing.get(key)
             if current is None or _normal(current) != _normal(body):
                 target.append(body)
-    for key in on_target.get(SUBMISSIONS, {}):
-        if (key[0], key[1]) in planned.deleted_submissions and key not in planned.submissions:
+    for key, rec in on_target.get(SUBMISSIONS, {}).items():
+        ref = rec.get("assignmentReference") or {}
+        parent = (ref.get("assignmentIdentifier"), ref.get("namespace"))
+        if key in planned.submissions:
+            continue
+        if (key[0], key[1]) in planned.deleted_submissions or parent in planned.deleted_assignments:
             out.delete_submissions.append(
                 {
                     "assignmentSubmissionIdentifier": key[0],
