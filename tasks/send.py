@@ -1,0 +1,55 @@
+"""Prefect tasks of the send flow: validation, and one task per resource.
+
+A resource whose records failed ends in a Failed state carrying its summary
+row (Prefect shows what happened, not "Completed" over a loss); the flow reads
+the row from the state either way.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import task
+from prefect.cache_policies import NONE
+from prefect.states import Completed, Failed, State
+
+from edfi.filesend import FileSend, ResourceResult
+from edfi.validate.inputs import InputReport
+
+
+def _state(result: ResourceResult, verb: str) -> State[Any]:
+    name = result.resource
+    if result.status.ok:
+        return Completed(
+            message=f"{name}: {result.status} ({result.sent or result.deleted} {verb}, "
+            f"{result.skipped} skipped)",
+            data=result,
+        )
+    return Failed(
+        message=f"{name}: {result.failed} of {result.processed} records failed"
+        + (f" ({result.message})" if result.message else ""),
+        data=result,
+    )
+
+
+@task(name="send-resource", task_run_name="send {path}", cache_policy=NONE)
+async def send_resource(job: FileSend, path: str) -> State[Any]:
+    """Upsert one resource's records; requests are retried inside the client, not by Prefect."""
+    return _state(await job.send_resource(path), "sent")
+
+
+@task(name="delete-resource", task_run_name="delete {path}", cache_policy=NONE)
+async def delete_resource(job: FileSend, path: str) -> State[Any]:
+    """Delete one resource's records by natural key."""
+    return _state(await job.delete_resource(path), "deleted")
+
+
+@task(name="validate-input", cache_policy=NONE)
+async def validate_input_task(run: Any) -> State[Any]:
+    """Every validation layer over every selected resource; Failed when a record is invalid."""
+    report: InputReport = await run()
+    if report.failed:
+        return Failed(
+            message=f"{report.failed} of {report.records} records are invalid", data=report
+        )
+    return Completed(message=f"{report.records} records valid", data=report)
