@@ -3,43 +3,41 @@
 The job, for the resources the input holds (and the selector picks):
 
 1. validate every record (``edfi.validate.inputs``), keeping only the findings;
-2. per resource, in dependency order (independent resources at once, which is
-   the flow's business): stream the lines again, skip lines that failed
-   validation (they are rejects), skip records whose body the target already
-   accepted (``edfi.sendstate``), hold back records whose parent was rejected
-   in this run (blocked, naming the parent -- the target would only refuse
-   them), and upsert the rest under a bounded number of writes in flight;
-3. keep every record that did not make it, byte for byte as it was read, in a
-   rejects folder laid out like the input (``{run}/{namespace}/{resource}.jsonl``)
-   plus one ``_reasons.jsonl`` naming file, line, status and message, so the
-   folder can be fixed and sent again as it is;
-4. report in the shape of lightbeam's ``--results-file``.
+2. per resource, in dependency order (independent resources at once: the
+   flow runs them through ``edfi.schedule.run_gated``): stream the lines
+   again; lines that failed validation become rejects, never sent, and so do
+   records referencing one of them (blocked, naming it); records whose body
+   the target already accepted are skipped (``edfi.sendstate``); the rest go
+   to the shared ``edfi.send.Sender`` (retries, records blocked by a refused
+   parent, 403 deferral), and each one the target accepts is recorded in the
+   state as it is accepted;
+3. every record that did not make it is a ``Reject`` (``edfi.rejects``) with
+   its file and line, so it can be fixed and sent again (``RejectsInput``);
+4. results per resource and file in lightbeam's ``--results-file`` shape.
 
 ``delete`` mode removes the input's records from the target by natural key,
 in reverse dependency order.
-
-Writes go through a ``Writer``; ``ClientWriter`` is the plain one (POST upsert,
-find-then-DELETE), with the client's retries for 5xx, 429, timeouts and
-dropped connections.
 """
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import fnmatch
+import re
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 import orjson
-from fsspec.core import url_to_fs
 
-from edfi.client import EdFiClient
-from edfi.errors import EdFiConnectionError, EdFiResponseError, SendError
-from edfi.jsonfiles import InputSet, Item, Origin
+from edfi.errors import SendError
+from edfi.jsonfiles import Item, Origin, Records, parse_line
 from edfi.model import ApiModel, Resource
+from edfi.rejects import DELETE, UPSERT, Reject, RejectsStore, origin_dict
+from edfi.send import Item as SendItem
+from edfi.send import ResourceResult as SendResult
+from edfi.send import Sender
 from edfi.sendstate import SendState, body_digest, target_id
 from edfi.validate.inputs import InputReport
 from edfi.validate.problems import Problem
@@ -54,79 +52,6 @@ FLUSH_EVERY = 500  # accepted records between two state segments (at most)
 FLUSH_SECONDS = 2.0  # ... and at most this long between two
 BLOCKED = "blocked"  # the status of a record held back because its parent was rejected
 INVALID = "invalid"  # the status of a record that failed validation
-
-
-# -- writing -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """What the target said to one write: ``ok`` and the HTTP status, or why it failed."""
-
-    ok: bool
-    status: int | None
-    message: str = ""
-
-
-class Writer(Protocol):
-    async def upsert(self, resource: Resource, body: Mapping[str, Any]) -> Outcome: ...
-
-    async def delete(self, resource: Resource, body: Mapping[str, Any]) -> Outcome: ...
-
-
-def problem_message(exc: EdFiResponseError) -> str:
-    """The target's own words: validation errors by path, else errors, else the detail."""
-    problem = exc.problem if isinstance(exc.problem, Mapping) else {}
-    parts: list[str] = []
-    for path, messages in (problem.get("validationErrors") or {}).items():
-        for m in messages if isinstance(messages, list) else [messages]:
-            parts.append(f"{m} (at {path})")
-    errors = problem.get("errors")
-    if not parts and isinstance(errors, list):
-        parts.extend(str(e) for e in errors)
-    if not parts:
-        for name in ("detail", "message", "title"):
-            if problem.get(name):
-                parts.append(str(problem[name]))
-                break
-    return "; ".join(parts) or str(exc)
-
-
-class ClientWriter:
-    """POST upserts and find-then-DELETE deletes through an ``EdFiClient``."""
-
-    def __init__(self, client: EdFiClient, data_url: str) -> None:
-        self.client = client
-        self.data_url = data_url.rstrip("/")
-
-    async def upsert(self, resource: Resource, body: Mapping[str, Any]) -> Outcome:
-        try:
-            resp = await self.client.request("POST", self.data_url + resource.path, json_body=body)
-        except EdFiResponseError as exc:
-            return Outcome(False, exc.status, problem_message(exc))
-        except EdFiConnectionError as exc:
-            return Outcome(False, None, str(exc))
-        return Outcome(True, resp.status)
-
-    async def delete(self, resource: Resource, body: Mapping[str, Any]) -> Outcome:
-        params = {k: _query(v) for k, v in resource.key_values(body).items()}
-        url = self.data_url + resource.path
-        try:
-            found = (await self.client.request("GET", url, params=params, parse_json=True)).json()
-            if not isinstance(found, list) or not found:
-                return Outcome(True, 404, "not in the target")
-            resp = await self.client.request("DELETE", f"{url}/{found[0]['id']}")
-        except EdFiResponseError as exc:
-            return Outcome(False, exc.status, problem_message(exc))
-        except EdFiConnectionError as exc:
-            return Outcome(False, None, str(exc))
-        return Outcome(True, resp.status)
-
-
-def _query(value: Any) -> Any:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return value
 
 
 # -- choosing resources --------------------------------------------------------------------
@@ -224,6 +149,8 @@ class ResourceResult:
     sent: int = 0
     deleted: int = 0
     failed: int = 0
+    warnings: int = 0
+    deferred: int = 0
     successes: dict[int, int] = field(default_factory=dict)
     failures: dict[tuple[Any, str, str], Failure] = field(default_factory=dict)
     started: float = 0.0
@@ -244,6 +171,19 @@ class ResourceResult:
                 status, message, origin.file, method=method
             )
         group.lines.append(origin.line)
+
+    def merge(self, other: ResourceResult) -> None:
+        """Add a later call's counts (a resend of deferred records) to this row."""
+        for name in ("sent", "deleted", "failed", "warnings"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.deferred = other.deferred
+        for key, group in other.failures.items():
+            mine = self.failures.setdefault(
+                key, Failure(group.status, group.message, group.file, method=group.method)
+            )
+            mine.lines.extend(group.lines)
+        self.finished = max(self.finished, other.finished)
+        self.status = _status(self, sent=True)
 
     def row(self, t0: float | None = None) -> dict[str, Any]:
         """The summary row; with ``t0``, start and end in seconds since ``t0``."""
@@ -349,110 +289,131 @@ def validation_results(model: ApiModel, report: InputReport) -> list[ResourceRes
 # -- rejects -------------------------------------------------------------------------------
 
 
-class RejectsFolder:
-    """A run's rejects, laid out like the input so that the folder can be sent again."""
+def local_reject(
+    resource: str, item: Item, message: str, cause: str, *, blocked_by: str | None = None
+) -> Reject:
+    """A record refused before sending (invalid, or a child of one), as a shared ``Reject``.
 
-    def __init__(self, url: str, storage_options: Mapping[str, Any] | None = None) -> None:
-        self.url = url.rstrip("/")
-        self.fs, self.root = url_to_fs(self.url, **dict(storage_options or {}))
-        self._lines: dict[str, list[bytes]] = {}
-        self._reasons: list[bytes] = []
-        self.count = 0
+    A line that is not JSON keeps its text as the body, so fixing it in the
+    rejects file and resending works as for any other record.
+    """
+    body: Any = item.record if item.record is not None else item.raw.decode("utf-8", "replace")
+    return Reject(
+        resource,
+        UPSERT,
+        None,
+        message,
+        body,
+        origin=origin_dict(item.origin),
+        blocked_by=blocked_by,
+        cause=cause,
+        attempts=0,
+    )
 
-    def add(self, resource: Resource, item: Item, status: int | str | None, message: str) -> None:
-        self.count += 1
-        self._lines.setdefault(resource.path, []).append(item.raw + b"\n")
-        self._reasons.append(
-            orjson.dumps(
-                {
-                    "resource": resource.path,
-                    "file": item.origin.file,
-                    "line": item.origin.line,
-                    "status": status,
-                    "message": message,
-                },
-                option=orjson.OPT_APPEND_NEWLINE,
+
+def _reject_message(reject: Reject) -> str:
+    """The server's words without the request line (lightbeam's results show just those)."""
+    return _REQUEST_LINE.sub("", reject.message)
+
+
+_REQUEST_LINE = re.compile(r"^(POST|PUT|DELETE|GET) \S+ answered \d+: ")
+
+
+class RejectsInput:
+    """A run's rejects read back as input: the records (fixed or not) at their first origin."""
+
+    def __init__(self, rejects: Sequence[Reject]) -> None:
+        self.by_resource: dict[str, list[Reject]] = {}
+        for r in rejects:
+            if r.operation in (UPSERT, DELETE) and not r.warning:
+                self.by_resource.setdefault(r.resource, []).append(r)
+
+    def resources(self) -> list[str]:
+        return sorted(self.by_resource)
+
+    def items(self, resource: str) -> Iterator[Item]:
+        for n, r in enumerate(self.by_resource.get(resource, ()), start=1):
+            origin = Origin(
+                str((r.origin or {}).get("file", "rejects")), int((r.origin or {}).get("line", n))
             )
-        )
-
-    def write(self) -> dict[str, str]:
-        """Write the files (only when something was rejected); resource -> file URL."""
-        if not self.count:
-            return {}
-        out: dict[str, str] = {}
-        self.fs.makedirs(self.root, exist_ok=True)
-        for path, lines in self._lines.items():
-            rel = path.strip("/") + ".jsonl"
-            self.fs.makedirs(self.root + "/" + rel.rsplit("/", 1)[0], exist_ok=True)
-            with self.fs.open(f"{self.root}/{rel}", "wb") as fh:
-                fh.write(b"".join(lines))
-            out[path] = f"{self.url}/{rel}"
-        with self.fs.open(f"{self.root}/_reasons.jsonl", "wb") as fh:
-            fh.write(b"".join(self._reasons))
-        return out
+            if isinstance(r.body, dict):
+                yield Item(origin, orjson.dumps(r.body), r.body)
+                continue
+            raw = str(r.body or "").encode()
+            record, error = parse_line(raw)
+            yield Item(origin, raw, record, error)
 
 
-def latest_rejects(url: str, storage_options: Mapping[str, Any] | None = None) -> str:
-    """The newest run folder under a rejects root (run ids sort by time)."""
-    fs, root = url_to_fs(url, **dict(storage_options or {}))
+def latest_run(store: RejectsStore) -> str:
+    """The newest run with rejects under ``store`` (run ids sort by time)."""
+    root = store.run_dir("")
+    fs = store.lake.fs
     try:
         runs = sorted(
             str(e["name"]).rstrip("/").rsplit("/", 1)[-1]
-            for e in fs.ls(root, detail=True)
+            for e in fs.ls(root.rstrip("/"), detail=True)
             if e["type"] == "directory"
         )
     except FileNotFoundError:
         runs = []
+    runs = [r for r in runs if store.manifest(r) is not None]
     if not runs:
         raise SendError(
-            f"resend_rejects: there are no rejects under {url}; nothing earlier was rejected "
-            "(or the state storage is not the one the earlier run used)."
+            f"resend_rejects: no earlier run left rejects under {store.lake.uri(root)} (or the "
+            "state storage is not the one that run used)."
         )
-    return f"{url.rstrip('/')}/{runs[-1]}"
+    return runs[-1]
 
 
 # -- the job -------------------------------------------------------------------------------
 
 
 @dataclass
-class SendOptions:
+class FileSendOptions:
     force: bool = False  # send records the target already accepted unchanged
-    max_failures: int | None = None  # stop sending once this many records failed
-    write_concurrency: int = 32  # records of one resource in flight at once
     flush_every: int = FLUSH_EVERY  # accepted records kept in memory before a state segment
-
-    def __post_init__(self) -> None:
-        if self.write_concurrency < 1:
-            raise SendError("write_concurrency must be at least 1.")
-        if self.max_failures is not None and self.max_failures < 1:
-            raise SendError("max_failures must be at least 1 (or empty for no limit).")
 
 
 class FileSend:
-    """One send (or delete) of an input folder to one target; resources run via ``run``."""
+    """One send (or delete) of files to one target, a resource at a time via the shared ``Sender``.
+
+    What this adds to the sender: records that failed validation (rejects,
+    never sent) and their children (blocked), the state (unchanged records
+    skipped, accepted ones recorded as they are accepted), and per-file
+    results in lightbeam's terms.
+    """
 
     def __init__(
         self,
         model: ApiModel,
-        inputs: InputSet,
-        writer: Writer,
+        records: Records,
+        sender: Sender,
         *,
         state: SendState | None,
-        rejects: RejectsFolder,
-        options: SendOptions | None = None,
+        options: FileSendOptions | None = None,
         invalid: Mapping[str, Mapping[Origin, Sequence[Problem]]] | None = None,
     ) -> None:
         self.model = model
-        self.inputs = inputs
-        self.writer = writer
+        self.records = records
+        self.sender = sender
         self.state = state
-        self.rejects = rejects
-        self.options = options or SendOptions()
+        self.options = options or FileSendOptions()
         self.invalid = invalid or {}
-        self.failed_total = 0
+        self.local_rejects: list[Reject] = []
         self.rejected_keys: dict[str, set[tuple[Any, ...]]] = {}
-        self.stopped = False
         self.t0 = time.monotonic()
+
+    @property
+    def stopped(self) -> bool:
+        limit = self.sender.options.max_failures
+        return limit is not None and self.failures >= limit
+
+    @property
+    def failures(self) -> int:
+        return len(self.local_rejects) + sum(not r.warning for r in self.sender.rejects)
+
+    def rejects(self) -> list[Reject]:
+        return [*self.local_rejects, *self.sender.rejects]
 
     def _note_rejected(self, resource: Resource, record: Mapping[str, Any] | None) -> None:
         if record is not None:
@@ -461,10 +422,8 @@ class FileSend:
                 key_tuple(values, resource.key_names)
             )
 
-    def _blocked_by(
-        self, resource: Resource, record: Mapping[str, Any]
-    ) -> tuple[str, str, str] | None:
-        """The rejected parent this record references: (resource, path in record, key)."""
+    def _blocked_by(self, resource: Resource, record: Mapping[str, Any]) -> str | None:
+        """The invalid record of this run that ``record`` references (``/ed-fi/x {key}``)."""
         if not self.rejected_keys:
             return None
         for found in references(resource.shape, record):
@@ -474,70 +433,35 @@ class FileSend:
                     continue
                 key = target_key(self.model[t], found.values)
                 if key is not None and key_tuple(key, self.model[t].key_names) in keys:
-                    shown = ", ".join(f"{k}={v!r}" for k, v in key.items())
-                    return self.model[t].name, found.path, shown
+                    return f"{t} {orjson.dumps(key, option=orjson.OPT_SORT_KEYS).decode()}"
         return None
 
-    def _reject(
-        self,
-        result: ResourceResult,
-        resource: Resource,
-        item: Item,
-        status: int | str | None,
-        message: str,
-        method: str | None = None,
-        detail: str | None = None,
-    ) -> None:
-        result.fail(item.origin, status if status is not None else "error", message, method)
-        self.rejects.add(resource, item, status, f"{message}: {detail}" if detail else message)
+    def _local(self, resource: Resource, item: Item, reject: Reject) -> None:
+        self.local_rejects.append(reject)
         self._note_rejected(resource, item.record)
-        self.failed_total += 1
-        limit = self.options.max_failures
-        if limit is not None and self.failed_total >= limit:
-            self.stopped = True
 
     async def send_resource(self, path: str) -> ResourceResult:
-        """Upsert one resource's records (see the module docstring for what is skipped)."""
+        """Upsert one resource's records, skipping what the target already has unchanged."""
         resource = self.model[path]
         result = ResourceResult(path, started=time.monotonic())
         state = self.state.load(path) if self.state is not None else None
         invalid = self.invalid.get(path, {})
-        queue: asyncio.Queue[tuple[Item, bytes, bytes] | None] = asyncio.Queue(
-            maxsize=self.options.write_concurrency * 4
-        )
         last_flush = time.monotonic()
 
-        async def worker() -> None:
+        def accepted(sent: SendItem) -> None:
             nonlocal last_flush
-            while (job := await queue.get()) is not None:
-                item, key, body = job
-                if self.stopped:
-                    continue
-                assert item.record is not None
-                outcome = await self.writer.upsert(resource, item.record)
-                if outcome.ok:
-                    result.sent += 1
-                    if outcome.status is not None:
-                        result.successes[outcome.status] = (
-                            result.successes.get(outcome.status, 0) + 1
-                        )
-                    if state is not None:
-                        state.accepted(key, body)
-                        now = time.monotonic()
-                        if (
-                            state.pending >= self.options.flush_every
-                            or now - last_flush >= FLUSH_SECONDS
-                        ):
-                            state.flush()
-                            last_flush = now
-                else:
-                    self._reject(result, resource, item, outcome.status, outcome.message)
+            if state is None or sent.body is None:
+                return
+            state.accepted(key_digest(resource, sent.body), body_digest(sent.body))
+            now = time.monotonic()
+            if state.pending >= self.options.flush_every or now - last_flush >= FLUSH_SECONDS:
+                state.flush()
+                last_flush = now
 
-        workers = [asyncio.create_task(worker()) for _ in range(self.options.write_concurrency)]
-        try:
-            for item in self.inputs.items(path):
+        async def items() -> AsyncIterator[SendItem]:
+            for item in self.records.items(path):
                 if self.stopped:
-                    break
+                    return
                 result.processed += 1
                 problems = invalid.get(item.origin)
                 if item.record is None or problems:
@@ -547,82 +471,122 @@ class FileSend:
                     text = "; ".join(
                         f"{p.message} (at {p.path})" if p.path else p.message for p in found
                     )
-                    self._reject(result, resource, item, INVALID, text, method=found[0].code)
+                    cause = "invalid: " + ", ".join(sorted({p.code for p in found}))
+                    self._local(resource, item, local_reject(path, item, text, cause))
                     continue
-                key = key_digest(resource, item.record)
-                body = body_digest(item.record)
-                if state is not None and not self.options.force and state.unchanged(key, body):
+                if (
+                    state is not None
+                    and not self.options.force
+                    and state.unchanged(key_digest(resource, item.record), body_digest(item.record))
+                ):
                     result.skipped += 1
                     continue
                 parent = self._blocked_by(resource, item.record)
                 if parent is not None:
-                    name, path_in_record, key_text = parent
-                    self._reject(
-                        result,
-                        resource,
-                        item,
-                        BLOCKED,
-                        f"not sent: its {path_in_record} points at a {name} record that was "
-                        "rejected in this run",
-                        detail=f"{name} ({key_text})",
+                    message = f"Not sent: it references {parent}, which failed validation."
+                    cause = f"blocked: references an invalid {parent.split(' ', 1)[0]} record"
+                    self._local(
+                        resource, item, local_reject(path, item, message, cause, blocked_by=parent)
                     )
                     continue
-                await queue.put((item, key, body))
+                yield SendItem(body=item.record, origin=item.origin)
+
+        before = len(self.sender.rejects)
+        try:
+            sent = await self.sender.upsert(path, items(), on_sent=accepted)
+            result.sent = sent.sent
+            result.deferred = sent.deferred
+        except SendError as exc:  # max_failures reached inside the sender
+            result.message = str(exc)
+            result.sent = self.sender.totals.get(path, SendResult(path)).sent
         finally:
-            for _ in workers:
-                await queue.put(None)
-            await asyncio.gather(*workers, return_exceptions=True)
             if state is not None:
                 state.compact()
+        self._tally(result, path, before)
         result.finished = time.monotonic()
         result.status = _status(result, sent=True)
-        if self.stopped:
-            result.message = f"stopped: {self.failed_total} records failed (max_failures)"
         return result
+
+    async def resend_deferred(self, path: str) -> ResourceResult:
+        """Send again what a 403 held back (after the associations that grant access)."""
+        result = ResourceResult(path, started=time.monotonic())
+        before = len(self.sender.rejects)
+        state = self.state.load(path) if self.state is not None else None
+        resource = self.model[path]
+
+        def accepted(sent: SendItem) -> None:
+            if state is not None and sent.body is not None:
+                state.accepted(key_digest(resource, sent.body), body_digest(sent.body))
+
+        pending = self.sender.deferred.pop(path, [])
+        again = await self.sender.upsert(path, pending, deferrable=False, on_sent=accepted)
+        if state is not None:
+            state.compact()
+        result.sent = again.sent
+        self._tally(result, path, before)
+        result.finished = time.monotonic()
+        result.status = _status(result, sent=True)
+        return result
+
+    def _tally(self, result: ResourceResult, path: str, before: int) -> None:
+        mine = [r for r in self.local_rejects if r.resource == path]
+        theirs = [r for r in self.sender.rejects[before:] if r.resource == path]
+        for r in (*mine, *theirs):
+            if r.warning:
+                result.warnings += 1
+                continue
+            origin = r.origin or {}
+            status: int | str = (
+                r.status if r.status is not None else (BLOCKED if r.blocked else INVALID)
+            )
+            method = r.cause.removeprefix("invalid: ") if r.cause.startswith("invalid") else None
+            result.fail(
+                Origin(str(origin.get("file", "")), int(origin.get("line", 0))),
+                status,
+                _reject_message(r),
+                method,
+            )
 
     async def delete_resource(self, path: str) -> ResourceResult:
         """Delete the input's records of one resource from the target, by natural key."""
         resource = self.model[path]
         result = ResourceResult(path, started=time.monotonic())
         state = self.state.load(path) if self.state is not None else None
-        sem = asyncio.Semaphore(self.options.write_concurrency)
-        pending: set[asyncio.Task[None]] = set()
+        seen: list[Item] = []
 
-        async def one(item: Item) -> None:
-            assert item.record is not None
-            async with sem:
+        async def items() -> AsyncIterator[SendItem]:
+            for item in self.records.items(path):
                 if self.stopped:
                     return
-                outcome = await self.writer.delete(resource, item.record)
-            if not outcome.ok:
-                self._reject(result, resource, item, outcome.status, outcome.message)
-                return
-            if outcome.status == 404:
-                result.skipped += 1
-            else:
-                result.deleted += 1
-                result.successes[outcome.status or 204] = (
-                    result.successes.get(outcome.status or 204, 0) + 1
-                )
-            if state is not None:
-                state.deleted(key_digest(resource, item.record))
+                result.processed += 1
+                if item.record is None:
+                    self._local(
+                        resource,
+                        item,
+                        local_reject(
+                            path, item, item.error or "invalid JSON", "invalid: malformed-json"
+                        ),
+                    )
+                    continue
+                seen.append(item)
+                yield SendItem(body=item.record, origin=item.origin)
 
-        for item in self.inputs.items(path):
-            if self.stopped:
-                break
-            result.processed += 1
-            if item.record is None:
-                self._reject(result, resource, item, INVALID, item.error or "invalid JSON")
-                continue
-            task = asyncio.create_task(one(item))
-            pending.add(task)
-            task.add_done_callback(pending.discard)
-            if len(pending) >= self.options.write_concurrency * 4:
-                await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-        if pending:
-            await asyncio.gather(*pending)
+        before = len(self.sender.rejects)
+        try:
+            done = await self.sender.delete(path, items())
+            result.deleted, result.skipped = done.sent, done.skipped
+        except SendError as exc:
+            result.message = str(exc)
+        refused = {
+            (str((r.origin or {}).get("file")), (r.origin or {}).get("line"))
+            for r in self.sender.rejects[before:]
+        }
         if state is not None:
+            for item in seen:
+                if (item.origin.file, item.origin.line) not in refused and item.record is not None:
+                    state.deleted(key_digest(resource, item.record))
             state.compact()
+        self._tally(result, path, before)
         result.finished = time.monotonic()
         result.status = _status(result, sent=False)
         return result
@@ -637,39 +601,11 @@ class FileSend:
 def _status(result: ResourceResult, *, sent: bool) -> ResourceStatus:
     if result.failed:
         return ResourceStatus.FAILED
-    if sent and result.sent == 0 and result.skipped:
+    if result.warnings:
+        return ResourceStatus.WARNINGS
+    if sent and result.sent == 0 and result.skipped and not result.deferred:
         return ResourceStatus.UNCHANGED
     return ResourceStatus.SENT
-
-
-async def run_gated(
-    dependencies: Mapping[str, Iterable[str]],
-    run: Callable[[str], Awaitable[ResourceResult]],
-    *,
-    parallelism: int,
-) -> dict[str, ResourceResult]:
-    """Start each resource once everything it waits for has finished, ``parallelism`` at once.
-
-    A resource runs even when one it waits for failed: its records that
-    reference a rejected parent are held back one by one (blocked), the rest
-    are sent.
-    """
-    deps = {p: frozenset(d for d in ds if d in dependencies) for p, ds in dependencies.items()}
-    done = {p: asyncio.Event() for p in deps}
-    gate = asyncio.Semaphore(parallelism)
-    results: dict[str, ResourceResult] = {}
-
-    async def one(path: str) -> None:
-        try:
-            for d in deps[path]:
-                await done[d].wait()
-            async with gate:
-                results[path] = await run(path)
-        finally:
-            done[path].set()
-
-    await asyncio.gather(*(one(p) for p in deps))
-    return results
 
 
 def state_for(
@@ -685,24 +621,3 @@ def state_for(
         target_id(base_url, school_year=school_year, tenant=tenant),
         storage_options=storage_options,
     )
-
-
-__all__ = [
-    "SEND_MODES",
-    "ClientWriter",
-    "FileSend",
-    "Outcome",
-    "RejectsFolder",
-    "ResourceResult",
-    "SendMode",
-    "SendOptions",
-    "Writer",
-    "delete_dependencies",
-    "latest_rejects",
-    "results_document",
-    "run_gated",
-    "select",
-    "send_dependencies",
-    "state_for",
-    "validation_results",
-]

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import fsspec
 import orjson
@@ -55,6 +55,14 @@ class Item:
     raw: bytes
     record: dict[str, Any] | None
     error: str | None = None
+
+
+class Records(Protocol):
+    """What validation and sending read: an input folder, or a run's rejects read back."""
+
+    def resources(self) -> list[str]: ...
+
+    def items(self, resource: str) -> Iterator[Item]: ...
 
 
 @dataclass

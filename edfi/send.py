@@ -252,8 +252,13 @@ class Sender:
         items: Iterable[Item] | AsyncIterable[Item],
         *,
         deferrable: bool = True,
+        on_sent: Callable[[Item], None] | None = None,
     ) -> ResourceResult:
-        """POST every item; a 403 of an ``authorization_retry`` resource is held if deferrable."""
+        """POST every item; a 403 of an ``authorization_retry`` resource is held if deferrable.
+
+        ``on_sent(item)`` is called as each item is accepted (the send flow records
+        it in its state then, so a killed run does not resend what was accepted).
+        """
         path = self._path(resource)
         url = f"{self.base_url}{path}"
         defer = deferrable and path in self.options.authorization_retry
@@ -278,6 +283,8 @@ class Sender:
                 self._refuse(path, UPSERT, item, exc, result)
                 return
             result.sent += 1
+            if on_sent is not None:
+                on_sent(item)
 
         return await self._run(path, UPSERT, items, one)
 

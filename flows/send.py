@@ -11,8 +11,6 @@ every rejected record in a rejects folder laid out like the input.
 
 from __future__ import annotations
 
-import asyncio
-import dataclasses
 import datetime as dt
 import inspect
 import uuid
@@ -30,26 +28,29 @@ from edfi.client import Connection, EdFiClient
 from edfi.errors import SendError
 from edfi.filesend import (
     SEND_MODES,
-    ClientWriter,
     FileSend,
-    RejectsFolder,
+    FileSendOptions,
+    RejectsInput,
     ResourceResult,
     SendMode,
-    SendOptions,
     delete_dependencies,
-    latest_rejects,
+    latest_run,
     results_document,
     select,
     send_dependencies,
     validation_results,
 )
-from edfi.jsonfiles import discover
+from edfi.jsonfiles import Records, discover
+from edfi.lake import Lake
 from edfi.lightbeam_config import LightbeamConfig, load_lightbeam_config
+from edfi.rejects import RejectsStore, summarize
+from edfi.schedule import run_gated
+from edfi.send import Sender, SendOptions, write_connection
 from edfi.sendstate import SendState, target_id
 from edfi.validate.inputs import InputReport, parse_methods, validate_input
 from edfi.validate.remote import TargetLookup
-from edfi.vocabulary import RunStatus
-from tasks.send import delete_resource, send_resource, validate_input_task
+from edfi.vocabulary import ResourceStatus, RunStatus
+from tasks.send import delete_resource, resend_deferred, send_resource, validate_input_task
 
 TOP_CAUSES = 10
 
@@ -123,8 +124,11 @@ async def send(
     logger = get_run_logger()
     if mode not in SEND_MODES:
         raise SendError(f"mode must be one of {', '.join(SEND_MODES)} (got {mode!r}).")
-    options = SendOptions(
-        force=force, max_failures=max_failures, write_concurrency=write_concurrency
+    options = FileSendOptions(force=force)
+    send_options = SendOptions(
+        concurrency=write_concurrency,
+        per_resource=min(write_concurrency, 24),
+        max_failures=max_failures,
     )
     cfg = (
         load_lightbeam_config(lightbeam_config, params=lightbeam_params)
@@ -142,30 +146,36 @@ async def send(
     target = target_id(conn.base_url, school_year=year, tenant=tenant)
     started = dt.datetime.now(dt.UTC)
     run_id = started.strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
-    rejects_root = f"{state_url.rstrip('/')}/_send_rejects/{target}" if state_url else None
-    if resend_rejects:
-        if rejects_root is None:
-            raise SendError("resend_rejects needs `state`, where the rejects are kept.")
-        source = latest_rejects(rejects_root, state_options)
-    else:
-        source = input or (cfg.data_dir if cfg else None) or ""
-        if not source:
-            raise SendError("Set `input` (the folder of JSON files) or a lightbeam config.")
+    store = (
+        RejectsStore(Lake(state_url, state_options), "_send_rejects", target) if state_url else None
+    )
+    if resend_rejects and store is None:
+        raise SendError("resend_rejects needs `state`, where the rejects are kept.")
+    source = input or (cfg.data_dir if cfg else None) or ""
+    if not source and not resend_rejects:
+        raise SendError("Set `input` (the folder of JSON files) or a lightbeam config.")
 
     async with EdFiClient(conn) as client:
         await client.discover()
         model = await client.load_model(year)
         data_url = client.url("dataManagementApi", year)
-        inputs = discover(
-            source,
-            model,
-            namespace=cfg.namespace if cfg else "ed-fi",
-            namespace_overrides=cfg.namespace_overrides if cfg else None,
-            storage_options=state_options if resend_rejects else None,
-        )
-        for ignored in inputs.ignored:
-            logger.warning("Ignored %s: its name is not a resource of the target.", ignored)
-        chosen = select(model, inputs.resources(), selector, exclude)
+        records: Records
+        if resend_rejects:
+            assert store is not None
+            last = latest_run(store)
+            records = RejectsInput(store.read(last))
+            source = store.lake.uri(store.run_dir(last))
+        else:
+            inputs = discover(
+                source,
+                model,
+                namespace=cfg.namespace if cfg else "ed-fi",
+                namespace_overrides=cfg.namespace_overrides if cfg else None,
+            )
+            for ignored in inputs.ignored:
+                logger.warning("Ignored %s: its name is not a resource of the target.", ignored)
+            records = inputs
+        chosen = select(model, records.resources(), selector, exclude)
         logger.info(
             "%s %d resources from %s to %s (%s)",
             mode,
@@ -182,7 +192,7 @@ async def send(
             async def run_validation() -> InputReport:
                 return await validate_input(
                     model,
-                    inputs,
+                    records,
                     resources=chosen,
                     methods=methods,
                     lookup=lookup,
@@ -190,6 +200,8 @@ async def send(
                 )
 
             report = await _run(validate_input_task, run_validation)
+            if isinstance(report, BaseException):
+                raise report
             assert report is not None
             if report.unchecked_references:
                 logger.warning(
@@ -204,11 +216,9 @@ async def send(
                 report.failed,
             )
 
-        rejects = RejectsFolder(
-            f"{rejects_root}/{run_id}" if rejects_root else "memory://none", state_options
-        )
         results: list[ResourceResult]
         t0: float | None = None
+        job: FileSend | None = None
         if report is not None and (mode == "validate" or report.stopped_early):
             results = validation_results(model, report)
         else:
@@ -217,10 +227,9 @@ async def send(
             )
             job = FileSend(
                 model,
-                inputs,
-                ClientWriter(client, data_url),
+                records,
+                Sender(client, model, data_url, send_options),
                 state=send_state,
-                rejects=rejects,
                 options=options,
                 invalid={p: r.problems for p, r in report.resources.items()} if report else None,
             )
@@ -228,8 +237,9 @@ async def send(
             t0 = job.t0
         requests = {"requests": client.stats.requests, "retries": client.stats.retries}
 
-    rejects_files = rejects.write() if mode != "validate" else {}
-    rejects_at = rejects.url if rejects_files else None
+    rejects = job.rejects() if job is not None else []
+    manifest = store.write(run_id, rejects) if rejects and store is not None else None
+    rejects_at = store.lake.uri(store.run_dir(run_id)) if manifest and store else None
     command = "validate" if mode == "validate" else "delete" if mode == "delete" else "send"
     document = results_document(
         model,
@@ -274,7 +284,7 @@ async def send(
         **requests,
         "resources": rows,
         "rejects": rejects_at,
-        "rejects_files": rejects_files,
+        "rejects_summary": summarize(rejects)[:TOP_CAUSES],
         "results_file": results_file,
         "results": document,
     }
@@ -312,23 +322,31 @@ async def _run_resources(
         delete_dependencies(model, chosen) if mode == "delete" else send_dependencies(model, chosen)
     )
     task = delete_resource if mode == "delete" else send_resource
-    done = {p: asyncio.Event() for p in chosen}
-    gate = asyncio.Semaphore(parallelism)
+
+    async def one(path: str) -> ResourceResult:
+        if job.stopped:
+            return job.skipped_result(path, "not started: max_failures reached")
+        result = await _run(task, job, path)
+        if isinstance(result, BaseException):
+            raise result
+        assert isinstance(result, ResourceResult)
+        return result
+
+    outcomes = await run_gated(deps, one, parallelism=parallelism)
     results: dict[str, ResourceResult] = {}
-
-    async def one(path: str) -> None:
-        try:
-            for d in deps[path]:
-                await done[d].wait()
-            if job.stopped:
-                results[path] = job.skipped_result(path, "not started: max_failures reached")
-                return
-            async with gate:
-                results[path] = await _run(task, job, path)
-        finally:
-            done[path].set()
-
-    await asyncio.gather(*(one(p) for p in chosen))
+    for path, outcome in outcomes.items():
+        if outcome.result is not None:
+            results[path] = outcome.result
+        else:
+            results[path] = job.skipped_result(path, outcome.message)
+            results[path].status = (
+                ResourceStatus.FAILED if outcome.status == "failed" else (ResourceStatus.BLOCKED)
+            )
+    for path in list(job.sender.deferred):
+        if path in results:
+            again = await _run(resend_deferred, job, path)
+            if isinstance(again, ResourceResult):
+                results[path].merge(again)
     return [results[p] for p in chosen]
 
 
@@ -340,7 +358,7 @@ async def _connection(
 ) -> tuple[Connection, int | None, str | None]:
     if connection is not None:
         block = await aload_block(connection, EdFiConnection)
-        conn = dataclasses.replace(block.connection(), max_concurrency=write_concurrency)
+        conn = write_connection(block.connection(), write_concurrency)
         years = block.school_years
         if school_year is not None and years and school_year not in years:
             raise SendError(

@@ -38,6 +38,12 @@ async def send_resource(job: FileSend, path: str) -> State[Any]:
     return _state(await job.send_resource(path), "sent")
 
 
+@task(name="resend-deferred", task_run_name="resend deferred {path}", cache_policy=NONE)
+async def resend_deferred(job: FileSend, path: str) -> State[Any]:
+    """POST again the records the target refused with 403 before their associations existed."""
+    return _state(await job.resend_deferred(path), "sent")
+
+
 @task(name="delete-resource", task_run_name="delete {path}", cache_policy=NONE)
 async def delete_resource(job: FileSend, path: str) -> State[Any]:
     """Delete one resource's records by natural key."""

@@ -1,4 +1,4 @@
-"""Helpers of the send tests: a district's records as lightbeam-layout JSONL, and target snapshots."""
+"""Helpers of the send tests: a district as lightbeam-layout JSONL, and snapshots of a target."""
 
 from __future__ import annotations
 

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from edfi.jsonfiles import InputSet, Origin
+from edfi.jsonfiles import Origin, Records
 from edfi.model import ApiModel
 
 from .descriptors import DescriptorIndex, needed
@@ -99,7 +99,7 @@ class InputReport:
 
 async def validate_input(
     model: ApiModel,
-    inputs: InputSet,
+    inputs: Records,
     *,
     resources: Sequence[str] | None = None,
     methods: Iterable[str] | str | None = None,
@@ -169,7 +169,7 @@ def _check(
 
 async def _load_descriptors(
     model: ApiModel,
-    inputs: InputSet,
+    inputs: Records,
     selected: Sequence[str],
     index: DescriptorIndex,
     lookup: TargetLookup | None,
@@ -190,7 +190,7 @@ async def _load_descriptors(
 
 
 def _index_references(
-    model: ApiModel, inputs: InputSet, selected: Sequence[str], index: ReferenceIndex
+    model: ApiModel, inputs: Records, selected: Sequence[str], index: ReferenceIndex
 ) -> None:
     """Keys of every input resource that a selected resource can reference."""
     targets: set[str] = set()
