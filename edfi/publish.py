@@ -22,6 +22,14 @@ resource; a later run can resend just those. The last change version processed
 is kept per (source, target) pair on the lake too, and only moves forward after
 a run that left nothing unresolved.
 
+The pieces are the shared write path's: the target's ``DependencyGraph``
+(``edfi.graph``) orders the work, ``run_gated`` (``edfi.schedule``) runs each
+(stage, resource) unit when its prerequisites are done, one ``Sender``
+(``edfi.send``) does every write -- retries, 403 deferral, records blocked by a
+refused parent -- and ``RejectsStore`` (``edfi.rejects``) keeps what failed.
+What is publish's own: reading the source's change window, the stages, and
+the state of the (source, target) pair.
+
 Nothing here imports Prefect: the flow in ``flows/publish.py`` adds tasks,
 artifacts and logging around ``Publisher``.
 """
@@ -29,17 +37,18 @@ artifacts and logging around ``Publisher``.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import hashlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import orjson
 
-from .client import EdFiClient, EdFiResponseError
+from .client import Connection, EdFiClient, EdFiResponseError
 
 # exceptions live in edfi.errors; re-exported so old imports keep working
 from .errors import GraphError
@@ -49,22 +58,16 @@ from .graph import parse_graphml as parse_graphml
 from .lake import Lake
 from .model import ApiModel, publishable
 from .paging import ReadPlan, read_pages, read_tracked, total_count
+from .rejects import DELETE, KEY_CHANGE, UPSERT, RejectsStore, summarize
+from .rejects import Reject as Reject
+from .schedule import Outcome, run_gated
+from .send import DEFAULT_AUTHORIZATION_RETRY as DEFAULT_AUTHORIZATION_RETRY
+from .send import WRITE_CONCURRENCY, Item, ResourceResult, Sender, SendOptions, reject_item
 from .vocabulary import Mode as Mode
+from .vocabulary import ResourceStatus, RunStatus
 
 log = logging.getLogger("edfi.publish")
 
-
-# The Publisher's default authorization-failure handling: a POST of one of these
-# that the target refuses (403) is retried once the listed associations are published.
-DEFAULT_AUTHORIZATION_RETRY: dict[str, tuple[str, ...]] = {
-    "/ed-fi/students": ("/ed-fi/studentSchoolAssociations",),
-    "/ed-fi/staffs": (
-        "/ed-fi/staffEducationOrganizationEmploymentAssociations",
-        "/ed-fi/staffEducationOrganizationAssignmentAssociations",
-    ),
-    "/ed-fi/contacts": ("/ed-fi/studentContactAssociations",),
-    "/ed-fi/parents": ("/ed-fi/studentParentAssociations",),
-}
 
 KEY_CHANGES, UPSERTS, RETRY, DELETES = "key_changes", "upserts", "retry_forbidden", "deletes"
 
@@ -90,9 +93,11 @@ class PublishOptions:
     resource_parallelism: int = 10
     page_fetch_parallelism: int = 5
     write_parallelism: int = 20
+    write_concurrency: int = WRITE_CONCURRENCY
     page_size: int = 75
     max_retries: int = 5
     retry_delay_ms: int = 100
+    rate_limit_per_second: float | None = None
     authorization_retry: Mapping[str, Sequence[str]] = field(
         default_factory=lambda: dict(DEFAULT_AUTHORIZATION_RETRY)
     )
@@ -100,7 +105,12 @@ class PublishOptions:
     def __post_init__(self) -> None:
         if self.mode not in ("incremental", "full"):
             raise PublishError(f"mode must be 'incremental' or 'full', not {self.mode!r}.")
-        for name in ("resource_parallelism", "page_fetch_parallelism", "write_parallelism"):
+        for name in (
+            "resource_parallelism",
+            "page_fetch_parallelism",
+            "write_parallelism",
+            "write_concurrency",
+        ):
             if getattr(self, name) < 1:
                 raise PublishError(f"{name} must be at least 1.")
         if not 1 <= self.page_size <= 500:
@@ -114,11 +124,12 @@ class ResourceStats:
     """One resource's part of a run: a row of the final table."""
 
     resource: str
-    status: str = "pending"  # published, failed, skipped, unchanged
+    status: str = ResourceStatus.PENDING  # published, failed, blocked, pending
     read: int = 0
     written: int = 0
     skipped: int = 0
-    failed: int = 0
+    failed: int = 0  # records the target refused
+    blocked: int = 0  # records not sent: a record they reference was refused in this run
     warnings: int = 0
     deleted: int = 0
     key_changed: int = 0
@@ -126,24 +137,19 @@ class ResourceStats:
     message: str = ""
 
     def as_row(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "status": str(self.status)}
 
+    def take(self, result: ResourceResult, counted_as: str) -> None:
+        """Add a sender call's counts; ``counted_as`` names the column its writes go to."""
+        setattr(self, counted_as, getattr(self, counted_as) + result.sent)
+        self.skipped += result.skipped
+        self.failed += result.failed
+        self.blocked += result.blocked
+        self.warnings += result.warnings
 
-@dataclass
-class Reject:
-    """A record the target refused for good: what was sent and what the server said."""
-
-    resource: str
-    operation: str  # upsert, delete, key_change
-    status: int
-    message: str
-    body: Any = None  # the request body (upserts and key changes)
-    key_values: Any = None  # the source's natural key (deletes; old/new for key changes)
-    source_id: str | None = None
-    warning: bool = False
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    @property
+    def records_failed(self) -> bool:
+        return bool(self.failed or self.blocked)
 
 
 @dataclass
@@ -191,18 +197,42 @@ def pair_key(source: str, target: str) -> str:
     return hashlib.sha256(f"{source}\n{target}".encode()).hexdigest()[:16]
 
 
-def _query_value(value: Any) -> Any:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return value
-
-
 def _key_tuple(values: Mapping[str, Any]) -> bytes:
     return orjson.dumps(values, option=orjson.OPT_SORT_KEYS)
 
 
-def _problem_message(exc: EdFiResponseError) -> str:
-    return str(exc)
+def resolve_year(school_years: Sequence[int], base_url: str, asked: int | None) -> int | None:
+    """The school year to use on one side: the one asked for, else the latest served."""
+    if not school_years:
+        return None
+    if asked is None:
+        return max(school_years)
+    if asked not in school_years:
+        raise PublishError(
+            f"school_year {asked} is not among the connection's school years "
+            f"{list(school_years)} ({base_url})."
+        )
+    return asked
+
+
+def tuned(conn: Connection, options: PublishOptions, *, reads: bool) -> Connection:
+    """A side's connection with the run's retries; the target gets the write concurrency.
+
+    The target's ``max_concurrency`` becomes ``write_concurrency``: the
+    connection block's own (8) is sized for reads of big pages, while a write
+    carries one record and is all round trip (see ``edfi.send``).
+    """
+    changes: dict[str, Any] = {
+        "max_retries": options.max_retries,
+        "backoff_seconds": options.retry_delay_ms / 1000,
+    }
+    if reads:
+        changes["page_size"] = options.page_size
+    else:
+        changes["max_concurrency"] = options.write_concurrency
+        if options.rate_limit_per_second is not None:
+            changes["requests_per_second"] = options.rate_limit_per_second
+    return dataclasses.replace(conn, **changes)
 
 
 # -- the dependency graph -------------------------------------------------------------------
@@ -269,95 +299,6 @@ def select_resources(graph: DependencyGraph, model: ApiModel, options: PublishOp
     return [p for p in graph.order if p in chosen]
 
 
-# -- scheduling -------------------------------------------------------------------------------
-
-
-async def run_gated(
-    dependencies: Mapping[Unit, Iterable[Unit]],
-    run: Callable[[Unit], Awaitable[ResourceStats]],
-    *,
-    parallelism: int,
-    on_done: Callable[[Unit, ResourceStats], Awaitable[None]] | None = None,
-) -> dict[Unit, ResourceStats]:
-    """Run every unit once all it depends on has finished, at most ``parallelism`` at a time.
-
-    A unit whose run raises is marked failed, and everything depending on it is
-    skipped (its records would only be refused for missing references).
-    """
-    deps = {u: frozenset(d for d in ds if d in dependencies) for u, ds in dependencies.items()}
-    done = {u: asyncio.Event() for u in deps}
-    results: dict[Unit, ResourceStats] = {}
-    broken_units: set[Unit] = set()
-    gate = asyncio.Semaphore(parallelism)
-
-    async def one(unit: Unit) -> None:
-        for d in deps[unit]:
-            await done[d].wait()
-        broken = sorted(d.path for d in deps[unit] if d in broken_units)
-        if broken:
-            broken_units.add(unit)
-            stats = ResourceStats(
-                unit.path, "blocked", message=f"not published: {', '.join(broken[:3])} failed"
-            )
-        else:
-            async with gate:
-                started = time.perf_counter()
-                try:
-                    stats = await run(unit)
-                except Exception as exc:
-                    broken_units.add(unit)
-                    stats = ResourceStats(unit.path, "failed", message=str(exc))
-                    stats.seconds = round(time.perf_counter() - started, 3)
-        results[unit] = stats
-        done[unit].set()
-        if on_done is not None:
-            await on_done(unit, stats)
-
-    await asyncio.gather(*(one(u) for u in deps))
-    return results
-
-
-async def _drain(
-    items: AsyncIterator[Any], handle: Callable[[Any], Awaitable[None]], workers: int
-) -> None:
-    """Feed items to ``workers`` concurrent handlers through a bounded queue."""
-    queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=workers * 4)
-    failure: list[BaseException] = []
-    stop = object()
-
-    async def consume() -> None:
-        while True:
-            item = await queue.get()
-            if item is stop:
-                return
-            if failure:
-                continue
-            try:
-                await handle(item)
-            except BaseException as exc:
-                failure.append(exc)
-
-    consumers = [asyncio.create_task(consume()) for _ in range(workers)]
-    try:
-        async for item in items:
-            if failure:
-                break
-            await queue.put(item)
-        for _ in consumers:
-            await queue.put(stop)
-        await asyncio.gather(*consumers)
-    finally:
-        for c in consumers:
-            c.cancel()
-    if failure:
-        raise failure[0]
-
-
-async def _aiter(items: Iterable[Any]) -> AsyncIterator[Any]:
-    for item in items:
-        yield item
-
-
 # -- state and rejects on the lake ----------------------------------------------------------
 
 
@@ -379,48 +320,22 @@ class StateStore:
     def write(self, state: Mapping[str, Any]) -> None:
         self.lake.write_json(self.state_path, dict(state))
 
+    @property
+    def rejects(self) -> RejectsStore:
+        """The pair's rejects: ``publish/{pair}/rejects/{run}/{resource}.jsonl``."""
+        return RejectsStore(self.lake, "publish", self.key, "rejects")
+
     def rejects_dir(self, run_id: str) -> str:
-        return self.lake.path("publish", self.key, "rejects", run_id)
+        return self.rejects.run_dir(run_id)
 
     def write_rejects(self, run_id: str, rejects: Sequence[Reject]) -> dict[str, Any]:
-        """One JSONL file per resource, then a manifest naming them (written last)."""
-        by_resource: dict[str, list[Reject]] = {}
-        for r in rejects:
-            by_resource.setdefault(r.resource, []).append(r)
-        files: dict[str, dict[str, Any]] = {}
-        base = self.rejects_dir(run_id)
-        for path, items in sorted(by_resource.items()):
-            file = f"{base}/{path.strip('/')}.jsonl"
-            self.lake.write_bytes(file, b"".join(orjson.dumps(r.as_dict()) + b"\n" for r in items))
-            files[path] = {
-                "file": self.lake.uri(file),
-                "count": len(items),
-                "failed": sum(not r.warning for r in items),
-                "warnings": sum(r.warning for r in items),
-            }
-        manifest = {
-            "run_id": run_id,
-            "resources": files,
-            "written_at": dt.datetime.now(dt.UTC).isoformat(),
-        }
-        self.lake.write_json(f"{base}/manifest.json", manifest)
-        return manifest
+        return self.rejects.write(run_id, rejects)
 
     def read_rejects(self, run_id: str) -> list[Reject]:
-        manifest = self.lake.read_json(f"{self.rejects_dir(run_id)}/manifest.json")
-        if not isinstance(manifest, dict):
-            raise PublishError(
-                f"The rejects of run {run_id} are missing from the lake "
-                f"({self.rejects_dir(run_id)})."
-            )
-        out: list[Reject] = []
-        for entry in manifest["resources"].values():
-            file = entry["file"].split("://", 1)[-1] if "://" in entry["file"] else entry["file"]
-            with self.lake.fs.open(file, "rb") as fh:
-                for line in fh.read().splitlines():
-                    if line.strip():
-                        out.append(Reject(**orjson.loads(line)))
-        return out
+        try:
+            return self.rejects.read(run_id)
+        except Exception as exc:
+            raise PublishError(str(exc)) from None
 
 
 # -- the publisher ------------------------------------------------------------------------------
@@ -461,12 +376,23 @@ class Publisher:
         self.source_year = source_year
         self.target_year = target_year
         self.stats: dict[str, ResourceStats] = {}
-        self.rejects: list[Reject] = []
-        self.forbidden: dict[str, list[tuple[dict[str, Any], str | None, Any]]] = {}
+        self.sender: Sender | None = None  # made by prepare(), once the target's model is known
+        self.broken: set[str] = set()  # resources a unit of which raised or was blocked
+        self.unit_errors: dict[Unit, BaseException] = {}
         self.upserted_keys: dict[str, set[bytes]] = {}
         self.prepared: Prepared | None = None
         self.snapshot = False
         self.cursor = False
+
+    @property
+    def rejects(self) -> list[Reject]:
+        """Every record the target refused (or that was blocked) so far in this run."""
+        return self.sender.rejects if self.sender is not None else []
+
+    @property
+    def _sender(self) -> Sender:
+        assert self.sender is not None, "prepare() first"
+        return self.sender
 
     # -- preparation ------------------------------------------------------------------
     async def prepare(self) -> Prepared:
@@ -496,6 +422,19 @@ class Publisher:
             self._graphml(),
         )
         self.graph = build_graph(self.tgt_model, graphml)
+        self.sender = Sender(
+            self.target,
+            self.tgt_model,
+            self.tgt_url,
+            SendOptions(
+                concurrency=opts.write_concurrency,
+                per_resource=opts.write_parallelism,
+                conflict_retries=opts.max_retries,
+                retry_delay_ms=opts.retry_delay_ms,
+                authorization_retry=opts.authorization_retry,
+                forbidden_as_warning=opts.treat_forbidden_post_as_warning,
+            ),
+        )
         chosen = select_resources(self.graph, self.tgt_model, opts)
         missing = [p for p in chosen if p not in self.src_model]
         if missing:
@@ -537,10 +476,47 @@ class Publisher:
                 prepared.window = Window(None, newest)
             elif last < newest:
                 prepared.window = Window(last + 1, newest)
+        if prepared.window is not None and not opts.include_descriptors and not prepared.resend:
+            missing = await self._missing_descriptors(prepared.resources)
+            if missing and not opts.what_if:
+                raise PublishError(_no_descriptors_message(missing))
+            if missing:
+                warnings.append(_no_descriptors_message(missing))
         self.prepared = prepared
         for p in prepared.resources:
             self.stats[p] = ResourceStats(p)
         return prepared
+
+    async def _missing_descriptors(self, resources: Sequence[str]) -> list[str]:
+        """Descriptor resources the chosen ones use that the target lacks and the source has.
+
+        Publishing into an empty target without ``include_descriptors`` would
+        otherwise have every record refused, one request at a time; this costs
+        one count request per descriptor resource and fails before any write.
+        """
+        chosen = set(resources)
+        used = sorted(
+            {
+                d
+                for p in resources
+                for _, d in self.tgt_model[p].shape.descriptor_paths()
+                if d in self.tgt_model and d not in chosen
+            }
+        )
+        gate = asyncio.Semaphore(self.options.page_fetch_parallelism)
+
+        async def count(client: EdFiClient, url: str, snapshot: bool) -> int:
+            async with gate:
+                return await total_count(client, ReadPlan(url, None, None, snapshot))
+
+        on_target = await asyncio.gather(
+            *(count(self.target, f"{self.tgt_url}{d}", False) for d in used)
+        )
+        empty = [d for d, n in zip(used, on_target, strict=True) if n == 0 and d in self.src_model]
+        on_source = await asyncio.gather(
+            *(count(self.source, f"{self.src_url}{d}", self.snapshot) for d in empty)
+        )
+        return [d for d, n in zip(empty, on_source, strict=True) if n]
 
     async def _isolation(self, warnings: list[str]) -> bool:
         """``Use-Snapshot`` on the source, or a clear refusal unless isolation is waived."""
@@ -665,7 +641,14 @@ class Publisher:
         return [(name, units) for name, units in stages if units]
 
     async def run_unit(self, unit: Unit) -> ResourceStats:
-        """Do one unit's work; returns the resource's running totals."""
+        """Do one unit's work; returns the resource's running totals.
+
+        Records the target refused leave the unit finished (their dependents are
+        handled record by record: those naming a refused record are blocked);
+        the resource's status then says ``failed``. Only an exception -- the
+        source could not be read, the target went away -- fails the unit itself,
+        and the scheduler then blocks every unit that depends on it.
+        """
         stats = self.stats.setdefault(unit.path, ResourceStats(unit.path))
         started = time.perf_counter()
         try:
@@ -680,13 +663,17 @@ class Publisher:
             else:
                 raise PublishError(f"unknown stage {unit.stage!r}")
         except BaseException as exc:
-            stats.status = "failed"
+            self.broken.add(unit.path)
+            self.unit_errors[unit] = exc
+            stats.status = ResourceStatus.FAILED
             stats.message = stats.message or str(exc)
             raise
         finally:
             stats.seconds = round(stats.seconds + time.perf_counter() - started, 3)
-        if stats.status == "pending":
-            stats.status = "published"
+        if unit.path not in self.broken:
+            stats.status = (
+                ResourceStatus.FAILED if stats.records_failed else ResourceStatus.PUBLISHED
+            )
         return stats
 
     async def run(
@@ -695,91 +682,36 @@ class Publisher:
         on_done: Callable[[Unit, ResourceStats], Awaitable[None]] | None = None,
     ) -> dict[str, ResourceStats]:
         """All stages in order; ``runner`` lets the flow wrap each unit in a task."""
+
+        async def done(outcome: Outcome[Unit, ResourceStats]) -> None:
+            unit = outcome.unit
+            stats = self.stats.setdefault(unit.path, ResourceStats(unit.path))
+            if outcome.status == "blocked":
+                self.broken.add(unit.path)
+                if stats.status != ResourceStatus.FAILED:
+                    stats.status = ResourceStatus.BLOCKED
+                    stats.message = _blocked_message(outcome)
+            elif outcome.status == "failed":
+                self.broken.add(unit.path)
+                stats.status = ResourceStatus.FAILED
+                stats.message = stats.message or outcome.message
+            if on_done is not None:
+                await on_done(unit, stats)
+
         for _, units in self.stages():
-            results = await run_gated(
+            await run_gated(
                 units,
                 runner or self.run_unit,
                 parallelism=self.options.resource_parallelism,
-                on_done=on_done,
+                on_done=done,
             )
-            for unit, res in results.items():
-                stats = self.stats.setdefault(unit.path, ResourceStats(unit.path))
-                if res.status in ("failed", "blocked") and stats.status != "failed":
-                    stats.status = res.status
-                    stats.message = res.message
+        for stats in self.stats.values():
+            if stats.records_failed and stats.resource not in self.broken:
+                note = _records_message(stats)
+                stats.message = f"{stats.message}; {note}" if stats.message else note
         return self.stats
 
     # -- record operations -----------------------------------------------------------
-    async def _retrying(self, send: Callable[[], Awaitable[Any]], retry: frozenset[int]) -> Any:
-        """Retry statuses the client gives up on that ordering can explain (409s)."""
-        attempt = 0
-        while True:
-            try:
-                return await send()
-            except EdFiResponseError as exc:
-                if exc.status not in retry or attempt >= self.options.max_retries:
-                    raise
-                await asyncio.sleep(self.options.retry_delay_ms / 1000 * 2**attempt)
-                attempt += 1
-
-    async def _find_target(self, path: str, key_values: Mapping[str, Any]) -> dict[str, Any] | None:
-        params = {k: _query_value(v) for k, v in key_values.items()}
-        resp = await self.target.request(
-            "GET", f"{self.tgt_url}{path}", params=params, parse_json=True
-        )
-        found = resp.json() or []
-        return found[0] if isinstance(found, list) and found else None
-
-    def _reject(self, stats: ResourceStats, reject: Reject) -> None:
-        self.rejects.append(reject)
-        if reject.warning:
-            stats.warnings += 1
-        else:
-            stats.failed += 1
-
-    async def _post(
-        self,
-        path: str,
-        body: dict[str, Any],
-        stats: ResourceStats,
-        source_id: str | None,
-        key_values: Any,
-        *,
-        deferrable: bool,
-    ) -> None:
-        url = f"{self.tgt_url}{path}"
-        try:
-            await self._retrying(
-                lambda: self.target.request("POST", url, json_body=body), frozenset({409})
-            )
-        except EdFiResponseError as exc:
-            if exc.status == 403 and path in self.options.authorization_retry:
-                if deferrable:
-                    self.forbidden.setdefault(path, []).append((body, source_id, key_values))
-                    return
-                self._reject(
-                    stats,
-                    Reject(
-                        path,
-                        "upsert",
-                        403,
-                        _problem_message(exc),
-                        body,
-                        key_values,
-                        source_id,
-                        self.options.treat_forbidden_post_as_warning,
-                    ),
-                )
-                return
-            self._reject(
-                stats,
-                Reject(
-                    path, "upsert", exc.status, _problem_message(exc), body, key_values, source_id
-                ),
-            )
-            return
-        stats.written += 1
-
     async def _upserts(self, path: str, stats: ResourceStats) -> None:
         opts = self.options
         resource = self.src_model[path]
@@ -787,20 +719,20 @@ class Publisher:
         prepared = self.prepared
         assert prepared is not None
         if prepared.resend:
-            items = [r for r in prepared.resend if r.resource == path and r.operation == "upsert"]
+            items = [
+                reject_item(r)
+                for r in prepared.resend
+                if r.resource == path and r.operation == UPSERT
+            ]
             stats.read += len(items)
-
-            async def resend(r: Reject) -> None:
-                await self._post(path, r.body, stats, r.source_id, r.key_values, deferrable=True)
-
-            await _drain(_aiter(items), resend, opts.write_parallelism)
+            stats.take(await self._sender.upsert(path, items), "written")
             return
 
         plan = self._plan(path)
         expected = await total_count(self.source, plan)
         got = 0
 
-        async def records() -> AsyncIterator[dict[str, Any]]:
+        async def records() -> AsyncIterator[Item]:
             nonlocal got
             async for page in read_pages(
                 self.source,
@@ -813,17 +745,12 @@ class Publisher:
                 stats.read += len(page)
                 got += len(page)
                 for rec in page:
-                    yield rec
+                    key_values = resource.key_values(rec)
+                    if keys is not None:
+                        keys.add(_key_tuple(key_values))
+                    yield Item(publishable(rec), key=key_values, source_id=rec.get("id"))
 
-        async def send(rec: dict[str, Any]) -> None:
-            key_values = resource.key_values(rec)
-            if keys is not None:
-                keys.add(_key_tuple(key_values))
-            await self._post(
-                path, publishable(rec), stats, rec.get("id"), key_values, deferrable=True
-            )
-
-        await _drain(records(), send, opts.write_parallelism)
+        stats.take(await self._sender.upsert(path, records()), "written")
         if got != expected:
             message = f"read {got} records but the source counted {expected} in the window"
             if self.snapshot:
@@ -834,58 +761,13 @@ class Publisher:
             stats.message = message + " (no snapshot isolation; the next run catches up)"
 
     async def _retry_forbidden(self, path: str, stats: ResourceStats) -> None:
-        pending = self.forbidden.pop(path, [])
+        pending = len(self._sender.deferred.get(path, ()))
         if pending:
             after = ", ".join(self.options.authorization_retry.get(path, ())) or "the rest"
             stats.message = (
-                f"{len(pending)} retried after {after} (the target refused them with 403 first)"
+                f"{pending} retried after {after} (the target refused them with 403 first)"
             )
-
-        async def again(item: tuple[dict[str, Any], str | None, Any]) -> None:
-            body, source_id, key_values = item
-            await self._post(path, body, stats, source_id, key_values, deferrable=False)
-
-        await _drain(_aiter(pending), again, self.options.write_parallelism)
-
-    async def _change_found(
-        self,
-        path: str,
-        stats: ResourceStats,
-        operation: str,
-        source_id: str | None,
-        key_values: Mapping[str, Any],
-        *,
-        noted: Any = None,
-        new_body: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
-    ) -> bool:
-        """Find the target's record by a natural key, then PUT ``new_body(it)`` or DELETE it.
-
-        The key-change and delete stages share this. A record the target does not
-        have (not yet, or no longer) is skipped; a refusal is kept as a reject
-        naming ``noted`` (default: the key looked up). True when the target took it.
-        """
-        current = await self._find_target(path, key_values)
-        if current is None:
-            stats.skipped += 1  # not on the target (yet): the upsert stage brings it
-            return False
-        url = f"{self.tgt_url}{path}/{current['id']}"
-        body = None if new_body is None else new_body(current)
-        method = "DELETE" if body is None else "PUT"
-        try:
-            await self._retrying(
-                lambda: self.target.request(method, url, json_body=body), frozenset({409})
-            )
-        except EdFiResponseError as exc:
-            if exc.status == 404:
-                stats.skipped += 1
-                return False
-            keys = key_values if noted is None else noted
-            self._reject(
-                stats,
-                Reject(path, operation, exc.status, _problem_message(exc), body, keys, source_id),
-            )
-            return False
-        return True
+        stats.take(await self._sender.resend_deferred(path), "written")
 
     async def _key_changes(self, path: str, stats: ResourceStats) -> None:
         prepared = self.prepared
@@ -893,7 +775,7 @@ class Publisher:
         chains: list[tuple[str | None, dict[str, Any], dict[str, Any]]] = []
         if prepared.resend:
             for r in prepared.resend:
-                if r.resource == path and r.operation == "key_change":
+                if r.resource == path and r.operation == KEY_CHANGE:
                     chains.append((r.source_id, r.key_values["old"], r.key_values["new"]))
         else:
             entries = await read_tracked(
@@ -908,34 +790,28 @@ class Publisher:
             chains = [(i, first[i], last[i]) for i in first]
         stats.read += len(chains)
         resource = self.tgt_model[path]
-
-        async def change(item: tuple[str | None, dict[str, Any], dict[str, Any]]) -> None:
-            source_id, old, new = item
+        items = []
+        for source_id, old, new in chains:
             if old == new:
                 stats.skipped += 1
-                return
-            if await self._change_found(
-                path,
-                stats,
-                "key_change",
-                source_id,
-                old,
-                noted={"old": old, "new": new},
-                new_body=lambda current: resource.set_key_values(publishable(current), new),
-            ):
-                stats.key_changed += 1
+                continue
+            items.append(Item(None, key=old, source_id=source_id, note={"old": old, "new": new}))
 
-        await _drain(_aiter(chains), change, self.options.write_parallelism)
+        def new_body(item: Item, current: dict[str, Any]) -> dict[str, Any]:
+            return resource.set_key_values(publishable(current), item.note["new"])
+
+        result = await self._sender.update(path, items, new_body=new_body, operation=KEY_CHANGE)
+        stats.take(result, "key_changed")
 
     async def _deletes(self, path: str, stats: ResourceStats) -> None:
         prepared = self.prepared
         assert prepared is not None
-        items: list[tuple[str | None, dict[str, Any]]] = []
+        items: list[Item] = []
         if prepared.resend:
             items = [
-                (r.source_id, r.key_values)
+                Item(None, key=r.key_values, source_id=r.source_id)
                 for r in prepared.resend
-                if r.resource == path and r.operation == "delete"
+                if r.resource == path and r.operation == DELETE
             ]
         else:
             entries = await read_tracked(
@@ -945,19 +821,13 @@ class Publisher:
             for e in entries:
                 latest[_key_tuple(e["keyValues"])] = (e.get("id"), e["keyValues"])
             recreated = self.upserted_keys.get(path, set())
-            for key, item in latest.items():
+            for key, (source_id, key_values) in latest.items():
                 if key in recreated:
                     stats.skipped += 1  # deleted, then created again with the same key
                 else:
-                    items.append(item)
+                    items.append(Item(None, key=key_values, source_id=source_id))
         stats.read += len(items)
-
-        async def remove(item: tuple[str | None, dict[str, Any]]) -> None:
-            source_id, key_values = item
-            if await self._change_found(path, stats, "delete", source_id, key_values):
-                stats.deleted += 1
-
-        await _drain(_aiter(items), remove, self.options.write_parallelism)
+        stats.take(await self._sender.delete(path, items), "deleted")
 
     # -- what if and finishing -------------------------------------------------------
     async def what_if(self) -> list[dict[str, Any]]:
@@ -993,7 +863,7 @@ class Publisher:
         """Write rejects and move the change version on only if nothing is unresolved."""
         prepared = self.prepared
         assert prepared is not None and prepared.window is not None
-        failed_resources = [s for s in self.stats.values() if s.status in ("failed", "blocked")]
+        failed_resources = [s for s in self.stats.values() if s.resource in self.broken]
         errors = [r for r in self.rejects if not r.warning]
         warnings = [r for r in self.rejects if r.warning]
         state = dict(prepared.state)
@@ -1038,3 +908,135 @@ class Publisher:
             "rejects": manifest,
             "state": state,
         }
+
+
+def _blocked_message(outcome: Outcome[Unit, ResourceStats]) -> str:
+    names = sorted({u.path for u in outcome.blocked_by})
+    return f"not published: {', '.join(names[:3])}{' ...' if len(names) > 3 else ''} failed"
+
+
+def _records_message(stats: ResourceStats) -> str:
+    parts = [f"{stats.failed} records refused by the target"] if stats.failed else []
+    if stats.blocked:
+        parts.append(f"{stats.blocked} not sent because a record they reference was refused")
+    return ", ".join(parts) + " (see the rejects)"
+
+
+def _no_descriptors_message(missing: Sequence[str]) -> str:
+    named = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
+    return (
+        f"The target has no records in {len(missing)} descriptor resources that the selected "
+        f"resources use and the source has ({named}): every record naming one would be "
+        "refused. Publish them too with include_descriptors=True, or load the target's "
+        "descriptors first."
+    )
+
+
+# -- the run's report -----------------------------------------------------------------------
+
+TABLE_COLUMNS = (
+    "resource",
+    "status",
+    "read",
+    "written",
+    "skipped",
+    "failed",
+    "blocked",
+    "warnings",
+    "deleted",
+    "key_changed",
+    "seconds",
+    "message",
+)
+TOTALS = ("read", "written", "skipped", "failed", "blocked", "warnings", "deleted", "key_changed")
+
+
+def run_summary(
+    publisher: Publisher,
+    outcome: Mapping[str, Any],
+    base: Mapping[str, Any],
+    seconds: float,
+    requests: Mapping[str, int],
+) -> dict[str, Any]:
+    """The flow's return value: status, totals, one row per resource, where the rejects are."""
+    prepared = publisher.prepared
+    assert prepared is not None
+    rows = [publisher.stats[p].as_row() for p in prepared.resources if p in publisher.stats]
+    totals = {k: sum(r[k] for r in rows) for k in TOTALS}
+    status = (
+        RunStatus.FAILED
+        if not outcome["clean"]
+        else RunStatus.COMPLETED_WITH_WARNINGS
+        if outcome["warnings"]
+        else RunStatus.COMPLETED
+    )
+    return {
+        **base,
+        "status": str(status),
+        "resources": rows,
+        **totals,
+        "seconds": seconds,
+        "records_per_second": round(totals["written"] / seconds, 1) if seconds else 0.0,
+        "requests": dict(requests),
+        "rejects": outcome["rejects"],
+        "last_change_version": outcome["state"].get("last_change_version"),
+    }
+
+
+def rejects_markdown(rejects: Sequence[Reject], manifest: Mapping[str, Any] | None) -> str:
+    """The rejects grouped by resource and cause, for a markdown artifact."""
+    lines = [
+        "# Rejected records",
+        "",
+        "Fix the records (edit the files) or the target, then run the flow again with "
+        "`resend_rejects=True`.",
+        "",
+        "| resource | status | records | cause | first at |",
+        "|---|---|---|---|---|",
+    ]
+    groups = summarize(rejects)
+    for g in groups[:100]:
+        cause = str(g["cause"]).replace("|", "\\|").replace("\n", " ")[:300]
+        status = "not sent" if g["status"] is None else str(g["status"])
+        where = g["where"][0] if g["where"] else ""
+        lines.append(
+            f"| {g['resource']} | {status}{' (warning)' if g['warning'] else ''} "
+            f"| {g['count']} | {cause} | {where} |"
+        )
+    if len(groups) > 100:
+        lines.append(f"| ... | | | {len(groups) - 100} more causes | |")
+    if manifest:
+        lines += ["", "Files:", ""]
+        lines += [f"- `{v['file']}` ({v['count']})" for v in manifest["resources"].values()]
+    return "\n".join(lines) + "\n"
+
+
+def failure_message(publisher: Publisher, outcome: Mapping[str, Any]) -> str:
+    """Why the run failed, what was kept and how to resend, in one message."""
+    parts: list[str] = []
+    if outcome["failed_resources"]:
+        first = next(s for s in publisher.stats.values() if s.resource in publisher.broken)
+        parts.append(
+            f"{len(outcome['failed_resources'])} resources did not finish "
+            f"({', '.join(outcome['failed_resources'][:5])}); first error: "
+            f"{first.message}"
+        )
+    errors = [r for r in publisher.rejects if not r.warning]
+    if errors:
+        by: dict[tuple[str, str], int] = {}
+        for r in errors:
+            label = "blocked" if r.status is None else f"HTTP {r.status}"
+            by[(r.resource, label)] = by.get((r.resource, label), 0) + 1
+        listed = ", ".join(f"{res} {n} x {label}" for (res, label), n in sorted(by.items())[:8])
+        refused = next((r for r in errors if r.status is not None), errors[0])
+        where = ""
+        if outcome["rejects"]:
+            first_file = next(iter(outcome["rejects"]["resources"].values()))["file"]
+            where = f" They are in the rejects files under {first_file.rsplit('/', 2)[0]}."
+        parts.append(
+            f"{len(errors)} records were rejected by the target: {listed}. First: "
+            f"{refused.message}.{where} Fix them (or the target) and run again "
+            "with resend_rejects=True."
+        )
+    parts.append("The change version was not advanced, so nothing is lost.")
+    return " ".join(parts)

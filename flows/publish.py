@@ -10,7 +10,6 @@ lake storage, keyed by a hash of the (source, target) pair.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import uuid
 from typing import Any
@@ -24,10 +23,11 @@ from prefect.artifacts import (
 )
 
 from blocks import EdFiConnection, LakeStorage, aload_block
-from edfi.client import Connection, EdFiClient
+from edfi.client import EdFiClient
 from edfi.lake import LakeError
 from edfi.publish import (
     DEFAULT_AUTHORIZATION_RETRY,
+    TABLE_COLUMNS,
     Publisher,
     PublishError,
     PublishOptions,
@@ -35,54 +35,17 @@ from edfi.publish import (
     StateStore,
     Unit,
     endpoint_id,
+    failure_message,
     pair_key,
+    rejects_markdown,
+    resolve_year,
+    run_summary,
     split_names,
+    tuned,
 )
+from edfi.send import WRITE_CONCURRENCY
 from edfi.vocabulary import Mode
 from tasks.publish import publish_unit
-
-TABLE_COLUMNS = (
-    "resource",
-    "status",
-    "read",
-    "written",
-    "skipped",
-    "failed",
-    "warnings",
-    "deleted",
-    "key_changed",
-    "seconds",
-    "message",
-)
-
-
-def _tuned(
-    conn: Connection,
-    *,
-    retries: int,
-    delay_ms: int,
-    page_size: int | None = None,
-    rate: float | None = None,
-) -> Connection:
-    changes: dict[str, Any] = {"max_retries": retries, "backoff_seconds": delay_ms / 1000}
-    if page_size is not None:
-        changes["page_size"] = page_size
-    if rate is not None:
-        changes["requests_per_second"] = rate
-    return dataclasses.replace(conn, **changes)
-
-
-def _year(block: EdFiConnection, asked: int | None) -> int | None:
-    if not block.school_years:
-        return None
-    if asked is None:
-        return max(block.school_years)
-    if asked not in block.school_years:
-        raise PublishError(
-            f"school_year {asked} is not among the connection's school years "
-            f"{block.school_years} ({block.base_url})."
-        )
-    return asked
 
 
 @flow(
@@ -109,6 +72,7 @@ async def publish(
     resource_parallelism: int = 10,
     page_fetch_parallelism: int = 5,
     write_parallelism: int = 20,
+    write_concurrency: int = WRITE_CONCURRENCY,
     page_size: int = 75,
     max_retries: int = 5,
     retry_delay_ms: int = 100,
@@ -141,8 +105,11 @@ async def publish(
         school_year: year of a year-specific API (default: the connection's latest).
         resource_parallelism: resources published at once.
         page_fetch_parallelism: pages of one resource read at once.
-        write_parallelism: records of one resource written at once (all writes
-            also share the target connection's ``max_concurrency``).
+        write_parallelism: records of one resource written at once.
+        write_concurrency: requests in flight to the target, all resources
+            together. Writes have their own cap: the target block's
+            ``max_concurrency`` (default 8) is sized for reading big pages, and
+            a write of one record is all round trip.
         page_size: records per page read from the source.
         max_retries: retries of a request that failed with 429, 5xx, a timeout or
             a dropped connection, and of a 409 that ordering can explain.
@@ -169,19 +136,22 @@ async def publish(
         resource_parallelism=resource_parallelism,
         page_fetch_parallelism=page_fetch_parallelism,
         write_parallelism=write_parallelism,
+        write_concurrency=write_concurrency,
         page_size=page_size,
         max_retries=max_retries,
         retry_delay_ms=retry_delay_ms,
+        rate_limit_per_second=rate_limit_per_second,
         authorization_retry=(
             {k: tuple(v) for k, v in authorization_retry.items()}
             if authorization_retry is not None
             else dict(DEFAULT_AUTHORIZATION_RETRY)
         ),
     )
-    src_block: EdFiConnection = await aload_block(source, EdFiConnection)
-    tgt_block: EdFiConnection = await aload_block(target, EdFiConnection)
-    lake_block: LakeStorage = await aload_block(state, LakeStorage)
-    src_year, tgt_year = _year(src_block, school_year), _year(tgt_block, school_year)
+    src_block = await aload_block(source, EdFiConnection)
+    tgt_block = await aload_block(target, EdFiConnection)
+    lake_block = await aload_block(state, LakeStorage)
+    src_year = resolve_year(src_block.school_years, src_block.base_url, school_year)
+    tgt_year = resolve_year(tgt_block.school_years, tgt_block.base_url, school_year)
     try:
         lake = lake_block.lake()
         if not what_if:
@@ -192,22 +162,19 @@ async def publish(
         endpoint_id(src_block.base_url, src_block.tenant, src_year),
         endpoint_id(tgt_block.base_url, tgt_block.tenant, tgt_year),
     )
-    store = StateStore(lake, key)
-    src_conn = _tuned(
-        src_block.connection(), retries=max_retries, delay_ms=retry_delay_ms, page_size=page_size
-    )
-    tgt_conn = _tuned(
-        tgt_block.connection(),
-        retries=max_retries,
-        delay_ms=retry_delay_ms,
-        rate=rate_limit_per_second,
-    )
     started = dt.datetime.now(dt.UTC)
     run_id = started.strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
+    src_conn = tuned(src_block.connection(), options, reads=True)
+    tgt_conn = tuned(tgt_block.connection(), options, reads=False)
 
     async with EdFiClient(src_conn) as src, EdFiClient(tgt_conn) as tgt:
         publisher = Publisher(
-            src, tgt, options, state=store, source_year=src_year, target_year=tgt_year
+            src,
+            tgt,
+            options,
+            state=StateStore(lake, key),
+            source_year=src_year,
+            target_year=tgt_year,
         )
         prepared = await publisher.prepare()
         for warning in prepared.warnings:
@@ -222,13 +189,10 @@ async def publish(
             "window": [window.min_cv, window.max_cv] if window else None,
         }
         if window is None:
-            last = options.last_change_version
-            if last is None:
-                last = prepared.state.get("last_change_version")
             logger.info(
-                "Nothing to publish: the target has every change up to change "
-                "version %s of the source.",
-                last,
+                "Nothing to publish: the target has every change up to change version %s "
+                "of the source.",
+                options.last_change_version or prepared.state.get("last_change_version"),
             )
             return {**base, "status": "up to date"}
         if what_if:
@@ -266,7 +230,13 @@ async def publish(
         finished = 0
 
         async def run(unit: Unit) -> ResourceStats:
-            return await publish_unit(publisher, unit, label=unit.label)
+            # a unit with refused records ends Failed in Prefect but is finished for the
+            # schedule; only an exception in the unit blocks what depends on it
+            state: Any = publish_unit(publisher, unit, label=unit.label, return_state=True)
+            await state
+            if unit in publisher.unit_errors:
+                raise publisher.unit_errors[unit]
+            return publisher.stats[unit.path]
 
         async def done(unit: Unit, stats: ResourceStats) -> None:
             nonlocal finished
@@ -283,107 +253,31 @@ async def publish(
             "retries": src.stats.retries + tgt.stats.retries,
         }
 
-    rows = [publisher.stats[p].as_row() for p in prepared.resources if p in publisher.stats]
     seconds = round((dt.datetime.now(dt.UTC) - started).total_seconds(), 2)
-    totals = {
-        k: sum(r[k] for r in rows)
-        for k in ("read", "written", "skipped", "failed", "warnings", "deleted", "key_changed")
-    }
-    status = (
-        "failed"
-        if not outcome["clean"]
-        else "completed with warnings"
-        if outcome["warnings"]
-        else "completed"
-    )
-    summary = {
-        **base,
-        "status": status,
-        "resources": rows,
-        **totals,
-        "seconds": seconds,
-        "records_per_second": round(totals["written"] / seconds, 1) if seconds else 0.0,
-        "requests": requests,
-        "rejects": outcome["rejects"],
-        "last_change_version": outcome["state"].get("last_change_version"),
-    }
+    summary = run_summary(publisher, outcome, base, seconds, requests)
     await acreate_table_artifact(
-        table=[{k: r[k] for k in TABLE_COLUMNS} for r in rows],
+        table=[{k: r[k] for k in TABLE_COLUMNS} for r in summary["resources"]],
         key="edfi-publish-summary",
-        description=f"Publish run {run_id} ({status}): {totals['written']} written, "
-        f"{totals['deleted']} deleted, {totals['key_changed']} key changes, "
-        f"{totals['failed']} failed in {seconds}s",
+        description=f"Publish run {run_id} ({summary['status']}): {summary['written']} "
+        f"written, {summary['deleted']} deleted, {summary['key_changed']} key changes, "
+        f"{summary['failed']} failed, {summary['blocked']} blocked in {seconds}s",
     )
     if publisher.rejects:
         await acreate_markdown_artifact(
-            markdown=_rejects_markdown(publisher, outcome["rejects"]),
+            markdown=rejects_markdown(publisher.rejects, outcome["rejects"]),
             key="edfi-publish-rejects",
             description=f"Records rejected by run {run_id}",
         )
     if not outcome["clean"]:
-        raise PublishError(_failure_message(publisher, outcome))
+        raise PublishError(failure_message(publisher, outcome))
     logger.info(
         "Published %d records (%d deleted, %d key changes, %d warnings) in %.1fs; "
         "last change version now %s",
-        totals["written"],
-        totals["deleted"],
-        totals["key_changed"],
-        totals["warnings"],
+        summary["written"],
+        summary["deleted"],
+        summary["key_changed"],
+        summary["warnings"],
         seconds,
         summary["last_change_version"],
     )
     return summary
-
-
-def _rejects_markdown(publisher: Publisher, manifest: dict[str, Any] | None) -> str:
-    lines = [
-        "# Rejected records",
-        "",
-        "Fix the records (edit the files) or the target, then run the flow again with "
-        "`resend_rejects=True`.",
-        "",
-        "| resource | operation | status | message |",
-        "|---|---|---|---|",
-    ]
-    for r in publisher.rejects[:200]:
-        message = r.message.replace("|", "\\|").replace("\n", " ")[:300]
-        lines.append(
-            f"| {r.resource} | {r.operation} | {r.status}"
-            f"{' (warning)' if r.warning else ''} | {message} |"
-        )
-    if len(publisher.rejects) > 200:
-        lines.append(f"| ... | | | {len(publisher.rejects) - 200} more |")
-    if manifest:
-        lines += ["", "Files:", ""]
-        lines += [f"- `{v['file']}` ({v['count']})" for v in manifest["resources"].values()]
-    return "\n".join(lines) + "\n"
-
-
-def _failure_message(publisher: Publisher, outcome: dict[str, Any]) -> str:
-    parts: list[str] = []
-    if outcome["failed_resources"]:
-        first = next(s for s in publisher.stats.values() if s.status in ("failed", "blocked"))
-        parts.append(
-            f"{len(outcome['failed_resources'])} resources did not finish "
-            f"({', '.join(outcome['failed_resources'][:5])}); first error: "
-            f"{first.message}"
-        )
-    errors = [r for r in publisher.rejects if not r.warning]
-    if errors:
-        by: dict[tuple[str, int], int] = {}
-        for r in errors:
-            by[(r.resource, r.status)] = by.get((r.resource, r.status), 0) + 1
-        listed = ", ".join(
-            f"{res} {n} x HTTP {status}" for (res, status), n in sorted(by.items())[:8]
-        )
-        where = ""
-        if outcome["rejects"]:
-            first_file = next(iter(outcome["rejects"]["resources"].values()))["file"]
-            where = f" They are in the rejects files under {first_file.rsplit('/', 2)[0]}."
-        parts.append(
-            f"{len(errors)} records were rejected by the target: {listed}. First: "
-            f"{errors[0].message}.{where} Fix them (or the target) and run again "
-            "with resend_rejects=True."
-        )
-    parts.append("The change version was not advanced, so nothing is lost.")
-    return " ".join(parts)

@@ -7,6 +7,8 @@ graph and selection rules are checked on the core alone.
 from __future__ import annotations
 
 import asyncio
+import re
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -345,3 +347,67 @@ def test_forbidden_student_updates_resolve_through_the_retry_stage(
     assert students["written"] == 60 and students["failed"] == 0
     assert "60 retried" in students["message"]
     assert_same(small_district.store(), target.store(), published(summary))
+
+
+def test_an_empty_target_without_descriptors_fails_fast_naming_the_option(
+    prefect_harness: None, small_district: RunningSandbox, target: RunningSandbox, tmp_path: Path
+) -> None:
+    started = time.perf_counter()
+    with pytest.raises(PublishError, match="include_descriptors=True") as failure:
+        run_publish(small_district, target, tmp_path / "lake", include="studentSchoolAssociations")
+    assert time.perf_counter() - started < 30
+    assert re.search(r"no records in \d+ descriptor resources", str(failure.value))
+    store = target.store()
+    assert not any(next(iter(store.iter_records(r)), None) for r in store.model)
+
+
+def test_refused_records_fail_their_task_and_their_row(
+    prefect_harness: None, small_district: RunningSandbox, target: RunningSandbox, tmp_path: Path
+) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterKey,
+        FlowRunFilter,
+        FlowRunFilterId,
+    )
+    from prefect.client.schemas.objects import StateType
+
+    from blocks import LakeStorage
+    from flows.publish import publish
+
+    copy_descriptors(small_district.store(), target.store(), leave_out=EARLY)
+    run: Any = publish(
+        connection_block(small_district),
+        connection_block(target),
+        LakeStorage.model_validate({"url": str(tmp_path / "lake")}),
+        include=list(EVENTS),
+        return_state=True,
+    )
+    state = asyncio.run(run)
+    assert state.is_failed()
+    flow_run_id = state.state_details.flow_run_id
+
+    async def read() -> tuple[dict[str, StateType | None], list[dict[str, Any]]]:
+        async with get_client() as client:
+            runs = await client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+            )
+            artifacts = await client.read_artifacts(
+                artifact_filter=ArtifactFilter(
+                    key=ArtifactFilterKey(any_=["edfi-publish-summary"])
+                ),
+            )
+        mine = [a for a in artifacts if a.flow_run_id == flow_run_id]
+        data = mine[0].data
+        rows = orjson.loads(data) if isinstance(data, str) else data
+        return {r.name: r.state_type for r in runs}, rows
+
+    tasks, rows = asyncio.run(read())
+    for p in EVENTS:
+        assert tasks[f"upserts:{p.strip('/')}"] == StateType.FAILED
+    assert tasks["upserts:ed-fi/students"] == StateType.COMPLETED
+    status = {r["resource"]: r["status"] for r in rows}
+    assert {status[p] for p in EVENTS} == {"failed"}
+    assert status["/ed-fi/students"] == "published"
+    assert all(r["failed"] > 0 for r in rows if r["resource"] in EVENTS)
