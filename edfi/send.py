@@ -288,11 +288,13 @@ class Sender:
 
         return await self._run(path, UPSERT, items, one)
 
-    async def resend_deferred(self, resource: str) -> ResourceResult:
+    async def resend_deferred(
+        self, resource: str, *, on_sent: Callable[[Item], None] | None = None
+    ) -> ResourceResult:
         """POST again what a 403 held back; a second 403 is final."""
         path = self._path(resource)
         pending = self.deferred.pop(path, [])
-        result = await self.upsert(path, pending, deferrable=False)
+        result = await self.upsert(path, pending, deferrable=False, on_sent=on_sent)
         result.read = 0  # these were counted when first read
         self.totals[path].read -= len(pending)
         return result
