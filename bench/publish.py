@@ -5,9 +5,9 @@ fresh, empty sandbox; the source and both targets are ``python -m sandbox
 serve`` processes. lightbeam gets the records as JSONL files (fetched from the
 source first, not timed) and runs with its default settings (8 connections,
 one resource at a time). The flow runs with its own defaults (the Ed-Fi API
-Publisher's: 10 resources at once, 20 writes per resource); its target
-connection allows ``--target-concurrency`` requests in flight (default: the
-connection block's default).
+Publisher's: 10 resources at once, 20 writes per resource) and writes with at
+most ``--write-concurrency`` requests in flight (default: the flow's own
+``write_concurrency``, 32).
 
 Each ``--latency`` round adds that many milliseconds to every data response of
 every sandbox (the flow's source too): on loopback a client that keeps few
@@ -168,13 +168,14 @@ def run_flow(
         fields = {k: info[k] for k in ("base_url", "client_id", "client_secret")}
         return EdFiConnection.model_validate({**fields, **kwargs})
 
-    extra = {} if concurrency is None else {"max_concurrency": concurrency}
+    extra = {} if concurrency is None else {"write_concurrency": concurrency}
     run: Any = publish(
         block(source),
-        block(target, **extra),
+        block(target),
         LakeStorage.model_validate({"url": str(lake)}),
         mode="full",
         include_descriptors=True,
+        **extra,
     )
     return cast(dict[str, Any], asyncio.run(run))
 
@@ -193,7 +194,7 @@ def flow_round(
     ):
         cpu0, target0 = own_cpu(), cpu_seconds(target["process"])
         t0 = time.perf_counter()
-        summary = run_flow(source, target, run_dir / f"lake-{latency:g}", args.target_concurrency)
+        summary = run_flow(source, target, run_dir / f"lake-{latency:g}", args.write_concurrency)
         seconds = time.perf_counter() - t0
         cpu, target_cpu = own_cpu() - cpu0, cpu_seconds(target["process"]) - target0
     _, check = compare(expected, target_db)
@@ -286,10 +287,10 @@ def main() -> None:
         help="milliseconds each sandbox adds to every data response; one round each",
     )
     parser.add_argument(
-        "--target-concurrency",
+        "--write-concurrency",
         type=int,
         default=None,
-        help="max_concurrency of the flow's target connection block (default: the block's)",
+        help="the flow's write_concurrency: requests in flight to the target (default: 32)",
     )
     parser.add_argument("--only", choices=("flow", "lightbeam", "both"), default="both")
     args = parser.parse_args()
@@ -314,8 +315,8 @@ def main() -> None:
     expected = contents(source_db)
     print(
         f"records: {sum(sum(c.values()) for c in expected.values()):,} in "
-        f"{len(expected)} resources; flow target max_concurrency "
-        f"{args.target_concurrency or 'block default'}",
+        f"{len(expected)} resources; flow write_concurrency "
+        f"{args.write_concurrency or 'default'}",
         flush=True,
     )
     results: list[Result] = []
