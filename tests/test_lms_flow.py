@@ -10,6 +10,8 @@ import pytest
 from blocks import LakeStorage, LmsDatabase
 from edfi.errors import LmsError
 from sandbox.lms_csv import build_extract, write_day
+from sandbox.server import RunningSandbox, running_sandbox
+from tests.conftest import connection_block
 
 
 def test_lms_flow_loads_then_skips(prefect_harness: None, tmp_path: Path) -> None:
@@ -45,6 +47,56 @@ def test_lms_flow_harmonize_needs_a_connection(prefect_harness: None, tmp_path: 
             lms(
                 LakeStorage(url=str(tmp_path)),
                 LmsDatabase(database=str(tmp_path / "lms.sqlite")),
+                steps="harmonize",
+            )
+        )
+
+
+def test_lms_flow_load_and_harmonize_into_the_sandbox(
+    prefect_harness: None, small_district: RunningSandbox, tmp_path: Path
+) -> None:
+    from flows.lms import lms
+
+    extract = build_extract(60, seed=7, days=1)
+    root = tmp_path / "lake"
+    write_day(extract, 0, str(root / "extract"))
+    storage = LakeStorage(url=str(root))
+    db = LmsDatabase(database=str(tmp_path / "lms.sqlite"))
+    block = connection_block(small_district)
+    summary = asyncio.run(
+        lms(storage, db, block, steps="both", extract_path="extract", now=extract.day_times[0])
+    )
+    harmonized = summary["harmonize"]
+    assert harmonized["rejects"] == 0
+    assert harmonized["exceptions"]["unmatched_users"] == 3
+    assert harmonized["exceptions"]["unmatched_sections"] == 3
+    assert harmonized["changes"]["upsert_assignments"] > 0
+    assert harmonized["changes"]["upsert_submissions"] > 0
+    reports = root / "_lms-reports" / "harmonizer"
+    assert (reports / "unmatched_users.csv").is_file()
+    assert (reports / "unmatched_sections.csv").is_file()
+    again = asyncio.run(lms(storage, db, block, steps="harmonize", now=extract.day_times[0]))
+    assert set(again["harmonize"]["changes"].values()) == {0}
+
+
+def test_lms_flow_refuses_a_target_without_lmsx(
+    prefect_harness: None, spec_dir: Path, tmp_path: Path
+) -> None:
+    from flows.lms import lms
+
+    docs = [
+        str(spec_dir / "openapi" / "resources-ds-5.0.json"),
+        str(spec_dir / "openapi" / "descriptors-ds-5.0.json"),
+    ]
+    with (
+        running_sandbox(students=0, openapi=docs) as sb,
+        pytest.raises(LmsError, match="no lmsx extension"),
+    ):
+        asyncio.run(
+            lms(
+                LakeStorage(url=str(tmp_path)),
+                LmsDatabase(database=str(tmp_path / "lms.sqlite")),
+                connection_block(sb),
                 steps="harmonize",
             )
         )
