@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -275,3 +275,67 @@ def test_forbidden_posts_wait_for_their_associations_then_update_and_delete_by_k
         len(keys(target.store(), "/ed-fi/sessions")) == len(records(source, "/ed-fi/sessions")) - 2
     )
     assert not sender.rejects
+
+
+def test_an_ordering_conflict_is_retried_until_the_parent_lands(
+    source: Store, target: RunningSandbox
+) -> None:
+    """A district LEA naming its parent LEA, sent before the parent in the same call."""
+    copy_descriptors(source, target.store())
+    first = {p: items(source, p) for p in CHAIN[:2]}
+    parent = records(source, "/ed-fi/localEducationAgencies")[0]
+    child = {
+        **parent,
+        "localEducationAgencyId": 255902,
+        "nameOfInstitution": "Grand Bend North",
+        "parentLocalEducationAgencyReference": {"localEducationAgencyId": 255901},
+    }
+
+    async def leas() -> AsyncIterator[Item]:
+        yield Item(child, Origin("leas.jsonl", 1))
+        await asyncio.sleep(0.3)  # the child's POST is answered 409 before the parent exists
+        yield Item(parent, Origin("leas.jsonl", 2))
+
+    async def go() -> Any:
+        client, sender = await sender_for(target)
+        async with client:
+            await send_chain(sender, first)
+            return await sender.upsert("localEducationAgencies", leas())
+
+    result = asyncio.run(go())
+    assert (result.sent, result.failed) == (2, 0)
+    assert result.retries >= 1  # the 409 named its own (still being written) resource
+    assert keys(target.store(), "/ed-fi/localEducationAgencies") == {
+        target.store().record_key(target.store().model["/ed-fi/localEducationAgencies"], b)
+        for b in (parent, child)
+    }
+
+
+def test_a_refused_descriptor_blocks_the_records_naming_it(
+    source: Store, target: RunningSandbox
+) -> None:
+    grade = "/ed-fi/gradeLevelDescriptors"
+    for resource in source.model:
+        if resource.is_descriptor and resource.path != grade:
+            for rec in source.iter_records(resource):
+                target.store().upsert(resource, body_of(rec))
+    levels = items(source, grade)
+    schools = records(source, "/ed-fi/schools")
+    used = {g["gradeLevelDescriptor"] for g in schools[0]["gradeLevels"]}
+    bad = next(i for i in levels if f"{i.body['namespace']}#{i.body['codeValue']}" in used)  # type: ignore[index]
+    assert bad.body is not None
+    del bad.body["shortDescription"]  # required: the target refuses it (400)
+    uri = f"{bad.body['namespace']}#{bad.body['codeValue']}"
+    naming = [s for s in schools if uri in {g["gradeLevelDescriptor"] for g in s["gradeLevels"]}]
+
+    async def go() -> tuple[dict[str, Any], Sender]:
+        client, sender = await sender_for(target)
+        async with client:
+            bodies = {grade: levels, **{p: items(source, p) for p in CHAIN}}
+            return await send_chain(sender, bodies), sender
+
+    results, sender = asyncio.run(go())
+    assert (results[grade].failed, results[grade].sent) == (1, len(levels) - 1)
+    assert results["/ed-fi/schools"].blocked == len(naming) > 0
+    blocked = [r for r in sender.rejects if r.resource == "/ed-fi/schools"]
+    assert {r.blocked_by for r in blocked} == {f"{grade} {uri!r}"}
