@@ -160,15 +160,19 @@ class RejectsStore:
     def run_dir(self, run_id: str) -> str:
         return self.lake.path(*self.base, run_id)
 
+    def file(self, run_id: str, resource: str) -> str:
+        """A resource's rejects file; built by the lake, so a server's odd name cannot
+        lead it out of the run's folder."""
+        return self.lake.path(*self.base, run_id, resource.strip("/") + ".jsonl")
+
     def write(self, run_id: str, rejects: Sequence[Reject]) -> dict[str, Any]:
         """One JSONL file per resource, then the manifest naming them (written last)."""
         by_resource: dict[str, list[Reject]] = {}
         for r in rejects:
             by_resource.setdefault(r.resource, []).append(r)
         files: dict[str, dict[str, Any]] = {}
-        base = self.run_dir(run_id)
         for path, items in sorted(by_resource.items()):
-            file = f"{base}/{path.strip('/')}.jsonl"
+            file = self.file(run_id, path)
             self.lake.write_bytes(file, b"".join(orjson.dumps(r.as_dict()) + b"\n" for r in items))
             files[path] = {
                 "file": self.lake.uri(file),
@@ -184,11 +188,11 @@ class RejectsStore:
             "resources": files,
             "written_at": dt.datetime.now(dt.UTC).isoformat(),
         }
-        self.lake.write_json(f"{base}/manifest.json", manifest)
+        self.lake.write_json(self.lake.path(*self.base, run_id, "manifest.json"), manifest)
         return manifest
 
     def manifest(self, run_id: str) -> dict[str, Any] | None:
-        data = self.lake.read_json(f"{self.run_dir(run_id)}/manifest.json")
+        data = self.lake.read_json(self.lake.path(*self.base, run_id, "manifest.json"))
         return data if isinstance(data, dict) else None
 
     def read(self, run_id: str) -> list[Reject]:
@@ -199,9 +203,8 @@ class RejectsStore:
                 f"The rejects of run {run_id} are missing from the lake ({self.run_dir(run_id)})."
             )
         out: list[Reject] = []
-        base = self.run_dir(run_id)
         for path in manifest["resources"]:
-            with self.lake.fs.open(f"{base}/{path.strip('/')}.jsonl", "rb") as fh:
+            with self.lake.fs.open(self.file(run_id, path), "rb") as fh:
                 for line in fh.read().splitlines():
                     if line.strip():
                         out.append(Reject.from_dict(orjson.loads(line)))
