@@ -28,6 +28,12 @@ resource): that is an ordering race that time fixes. Otherwise the referenced
 record is simply not on the target and retrying cannot help, so it is final at
 once. Other 409s (write conflicts between concurrent writers) are retried.
 
+A request that still fails after the client's own retries (the target is
+down, or answers with broken JSON) is not a record's fault: it fails the call,
+and the caller decides (publish fails that resource's unit, and the scheduler
+blocks what depends on it; the change version does not move, so nothing is
+lost).
+
 **Blocked, not retried.** A record that references a record refused in this
 run (or one itself blocked) is not sent at all: it is reported as *blocked*,
 naming the parent (``/ed-fi/schools {"schoolId": 255901}``). Before this, a
