@@ -28,6 +28,7 @@ from edfi.lms.store import create_engine
 from sandbox.lms_csv import build_extract, write_day
 from sandbox.server import RunningSandbox
 from tests.conftest import connection_block
+from tests.test_lms_load import engine, pg_server  # noqa: F401  (SQLite and PostgreSQL stores)
 
 NOW = datetime(2024, 9, 20)
 
@@ -42,11 +43,11 @@ async def _index(sb: RunningSandbox) -> tuple[Any, str]:
 def test_match_and_plan_against_the_sandbox(small_district: RunningSandbox, tmp_path: Path) -> None:
     extract = build_extract(60, seed=7, days=1)
     write_day(extract, 0, str(tmp_path / "x"))
-    engine = create_engine(f"sqlite:///{tmp_path / 'lms.sqlite'}")
-    assert load_directory(str(tmp_path / "x"), engine, now=extract.day_times[0]).parentless == 0
+    store = create_engine(f"sqlite:///{tmp_path / 'lms.sqlite'}")
+    assert load_directory(str(tmp_path / "x"), store, now=extract.day_times[0]).parentless == 0
     index, _ = asyncio.run(_index(small_district))
     ex = Exceptions()
-    with engine.begin() as conn:
+    with store.begin() as conn:
         matched = match(conn, index, Rules(), ex)
     wanted_users = {
         (lms, ident): uid
@@ -66,7 +67,7 @@ def test_match_and_plan_against_the_sandbox(small_district: RunningSandbox, tmp_
     )
     t = tables("sqlite")
     users = t.main["users"]
-    with engine.connect() as conn:
+    with store.connect() as conn:
         stored = {
             (system, ident): student
             for system, ident, student in conn.execute(
@@ -78,10 +79,10 @@ def test_match_and_plan_against_the_sandbox(small_district: RunningSandbox, tmp_
     for key, uid in wanted_users.items():
         assert stored[key] is not None
         assert str(stored[key]).replace("-", "") == index.students[uid].replace("-", "")
-    with engine.connect() as conn:
+    with store.connect() as conn:
         planned = plan(conn, index, Rules(), ex, NOW)
     # every assignment of a matched section is planned or reported, never both, never lost
-    with engine.connect() as conn:
+    with store.connect() as conn:
         all_assignments = int(
             conn.execute(sa.select(sa.func.count()).select_from(t.main["assignments"])).scalar_one()
         )
@@ -109,15 +110,15 @@ def test_match_and_plan_against_the_sandbox(small_district: RunningSandbox, tmp_
 def test_reports_written_without_a_writer(small_district: RunningSandbox, tmp_path: Path) -> None:
     extract = build_extract(60, seed=7, days=1)
     write_day(extract, 0, str(tmp_path / "x"))
-    engine = create_engine(f"sqlite:///{tmp_path / 'lms.sqlite'}")
-    load_directory(str(tmp_path / "x"), engine, now=extract.day_times[0])
+    store = create_engine(f"sqlite:///{tmp_path / 'lms.sqlite'}")
+    load_directory(str(tmp_path / "x"), store, now=extract.day_times[0])
 
     async def run() -> Any:
         async with EdFiClient(connection_block(small_district).connection()) as client:
             await client.discover()
             return await harmonize(
                 client,
-                engine,
+                store,
                 None,
                 base_url=client.url("dataManagementApi"),
                 exceptions_url=str(tmp_path / "reports"),
@@ -143,7 +144,7 @@ def test_reports_written_without_a_writer(small_district: RunningSandbox, tmp_pa
     assert ASSIGNMENTS != SUBMISSIONS
 
 
-async def _harmonize(sb: RunningSandbox, engine: Any, reports: str, now: datetime) -> Any:
+async def _harmonize(sb: RunningSandbox, store: Any, reports: str, now: datetime) -> Any:
     from edfi.send import Sender, write_connection
 
     async with EdFiClient(write_connection(connection_block(sb).connection())) as client:
@@ -152,7 +153,7 @@ async def _harmonize(sb: RunningSandbox, engine: Any, reports: str, now: datetim
         model = await client.load_model()
         sender = Sender(client, model, base)
         result = await harmonize(
-            client, engine, sender, base_url=base, exceptions_url=reports, now=now
+            client, store, sender, base_url=base, exceptions_url=reports, now=now
         )
         assert sender.rejects == []
         index = await fetch_index(client, base)
@@ -225,17 +226,19 @@ def _on_target(index: Any, lms: str) -> Sets:
 
 
 def test_harmonize_writes_lmsx_through_the_sender_over_three_days(
-    small_district: RunningSandbox, tmp_path: Path
+    small_district: RunningSandbox,
+    tmp_path: Path,
+    engine: sa.Engine,  # noqa: F811  (the fixture imported above)
 ) -> None:
+    store = engine
     extract = build_extract(60, seed=7, days=3)
     root = str(tmp_path / "x")
-    engine = create_engine(f"sqlite:///{tmp_path / 'lms.sqlite'}")
     reports = str(tmp_path / "reports")
     previous: dict[str, Sets] = {}
     for day in range(3):
         write_day(extract, day, root)
-        load_directory(root, engine, now=extract.day_times[day])
-        result, index = asyncio.run(_harmonize(small_district, engine, reports, NOW))
+        load_directory(root, store, now=extract.day_times[day])
+        result, index = asyncio.run(_harmonize(small_district, store, reports, NOW))
         sent = [lms for lms in ("Canvas", "Google", "Schoology") if _sent(index, lms)]
         assert "Canvas" in sent  # the sandbox has Canvas's lmsx descriptors
         removed = [0, 0]
@@ -256,7 +259,7 @@ def test_harmonize_writes_lmsx_through_the_sender_over_three_days(
         if day == 2:  # ... brought it back, and dropped an assignment with its submissions
             assert removed[0] == len(sent) and removed[1] > 0
     # a rerun with no new files sends nothing
-    rerun, _ = asyncio.run(_harmonize(small_district, engine, reports, NOW))
+    rerun, _ = asyncio.run(_harmonize(small_district, store, reports, NOW))
     assert rerun.changes == {
         "upsert_assignments": 0,
         "upsert_submissions": 0,
