@@ -38,6 +38,8 @@ from .udm import BY_NAME, Parent, Resource
 log = logging.getLogger(__name__)
 
 EXCEPTIONS_FOLDER = "_exceptions"
+ANALYZE_AFTER = 500
+"""Rows a file inserts after which PostgreSQL re-reads the table's statistics."""
 
 
 @dataclass(slots=True)
@@ -98,9 +100,18 @@ def _count(conn: Connection, stmt: sa.Executable, params: dict[str, Any] | None 
     return int(result.rowcount)
 
 
+def _clear(conn: Connection, stg: sa.Table) -> None:
+    """Empty a staging table: TRUNCATE where it is transactional and leaves no dead rows."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text(f"TRUNCATE {SCHEMA}.{stg.name}"))
+    else:
+        conn.execute(sa.delete(stg))
+
+
 def _stage(conn: Connection, stg: sa.Table, rows: list[dict[str, Any]]) -> None:
-    """Bulk-insert a file's rows into its (emptied) staging table."""
-    conn.execute(sa.delete(stg))
+    """Bulk-insert a file's rows into its staging table, emptied first (as the Toolkit, the
+    last file's rows stay staged after its commit)."""
+    _clear(conn, stg)
     if not rows:
         return
     keys = [c.key for c in stg.columns if c.key != "StagingId"]
@@ -134,7 +145,6 @@ class _Plan:
             (p, t.main[p.resource].alias(f"p{i}")) for i, p in enumerate(resource.parents)
         ]
         now = sa.bindparam("now", type_=self.main.c.DeletedAt.type)
-        self.clear = sa.delete(self.stg)
         self.missing_parent = [self._missing_parent(p, table) for p, table in self.parents]
         self.update, self.insert = self._merge()
         present = sa.exists().where(self.key_match(self.main))
@@ -367,7 +377,6 @@ def _submission_types(
     if systems:
         params["systems"] = sorted(systems)
     conn.execute(plan.soft_delete[bool(systems)], params)
-    conn.execute(sa.delete(plan.stg))
 
 
 def _exceptions_csv(parsed: ParsedFile, reasons: dict[str, str]) -> str:
@@ -401,7 +410,10 @@ def apply_file(
     result.deleted = _soft_delete(conn, plan, file, systems, now)
     if file.resource.name == "assignments":
         _submission_types(conn, parsed, systems, now)
-    conn.execute(plan.clear)
+    if conn.dialect.name == "postgresql" and result.inserted >= ANALYZE_AFTER:
+        # the planner's row estimates go stale as a table grows within one run; fresh
+        # ones keep the next files' parent lookups on their unique indexes
+        conn.execute(sa.text(f"ANALYZE {SCHEMA}.{plan.main.name}"))
     conn.execute(
         sa.insert(t.processed_files).values(
             FullPath=file.path,
