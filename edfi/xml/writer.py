@@ -66,7 +66,7 @@ def build(
     ref_id: RefId | None = None,
 ) -> Any:
     """One interchange element for one record."""
-    el = etree.Element(f"{{{ns}}}{tag}")
+    el = etree.Element(f"{{{ns}}}{tag}", nsmap={None: ns})
     if ident:
         el.set("id", ident)
     _fill(el, body, record, ns, ref_id)
@@ -140,6 +140,7 @@ def write_interchange(
     with etree.xmlfile(out, encoding="utf-8") as xf:
         xf.write_declaration()
         with xf.element(f"{{{ns}}}{interchange}", nsmap={None: ns}):
+            xf.write("\n")
             for el in elements:
                 xf.write(el, pretty_print=True)
                 n += 1

@@ -1,0 +1,114 @@
+"""The bulk_load flow over real HTTP: a district round trip, resume, rejects and resend."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from blocks import LakeStorage
+from edfi.errors import SendError
+from edfi.model import ApiModel, builtin_model, publishable
+from sandbox.changes import body_of
+from sandbox.export_xml import export_xml
+from sandbox.server import RunningSandbox, open_store, running_sandbox
+from sandbox.store import Store
+from tests.conftest import connection_block
+
+YEARS = "/ed-fi/schoolYearTypes"
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory: pytest.TempPathFactory) -> tuple[Store, Path]:
+    """A 5-student district and its interchange files."""
+    model = builtin_model()
+    base = tmp_path_factory.mktemp("district")
+    store = open_store(model, str(base / "d.sqlite"), students=5, seed=7, year=2025)
+    export_xml(model, store.iter_records, str(base / "xml"))
+    return store, base / "xml"
+
+
+@pytest.fixture
+def target(source: tuple[Store, Path]) -> Iterator[RunningSandbox]:
+    """An empty sandbox holding only the school years (which every ODS/API ships)."""
+    with running_sandbox(students=0) as sb:
+        store = sb.store()
+        for rec in source[0].iter_records(store.model[YEARS]):
+            store.upsert(store.model[YEARS], body_of(rec))
+        yield sb
+
+
+def run(sb: RunningSandbox, lake: Path, **kwargs: Any) -> dict[str, Any]:
+    from flows.bulk_load import bulk_load
+
+    return asyncio.run(
+        bulk_load(connection_block(sb), LakeStorage(url=str(lake)), **kwargs)  # type: ignore[arg-type]
+    )
+
+
+def same(model: ApiModel, a: Store, b: Store, path: str) -> bool:
+    r = model[path]
+    left = {a.record_key(r, x): publishable(x) for x in a.iter_records(r)}
+    right = {b.record_key(r, x): publishable(x) for x in b.iter_records(r)}
+    return left == right
+
+
+def test_round_trip_and_resume(
+    source: tuple[Store, Path], target: RunningSandbox, tmp_path: Path, prefect_harness: None
+) -> None:
+    store, xml = source
+    summary = run(target, tmp_path / "lake", data=str(xml))
+    assert summary["status"] == "completed"
+    assert (summary["failed"], summary["invalid"], summary["blocked"]) == (0, 0, 0)
+    loaded = [r["resource"] for r in summary["resources"]]
+    model = store.model
+    total = sum(sum(1 for _ in store.iter_records(model[p])) for p in loaded)
+    assert summary["sent"] == total == 2150 - 17  # every record but the school years
+    assert [p for p in loaded if not same(model, store, target.store(), p)] == []
+    # a rerun finds every element already accepted, unchanged
+    again = run(target, tmp_path / "lake", data=str(xml))
+    assert (again["status"], again["sent"], again["skipped"]) == ("completed", 0, total)
+
+
+def test_rejects_name_the_element_and_resend(
+    source: tuple[Store, Path], target: RunningSandbox, tmp_path: Path, prefect_harness: None
+) -> None:
+    store, xml = source
+    files = tmp_path / "xml"
+    shutil.copytree(xml, files)
+    # the target lacks one descriptor the district uses: its users fail, their children are blocked
+    text = (files / "Interchange-Descriptors.xml").read_text()
+    female = text.index("<CodeValue>Female</CodeValue>")
+    cut = text.rindex("<SexDescriptor ", 0, female)
+    end = text.index("</SexDescriptor>", cut) + len("</SexDescriptor>")
+    assert "Namespace>uri://ed-fi.org/SexDescriptor</" in text[cut:end]
+    (files / "Interchange-Descriptors.xml").write_text(text[:cut] + text[end:])
+    with pytest.raises(SendError, match="kept on the state storage"):
+        run(target, tmp_path / "lake", data=str(files))
+    from edfi.lake import Lake
+    from edfi.rejects import RejectsStore
+
+    lake = Lake(str(tmp_path / "lake"))
+    folder = next((tmp_path / "lake" / "_bulk_load_rejects").iterdir())
+    run_id = next(p.name for p in folder.iterdir() if p.is_dir())
+    rejects = RejectsStore(lake, "_bulk_load_rejects", folder.name).read(run_id)
+    refused = [r for r in rejects if not r.blocked]
+    assert refused and all("SexDescriptor#Female" in r.message for r in refused)
+    first = refused[0].origin or {}
+    assert first["file"].endswith(".xml") and first["line"] > 1 and first["element"]
+    # fix the target, then send only the rejects
+    model = store.model
+    female = next(
+        r
+        for r in store.iter_records(model["/ed-fi/sexDescriptors"])
+        if r["codeValue"] == "Female"
+    )
+    target.store().upsert(model["/ed-fi/sexDescriptors"], body_of(female))
+    resent = run(target, tmp_path / "lake", resend_rejects=True)
+    assert (resent["status"], resent["sent"], resent["failed"]) == ("completed", len(rejects), 0)
+    loaded = [r["resource"] for r in run(target, tmp_path / "lake", data=str(xml))["resources"]]
+    assert [p for p in loaded if not same(model, store, target.store(), p)] == []
