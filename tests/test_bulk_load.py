@@ -103,9 +103,7 @@ def test_rejects_name_the_element_and_resend(
     # fix the target, then send only the rejects
     model = store.model
     female = next(
-        r
-        for r in store.iter_records(model["/ed-fi/sexDescriptors"])
-        if r["codeValue"] == "Female"
+        r for r in store.iter_records(model["/ed-fi/sexDescriptors"]) if r["codeValue"] == "Female"
     )
     target.store().upsert(model["/ed-fi/sexDescriptors"], body_of(female))
     resent = run(target, tmp_path / "lake", resend_rejects=True)
