@@ -28,7 +28,7 @@ import io
 from collections import Counter
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import fsspec
@@ -637,7 +637,7 @@ async def harmonize(
 ) -> HarmonizeResult:
     """Match, store the matches, plan lmsx and send the differences (``writer=None``: plan only)."""
     rules = rules or Rules()
-    when = now or datetime.utcnow()
+    when = now or datetime.now(UTC).replace(tzinfo=None)
     index = await fetch_index(client, base_url)
     ex = Exceptions()
     with transaction(engine) as conn:
