@@ -410,7 +410,8 @@ class FileSend:
 
     @property
     def failures(self) -> int:
-        return len(self.local_rejects) + sum(not r.warning for r in self.sender.rejects)
+        """Records refused so far (the sender's own count, plus those refused before sending)."""
+        return len(self.local_rejects) + self.sender.failures
 
     def rejects(self) -> list[Reject]:
         return [*self.local_rejects, *self.sender.rejects]

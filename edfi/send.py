@@ -251,6 +251,11 @@ class Sender:
         self._failures = 0
         self._stopped = False
 
+    @property
+    def failures(self) -> int:
+        """Items refused or blocked so far in this run (what ``max_failures`` counts)."""
+        return self._failures
+
     # -- the three operations ------------------------------------------------------------
     async def upsert(
         self,
