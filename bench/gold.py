@@ -98,6 +98,7 @@ def run_duckdb(lake_path: Path, out: Path, views: list[str] | None) -> dict[str,
 
     lake = Lake(str(out))
     (out / "state").symlink_to(lake_path / "state")
+    (out / "current").symlink_to(lake_path / "current")  # manifests name files relative
     started = time.perf_counter()
     build = amt.GoldBuild(lake)
     try:
@@ -123,13 +124,15 @@ def run_pandas(lake_path: Path, out: Path) -> dict[str, Any]:
     import pandas as pd
     import pyarrow.parquet as pq
 
+    from edfi.lake import Lake
+
     started = time.perf_counter()
 
     def table(name: str) -> pd.DataFrame:
         state = json.loads(
             (lake_path / "state" / "ed-fi" / f"{name}" / "school_year=0.json").read_text()
         )
-        t = pq.read_table(state["files"]).flatten().flatten()
+        t = pq.read_table(Lake(str(lake_path)).files_of(state)).flatten().flatten()
         return t.to_pandas().rename(columns=lambda c: c.replace(".", "_"))
 
     def explode(df: pd.DataFrame, column: str) -> pd.DataFrame:

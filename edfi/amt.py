@@ -298,7 +298,7 @@ def committed_tables(lake: Lake) -> dict[int, dict[str, list[str]]]:
         state = lake.read_json(path)
         if not state or not state.get("files"):
             continue
-        out.setdefault(int(m.group(3)), {})[f"{m.group(1)}/{m.group(2)}"] = list(state["files"])
+        out.setdefault(int(m.group(3)), {})[f"{m.group(1)}/{m.group(2)}"] = lake.files_of(state)
     return out
 
 
@@ -869,7 +869,11 @@ class GoldBuild:
             "school_years": self.years,
             "descriptor_map": self.map_source,
             "views": {
-                v: {"files": r.files, "rows": r.rows, "columns": r.columns}
+                v: {
+                    "files": [self.lake.relative(f) for f in r.files],  # the lake can move
+                    "rows": r.rows,
+                    "columns": r.columns,
+                }
                 for v, r in self.results.items()
             },
             "unmapped_descriptors": list(unmapped),
@@ -950,7 +954,7 @@ def read_view(lake: Lake, view: str) -> pa.Table:
     if view not in manifest["views"]:
         raise GoldError(f"The gold manifest of {lake.url} has no view {view!r}.")
     tables = []
-    for path in manifest["views"][view]["files"]:
-        with lake.fs.open(path, "rb") as fh:
+    for name in manifest["views"][view]["files"]:
+        with lake.fs.open(lake.resolve(name), "rb") as fh:
             tables.append(pq.read_table(fh))
     return pa.concat_tables(tables, promote_options="default")

@@ -140,7 +140,7 @@ async def extract_resource(
     raw_dir = lake.raw_dir(resource, school_year, options.run_id)
     lake.rm(raw_dir)  # what a crashed attempt of this run left behind
     version = new_version()
-    version_dir = f"{lake.current_dir(resource, school_year)}/{version}"
+    version_dir = lake.within(lake.current_dir(resource, school_year), version)
     schema = arrow_schema(resource)
     try:
         expected = await total_count(client, plan)
@@ -164,7 +164,7 @@ async def extract_resource(
             result.change_version = max_cv
             result.rows = state.get("rows", 0)
             return result
-        target = version_dir if full else f"{version_dir}/_staging"
+        target = version_dir if full else lake.within(version_dir, "_staging")
         # a big resource is often the last one running: one writer thread would hold it
         # to one core, so its pages are typed and written by several lanes at once
         lanes = [
@@ -227,17 +227,22 @@ async def extract_resource(
             deletes = await read_tracked(client, plan, "deletes", page_size=options.page_size)
             result.deletes = len(deletes)
             if deletes:
-                result.bytes += write_jsonl_gz(lake, f"{raw_dir}/deletes.jsonl.gz", deletes)
+                result.bytes += write_jsonl_gz(
+                    lake, lake.within(raw_dir, "deletes.jsonl.gz"), deletes
+                )
             if resource.key_changes:
                 keyed = await read_tracked(client, plan, "keyChanges", page_size=options.page_size)
                 result.key_changes = len(keyed)
                 if keyed:
-                    result.bytes += write_jsonl_gz(lake, f"{raw_dir}/key_changes.jsonl.gz", keyed)
+                    result.bytes += write_jsonl_gz(
+                        lake, lake.within(raw_dir, "key_changes.jsonl.gz"), keyed
+                    )
             drop = pa.concat_arrays(
                 [*changed_ids, pa.array([d["id"] for d in deletes], pa.string())]
             )
-            files = _merge(lake, state["files"] if state else [], staged, drop, version_dir, schema)
-            lake.rm(f"{version_dir}/_staging")
+            old_files = lake.files_of(state) if state else []
+            files = _merge(lake, old_files, staged, drop, version_dir, schema)
+            lake.rm(lake.within(version_dir, "_staging"))
         rows = _count_rows(lake, files)
         if options.snapshot and not full:
             # every record of the snapshot is in the table, and nothing else
@@ -257,7 +262,7 @@ async def extract_resource(
                 "school_year": school_year,
                 "change_version": max_cv,
                 "version": version,
-                "files": files,
+                "files": [lake.relative(f) for f in files],  # the lake can move
                 "rows": rows,
                 "run_id": options.run_id,
                 "mode": result.mode,

@@ -41,6 +41,41 @@ LINEAGE = ("_school_year", "_change_version", "_pulled_at")
 ROW_GROUP_ROWS = 50_000
 
 
+_TOP_DIRS = ("current", "raw", "state", "runs", "gold", "publish", "leases")
+# where a file sits in the lake's layout, whatever the root was when a manifest named it
+_LAYOUT = re.compile(r"(?:^|/)((?:current/[^/]+/[^/]+/school_year=-?\d+|gold)/v[^/]+/.+)$")
+
+
+# -- names from a server ---------------------------------------------------------------
+
+# Ed-Fi names namespaces and resources with letters, digits and '-' (``ed-fi``,
+# ``studentSchoolAssociations``, ``tpdm``); anything else in a server's metadata
+# is refused before it can shape a path in the lake.
+_EDFI_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,127}")
+
+
+def check_resource_name(resource: Resource) -> None:
+    """Refuse a resource whose namespace or name is not an Ed-Fi name.
+
+    These names come from the server's OpenAPI document and become folder
+    names in the lake; a name like ``..`` would move a write out of the lake.
+    """
+    for kind, value in (("namespace", resource.namespace), ("name", resource.name)):
+        if not _EDFI_NAME.fullmatch(value):
+            raise LakeError(
+                f"The server's metadata names a resource {resource.path!r} whose {kind} "
+                f"{value!r} is not an Ed-Fi name (letters, digits and '-' only), so it "
+                "cannot name a folder in the lake; nothing was written. Leave it out with "
+                "`exclude` or fix the server's OpenAPI document."
+            )
+
+
+def check_resource_names(resources: Iterable[Resource]) -> None:
+    """``check_resource_name`` for every resource a run will touch, before its first write."""
+    for resource in resources:
+        check_resource_name(resource)
+
+
 # -- storage ---------------------------------------------------------------------------
 
 
@@ -98,7 +133,55 @@ class Lake:
             ) from exc
 
     def path(self, *parts: str) -> str:
-        return "/".join([self.root, *parts])
+        """A path under the lake root: every lake path is built here.
+
+        Each part may hold several ``/``-separated segments; a segment that is
+        empty, ``.`` or ``..``, or holds a backslash or NUL is refused, so no
+        path built from a name can leave the root.
+        """
+        segments: list[str] = []
+        for part in parts:
+            for seg in part.split("/"):
+                if seg in ("", ".", "..") or "\\" in seg or "\x00" in seg:
+                    raise LakeError(
+                        f"Refusing the lake path {'/'.join(parts)!r}: its segment {seg!r} "
+                        f"would not name a file under the lake root {self.url!r}."
+                    )
+                segments.append(seg)
+        return "/".join([self.root, *segments])
+
+    def within(self, base: str, *parts: str) -> str:
+        """``parts`` below ``base``, a path this lake built."""
+        return self.path(self.relative(base), *parts)
+
+    def resolve(self, name: str) -> str:
+        """A file a manifest names, as a path of this lake.
+
+        Manifests name files relative to the lake root, so a lake can be moved or
+        copied. Manifests written before that named absolute paths; those are read
+        by where the file sits in the lake's layout, under this root, so a moved
+        lake never reads its old location.
+        """
+        if "://" in name:
+            name = name.split("://", 1)[1]
+        if name.startswith(self.root + "/"):
+            return self.path(name[len(self.root) + 1 :])
+        if not name.startswith("/") and name.split("/", 1)[0] in _TOP_DIRS:
+            return self.path(name)
+        found = _LAYOUT.search(name)
+        if found is None:
+            raise LakeError(
+                f"A manifest of the lake at {self.url!r} names {name!r}, which is not a file "
+                "of this lake; rerun the flow that wrote it (extract with mode='full')."
+            )
+        return self.path(found.group(1))
+
+    def relative(self, path: str) -> str:
+        """A lake path as manifests name it: relative to the root, so the lake can move."""
+        prefix = self.root + "/"
+        if not path.startswith(prefix):
+            raise LakeError(f"{path!r} is not a path under the lake root {self.root!r}.")
+        return path[len(prefix) :]
 
     def uri(self, path: str) -> str:
         """A full URL for a path (what DuckDB and users see)."""
@@ -139,6 +222,7 @@ class Lake:
     # -- conventions -----------------------------------------------------------------
     @staticmethod
     def table_dir(resource: Resource) -> str:
+        check_resource_name(resource)
         return f"{resource.namespace}/{resource.name}"
 
     def state_path(self, resource: Resource, year: int) -> str:
@@ -158,7 +242,11 @@ class Lake:
 
     def committed_files(self, resource: Resource, year: int) -> list[str]:
         state = self.state(resource, year)
-        return list(state["files"]) if state else []
+        return self.files_of(state) if state else []
+
+    def files_of(self, manifest: Mapping[str, Any]) -> list[str]:
+        """The paths of the files a state manifest names, resolved against this root."""
+        return [self.resolve(name) for name in manifest.get("files") or []]
 
     def commit(self, resource: Resource, year: int, state: dict[str, Any]) -> None:
         """Make a table version current, then drop every other version."""

@@ -32,7 +32,7 @@ from edfi.extract import (
     newest_change_version,
     select_resources,
 )
-from edfi.lake import LakeError
+from edfi.lake import LakeError, check_resource_names
 from edfi.model import Resource
 from edfi.vocabulary import Mode
 from tasks.extract import pull_descriptors, pull_resource
@@ -99,6 +99,7 @@ async def extract(
         await client.token()  # bad credentials fail here, before anything is written
         model = await client.load_model(years[0])
         chosen = select_resources(model, resources, exclude)
+        check_resource_names(chosen)  # names from the server shape paths: refuse bad ones now
         refresh = {model.find(name).path for name in (full_refresh or [])}
         snapshot = disc.snapshots
         logger.info(
