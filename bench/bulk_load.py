@@ -24,8 +24,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import asyncio  # noqa: E402
+import tempfile  # noqa: E402
+
+from pydantic import SecretStr  # noqa: E402
+
+from edfi.client import Connection, EdFiClient  # noqa: E402
 from edfi.model import builtin_model  # noqa: E402
+from edfi.send import Item, Sender, SendOptions, write_connection  # noqa: E402
+from edfi.xml.bulk import BulkLoad  # noqa: E402
 from edfi.xml.reader import XmlLoad, list_files  # noqa: E402
+from edfi.xml.spool import XmlSpool  # noqa: E402
+from sandbox.server import open_store, sandbox_process  # noqa: E402
 
 CACHE = ROOT / "bench" / ".cache"
 
@@ -83,12 +93,58 @@ def child_parse_map(folder: Path, validate: bool) -> dict[str, float]:
     return result
 
 
+async def _load(
+    info: dict[str, str], folder: Path, years: list[dict[str, object]]
+) -> dict[str, float]:
+    conn = write_connection(
+        Connection(info["base_url"], info["client_id"], SecretStr(info["client_secret"])), 32
+    )
+    async with EdFiClient(conn) as client:
+        model = await client.load_model()
+        sender = Sender(client, model, client.url("dataManagementApi"), SendOptions())
+        # the school years every ODS/API ships (no interchange carries them)
+        await sender.upsert("/ed-fi/schoolYearTypes", [Item(y) for y in years])
+        wall0, cpu0 = time.perf_counter(), time.process_time()
+        with XmlSpool(XmlLoad(list_files(str(folder)), model)) as spool:
+            report = spool.build()
+            parse_cpu = time.process_time() - cpu0
+            result = await BulkLoad(model, spool, sender).run()
+        wall = time.perf_counter() - wall0
+        cpu = time.process_time() - cpu0
+    sent = sum(r.sent for r in result.rows.values())
+    assert result.failed == 0 and not report.file_problems, result.rejects[:3]
+    return {
+        "records": sent,
+        "seconds": round(wall, 1),
+        "records_per_s": round(sent / wall),
+        "loader_cpu_s": round(cpu, 1),
+        "parse_map_share_of_loader_cpu": round(parse_cpu / cpu, 2),
+    }
+
+
+def end_to_end(students: int, latency: float) -> dict[str, float]:
+    """Bulk-load the exported district into a fresh, empty sandbox process."""
+    folder = exported(students)
+    with tempfile.TemporaryDirectory(prefix="edfi-bench-") as tmp:
+        model = builtin_model()
+        source = open_store(model, f"{tmp}/source.sqlite", students=1, seed=1, year=2025)
+        years = [
+            {k: v for k, v in r.items() if k not in ("id", "_etag", "_lastModifiedDate")}
+            for r in source.iter_records(model["/ed-fi/schoolYearTypes"])
+        ]
+        faults = f"latency_ms={latency:g}" if latency else None
+        with sandbox_process(students=0, db=f"{tmp}/target.sqlite", faults=faults) as info:
+            return asyncio.run(_load(info, folder, years))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--students", type=int, nargs="+", default=[1000])
     parser.add_argument("--no-validate", action="store_true", help="skip XSD validation")
+    parser.add_argument("--end-to-end", action="store_true", help="also load into a sandbox")
+    parser.add_argument("--latency", type=float, nargs="+", default=[0])
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -101,6 +157,10 @@ def main() -> None:
         size = sum(p.stat().st_size for p in folder.glob("*.xml")) / 2**20
         result = child_parse_map(folder, not args.no_validate)
         print(json.dumps({"students": n, "xml_mib": round(size, 1), **result}), flush=True)
+        if args.end_to_end:
+            for latency in args.latency:
+                e2e = end_to_end(n, latency)
+                print(json.dumps({"students": n, "latency_ms": latency, **e2e}), flush=True)
 
 
 if __name__ == "__main__":
