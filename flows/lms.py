@@ -44,6 +44,7 @@ async def lms(
     user_rules: dict[str, str] | None = None,
     school_year: int | None = None,
     now: datetime | None = None,
+    edfi_lake: LakeStorage | str | None = None,
 ) -> dict[str, Any]:
     """Load the extract, then harmonize it into the target API.
 
@@ -59,6 +60,8 @@ async def lms(
         school_year: the school year of a year-specific target API.
         now: the run's time (default: now); soft deletes and Schoology's missing/upcoming
             submissions are decided against it.
+        edfi_lake: an extract lake (block or saved name) to read students, their mails and
+            sections from instead of the API.
     """
     logger = get_run_logger()
     storage = await aload_block(extract, LakeStorage)
@@ -99,8 +102,20 @@ async def lms(
                         "the Ed-Fi LMS extension on the ODS/API before harmonizing."
                     )
                 sender = Sender(client, model, base)
+                lake = None
+                if edfi_lake is not None:
+                    lake = (await aload_block(edfi_lake, LakeStorage)).lake()
                 result = await harmonize_task(
-                    client, engine, sender, base, f"{reports}/harmonizer", options, rules, now
+                    client,
+                    engine,
+                    sender,
+                    base,
+                    f"{reports}/harmonizer",
+                    options,
+                    rules,
+                    now,
+                    lake,
+                    school_year or 0,
                 )
             summary["harmonize"] = {
                 "matched": result.matched,

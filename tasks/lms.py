@@ -46,6 +46,8 @@ async def harmonize_task(
     storage_options: dict[str, Any],
     rules: Rules,
     now: datetime | None = None,
+    lake: Any = None,
+    school_year: int = 0,
 ) -> HarmonizeResult:
     """Match, plan and send the lmsx differences; exception reports on the lake."""
     return await harmonize(
@@ -57,4 +59,6 @@ async def harmonize_task(
         rules=rules,
         now=now,
         storage_options=storage_options,
+        lake=lake,
+        school_year=school_year,
     )

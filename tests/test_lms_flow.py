@@ -11,7 +11,7 @@ from blocks import LakeStorage, LmsDatabase
 from edfi.errors import LmsError
 from sandbox.lms_csv import build_extract, write_day
 from sandbox.server import RunningSandbox, running_sandbox
-from tests.conftest import connection_block
+from tests.conftest import connection_block, run_extract
 
 
 def test_lms_flow_loads_then_skips(prefect_harness: None, tmp_path: Path) -> None:
@@ -100,3 +100,40 @@ def test_lms_flow_refuses_a_target_without_lmsx(
                 steps="harmonize",
             )
         )
+
+
+def test_lms_flow_matches_from_an_extract_lake(
+    prefect_harness: None, small_district: RunningSandbox, tmp_path: Path
+) -> None:
+    from flows.lms import lms
+
+    edfi_lake = str(tmp_path / "edfi-lake")
+    run_extract(
+        small_district,
+        edfi_lake,
+        resources=[
+            "ed-fi/students",
+            "ed-fi/studentEducationOrganizationAssociations",
+            "ed-fi/sections",
+        ],
+    )
+    extract = build_extract(60, seed=7, days=1)
+    root = tmp_path / "lake"
+    write_day(extract, 0, str(root / "extract"))
+    summary = asyncio.run(
+        lms(
+            LakeStorage(url=str(root)),
+            LmsDatabase(database=str(tmp_path / "lms.sqlite")),
+            connection_block(small_district),
+            extract_path="extract",
+            now=extract.day_times[0],
+            edfi_lake=LakeStorage(url=edfi_lake),
+        )
+    )
+    harmonized = summary["harmonize"]
+    assert harmonized["matched"] == {
+        "users": sum(len(v) for v in extract.matched_users.values()),
+        "sections": sum(len(v) for v in extract.matched_sections.values()),
+    }
+    assert harmonized["rejects"] == 0
+    assert harmonized["exceptions"]["unmatched_users"] == 3

@@ -36,6 +36,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from edfi.client import EdFiClient
+from edfi.errors import LmsError
+from edfi.lake import Lake, iter_batches
+from edfi.model import builtin_model
 from edfi.paging import ReadPlan, read_pages, total_count
 
 from .read import parse_datetime
@@ -129,19 +132,54 @@ def _submission_key(body: Mapping[str, Any]) -> tuple[str, ...]:
 KEYS = {ASSIGNMENTS: _assignment_key, SUBMISSIONS: _submission_key}
 
 
-async def fetch_index(client: EdFiClient, base: str) -> EdFiIndex:
-    """Read students, their mails, sections, lmsx descriptors and lmsx records from the target."""
-    index = EdFiIndex()
-    async for st in read_all(client, base, "/ed-fi/students"):
-        index.students[st["studentUniqueId"]] = st["id"]
-    async for seoa in read_all(client, base, "/ed-fi/studentEducationOrganizationAssociations"):
-        uid = seoa["studentReference"]["studentUniqueId"]
-        for mail in seoa.get("electronicMails") or ():
-            address = str(mail.get("electronicMailAddress", "")).strip().lower()
+MATCHING = (
+    "/ed-fi/students",
+    "/ed-fi/studentEducationOrganizationAssociations",
+    "/ed-fi/sections",
+)
+"""What matching reads, from the target or from an extract lake."""
+
+
+def _add(index: EdFiIndex, path: str, record: Mapping[str, Any]) -> None:
+    """One matching record into the index."""
+    if path == "/ed-fi/students":
+        index.students[record["studentUniqueId"]] = record["id"]
+    elif path == "/ed-fi/sections":
+        index.sections.setdefault(record["sectionIdentifier"], []).append(dict(record))
+    else:
+        uid = record["studentReference"]["studentUniqueId"]
+        for mail in record.get("electronicMails") or ():
+            address = str(mail.get("electronicMailAddress") or "").strip().lower()
             if address:
                 index.emails.setdefault(address, set()).add(uid)
-    async for sec in read_all(client, base, "/ed-fi/sections"):
-        index.sections.setdefault(sec["sectionIdentifier"], []).append(sec)
+
+
+def index_from_lake(lake: Lake, school_year: int = 0) -> EdFiIndex:
+    """Students, their mails and sections from an extract lake's committed tables."""
+    model = builtin_model()
+    index = EdFiIndex()
+    for path in MATCHING:
+        files = lake.committed_files(model[path], school_year)
+        if not files:
+            raise LmsError(
+                f"The lake {lake.url} holds no committed {path} for school year {school_year}; "
+                "run the extract flow first, or match against the API (no lake)."
+            )
+        for batch in iter_batches(lake, files):
+            for record in batch.to_pylist():
+                _add(index, path, record)
+    return index
+
+
+async def fetch_index(
+    client: EdFiClient, base: str, matching: EdFiIndex | None = None
+) -> EdFiIndex:
+    """Read what matching needs (unless given, e.g. from a lake), lmsx descriptors and records."""
+    index = matching or EdFiIndex()
+    if matching is None:
+        for path in MATCHING:
+            async for record in read_all(client, base, path):
+                _add(index, path, record)
     for path in DESCRIPTORS.values():
         async for d in read_all(client, base, path):
             uri = f"{d['namespace']}#{d['codeValue']}"
@@ -634,11 +672,19 @@ async def harmonize(
     rules: Rules | None = None,
     now: datetime | None = None,
     storage_options: dict[str, Any] | None = None,
+    lake: Lake | None = None,
+    school_year: int = 0,
 ) -> HarmonizeResult:
-    """Match, store the matches, plan lmsx and send the differences (``writer=None``: plan only)."""
+    """Match, store the matches, plan lmsx and send the differences (``writer=None``: plan only).
+
+    With ``lake`` the students, mails and sections come from that extract lake's
+    committed tables instead of the API (descriptors and lmsx records always come
+    from the target, since the plan is compared with what it holds now).
+    """
     rules = rules or Rules()
     when = now or datetime.now(UTC).replace(tzinfo=None)
-    index = await fetch_index(client, base_url)
+    matching = index_from_lake(lake, school_year) if lake is not None else None
+    index = await fetch_index(client, base_url, matching)
     ex = Exceptions()
     with transaction(engine) as conn:
         matched = match(conn, index, rules, ex)
