@@ -197,16 +197,15 @@ def send_rounds(
     return results
 
 
-def validate_rounds(
-    args: argparse.Namespace,
-    run_dir: Path,
-    jsonl: Path,
-    source_db: Path,
-    total: int,
-    lmsx: list[str],
-) -> list[Result]:
+def validate_rounds(args: argparse.Namespace, run_dir: Path) -> list[Result]:
+    students = args.validate_students or args.students
+    jsonl, source_db = district_files(students)
+    expected = contents(source_db)
+    total = sum(sum(c.values()) for c in expected.values())
+    lmsx = [p.rsplit("/", 1)[-1] for p in expected if p.startswith("/lmsx/")]
+    print(f"validate: {total:,} records ({students} students)", flush=True)
     results: list[Result] = []
-    with serve(args.students, source_db, fresh=False, latency=args.latency) as source:
+    with serve(students, source_db, fresh=False, latency=args.latency) as source:
         if args.only in ("flow", "both"):
             config = run_dir / "flow-validate.yaml"
             lightbeam_config(config, source, jsonl, lmsx, state="flow-state-validate")
@@ -256,10 +255,27 @@ def report(results: list[Result]) -> None:
     sys.stdout.flush()
 
 
+def district_files(students: int) -> tuple[Path, Path]:
+    """The district's JSONL folder and source database (made once, cached under bench/.cache)."""
+    jsonl = CACHE / f"jsonl-{students}"
+    source_db = CACHE / f"sandbox-{students}.sqlite"
+    with serve(students, source_db, fresh=False) as source:
+        if not (jsonl / "done.json").exists():
+            jsonl.mkdir(parents=True, exist_ok=True)
+            (jsonl / "done.json").write_text(json.dumps(asyncio.run(fetch_jsonl(source, jsonl))))
+    return jsonl, source_db
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--students", type=int, default=1000)
     parser.add_argument("--latency", type=float, default=30.0)
+    parser.add_argument(
+        "--validate-students",
+        type=int,
+        default=None,
+        help="district size of the validate rounds (default: --students)",
+    )
     parser.add_argument("--only", choices=("flow", "lightbeam", "both"), default="both")
     parser.add_argument(
         "--tasks", nargs="+", choices=("send", "validate"), default=["send", "validate"]
@@ -271,12 +287,7 @@ def main() -> None:
     run_dir = CACHE / f"send-run-{args.students}"
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(parents=True)
-    jsonl = CACHE / f"jsonl-{args.students}"
-    source_db = CACHE / f"sandbox-{args.students}.sqlite"
-    with serve(args.students, source_db, fresh=False) as source:
-        if not (jsonl / "done.json").exists():
-            jsonl.mkdir(parents=True, exist_ok=True)
-            (jsonl / "done.json").write_text(json.dumps(asyncio.run(fetch_jsonl(source, jsonl))))
+    jsonl, source_db = district_files(args.students)
     expected = contents(source_db)
     total = sum(sum(c.values()) for c in expected.values())
     print(f"records: {total:,} in {len(expected)} resources; latency {args.latency:g} ms")
@@ -291,8 +302,7 @@ def main() -> None:
         if "send" in args.tasks:
             results += send_rounds(args, run_dir, jsonl, expected)
         if "validate" in args.tasks:
-            lmsx = [p.rsplit("/", 1)[-1] for p in expected if p.startswith("/lmsx/")]
-            results += validate_rounds(args, run_dir, jsonl, source_db, total, lmsx)
+            results += validate_rounds(args, run_dir)
     finally:
         if harness is not None:
             harness.__exit__(None, None, None)

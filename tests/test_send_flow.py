@@ -254,6 +254,17 @@ def test_invalid_records_are_rejects_that_can_be_fixed_and_resent(
     assert got == {k: v for k, v in want.items() if k != "/ed-fi/students"}
 
 
+def test_max_failures_stops_before_anything_is_sent(
+    prefect_harness: None, source: tuple[Path, Any], target: RunningSandbox, tmp_path: Path
+) -> None:
+    folder = copy_input(source[0], tmp_path)
+    for line in (1, 2, 3):
+        edit_line(folder / "students.jsonl", line, {}, drop=("firstName",))
+    with pytest.raises(SendError, match=r"^2 records failed \(students 2\)\. Most common: "):
+        run_send(target, tmp_path / "lake", input=str(folder), max_failures=2)
+    assert all(v == [] for v in held(target).values())
+
+
 def test_delete_mode_removes_in_reverse_order(
     prefect_harness: None, source: tuple[Path, Any], target: RunningSandbox, tmp_path: Path
 ) -> None:

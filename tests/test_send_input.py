@@ -195,3 +195,27 @@ def test_lightbeam_yaml_errors_name_the_setting(tmp_path: Path) -> None:
         load_lightbeam_config(cfg_file, environ={}).connection()
     with pytest.raises(LightbeamConfigError, match="Cannot read"):
         load_lightbeam_config(tmp_path / "missing.yaml")
+
+
+def test_selector_and_exclude_globs_in_load_order() -> None:
+    from edfi.errors import SendError
+    from edfi.filesend import select
+
+    available = [
+        "/ed-fi/studentSchoolAssociations",
+        "/ed-fi/students",
+        "/ed-fi/schools",
+        "/ed-fi/gradeLevelDescriptors",
+        "/lmsx/assignments",
+    ]
+    assert select(MODEL, available) == MODEL.load_order(available)
+    assert select(MODEL, available, "*Associations,Students") == [
+        "/ed-fi/students",
+        "/ed-fi/studentSchoolAssociations",
+    ]
+    assert select(MODEL, available, "ed-fi/*", exclude="*Descriptors") == MODEL.load_order(
+        ["/ed-fi/schools", "/ed-fi/students", "/ed-fi/studentSchoolAssociations"]
+    )
+    assert select(MODEL, available, ["lmsx/*"]) == ["/lmsx/assignments"]
+    with pytest.raises(SendError, match="the input holds: assignments, gradeLevelDescriptors"):
+        select(MODEL, available, "staffs")
