@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 
 from blocks import LakeStorage
 from edfi.errors import SendError
@@ -127,3 +128,66 @@ def test_default_descriptor_files_load_with_zero_failures(
     assert summary["sent"] == on_target
     assert sum(summary["unsupported"].values()) == 3298 - on_target
     print(f"\n{on_target} descriptor values loaded; skipped: {summary['unsupported']}")
+
+
+def test_killed_load_resumes_skipping_what_was_accepted(
+    source: tuple[Store, Path], target: RunningSandbox, tmp_path: Path
+) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from edfi.client import Connection, EdFiClient
+    from edfi.send import Sender, SendOptions, write_connection
+    from edfi.sendstate import SendState
+    from edfi.xml.bulk import BulkLoad
+    from edfi.xml.reader import XmlLoad, list_files
+    from edfi.xml.spool import XmlSpool
+
+    store, xml = source
+    model = store.model
+    tgt = target.store()
+
+    def on_target() -> int:
+        return sum(sum(1 for _ in tgt.iter_records(r)) for r in model if r.path != YEARS)
+
+    lake = str(tmp_path / "lake")
+    args = [target.base_url, target.client_id, target.client_secret, str(xml), lake]
+    child = subprocess.Popen(
+        [sys.executable, str(Path(__file__).with_name("xml_load_child.py")), *args],
+        cwd=Path(__file__).resolve().parents[1],
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+    )
+    deadline = time.monotonic() + 120
+    while on_target() < 700 and time.monotonic() < deadline and child.poll() is None:
+        time.sleep(0.05)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    before = on_target()
+    total = 2150 - 17
+    assert 700 <= before < total, "the load was not killed mid-way"
+
+    async def resume() -> Any:
+        conn = write_connection(
+            Connection(target.base_url, target.client_id, SecretStr(target.client_secret)), 16
+        )
+        async with EdFiClient(conn) as client:
+            m = await client.load_model()
+            sender = Sender(client, m, client.url("dataManagementApi"), SendOptions())
+            with XmlSpool(XmlLoad(list_files(str(xml)), m)) as spool:
+                spool.build()
+                return await BulkLoad(m, spool, sender, state=SendState(lake, "target")).run()
+
+    result = asyncio.run(resume())
+    sent = sum(r.sent for r in result.rows.values())
+    skipped = sum(r.skipped for r in result.rows.values())
+    assert result.failed == 0
+    # what the killed run recorded as accepted is skipped; the rest (at most a batch per
+    # resource in flight when it died) is sent again -- an idempotent upsert
+    assert sent + skipped == total and skipped > 0 and sent < total
+    assert skipped <= before
+    assert on_target() == total
+    loaded = [p for p in result.rows]
+    assert [p for p in loaded if not same(model, store, tgt, p)] == []
