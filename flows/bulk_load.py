@@ -112,8 +112,9 @@ async def bulk_load(
             last = lake.read_json(lake.path("_bulk_load_rejects", target, "last_run.json"))
             if not last:
                 raise SendError("No earlier bulk load to this target kept rejects to resend.")
-            source: Any = RejectSource(store.read(last["run_id"]))
-            logger.info("Resending %d rejects of run %s", len(store.read(last["run_id"])), last)
+            previous = store.read(last["run_id"])
+            source: Any = RejectSource(previous)
+            logger.info("Resending %d rejects of run %s", len(previous), last["run_id"])
         else:
             assert data is not None
             files = list_files(data, data_storage_options)
@@ -121,7 +122,11 @@ async def bulk_load(
                 files,
                 model,
                 validate=validate_xsd,
-                interchanges=[interchanges] if isinstance(interchanges, str) else interchanges,
+                interchanges=(
+                    [i.strip() for i in interchanges.split(",") if i.strip()]
+                    if isinstance(interchanges, str)
+                    else interchanges
+                ),
                 storage_options=data_storage_options,
             )
             spool = XmlSpool(load)

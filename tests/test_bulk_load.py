@@ -191,3 +191,55 @@ def test_killed_load_resumes_skipping_what_was_accepted(
     assert on_target() == total
     loaded = [p for p in result.rows]
     assert [p for p in loaded if not same(model, store, tgt, p)] == []
+
+
+def test_an_element_that_is_no_record_is_a_reject_with_its_place(
+    target: RunningSandbox, tmp_path: Path
+) -> None:
+    from edfi.client import Connection, EdFiClient
+    from edfi.send import Sender, write_connection
+    from edfi.xml.bulk import BulkLoad
+    from edfi.xml.reader import XmlLoad
+    from edfi.xml.spool import XmlSpool
+
+    path = tmp_path / "Enrollment.xml"
+    path.write_text(
+        '<InterchangeStudentEnrollment xmlns="http://ed-fi.org/5.2.0">\n'
+        "  <StudentSchoolAssociation>\n"
+        '    <StudentReference ref="NOPE"/>\n'
+        "    <SchoolReference><SchoolIdentity><SchoolId>1</SchoolId></SchoolIdentity>"
+        "</SchoolReference>\n"
+        "    <EntryDate>2021-08-23</EntryDate>\n"
+        "    <EntryGradeLevel>uri://ed-fi.org/GradeLevelDescriptor#Ninth grade</EntryGradeLevel>\n"
+        "  </StudentSchoolAssociation>\n"
+        "</InterchangeStudentEnrollment>\n"
+    )
+
+    async def load() -> Any:
+        conn = write_connection(
+            Connection(target.base_url, target.client_id, SecretStr(target.client_secret)), 4
+        )
+        async with EdFiClient(conn) as client:
+            m = await client.load_model()
+            sender = Sender(client, m, client.url("dataManagementApi"))
+            with XmlSpool(XmlLoad([str(path)], m)) as spool:
+                spool.build()
+                return await BulkLoad(m, spool, sender).run()
+
+    result = asyncio.run(load())
+    row = result.rows["/ed-fi/studentSchoolAssociations"]
+    assert (row.elements, row.invalid, row.sent, row.status) == (1, 1, 0, "failed")
+    [reject] = result.rejects
+    assert (reject.status, reject.origin) == (
+        None,
+        {
+            "file": str(path),
+            "line": 2,
+            "element": "StudentSchoolAssociation",
+            "interchange": "InterchangeStudentEnrollment",
+        },
+    )
+    assert reject.message == (
+        "StudentSchoolAssociation/StudentReference: ref 'NOPE' names no element with that id "
+        "in this load"
+    )

@@ -477,5 +477,7 @@ def mapping_for(schema: InterchangeSchema, model: ApiModel) -> Mapping:
     hit = _derived.get(key)
     if hit is None or hit[0] is not schema or hit[1] is not model:
         hit = (schema, model, derive_mapping(schema, model))
+        if len(_derived) >= 8:  # a long-lived worker loads a model per run: keep a few
+            _derived.clear()
         _derived[key] = hit
     return check_mapping(hit[2])
