@@ -125,15 +125,17 @@ async def send(
     if mode not in SEND_MODES:
         raise SendError(f"mode must be one of {', '.join(SEND_MODES)} (got {mode!r}).")
     options = FileSendOptions(force=force)
-    send_options = SendOptions(
-        concurrency=write_concurrency,
-        per_resource=min(write_concurrency, 24),
-        max_failures=max_failures,
-    )
     cfg = (
         load_lightbeam_config(lightbeam_config, params=lightbeam_params)
         if lightbeam_config
         else None
+    )
+    if max_failures is None and cfg is not None:
+        max_failures = cfg.max_failures  # lightbeam's validate.references.max_failures
+    send_options = SendOptions(
+        concurrency=write_concurrency,
+        per_resource=min(write_concurrency, 24),
+        max_failures=max_failures,
     )
     conn, year, tenant = await _connection(connection, cfg, school_year, write_concurrency)
     methods = parse_methods(validate if validate is not None else _config_methods(cfg))

@@ -136,14 +136,17 @@ def test_send_leaves_the_target_exact_and_reruns_skip(
     }
 
 
-def test_throttled_target_is_retried(
+def test_throttled_failing_dropping_target_ends_exact(
     prefect_harness: None, source: tuple[Path, Any], target: RunningSandbox, tmp_path: Path
 ) -> None:
+    """429 (lightbeam never retries it), 5xx, dropped connections and 2-second tokens."""
     folder, want = source
-    target.sandbox.faults = Faults.parse("throttle=0.15,retry_after=0.01,error=0.05,seed=3")
+    target.sandbox.faults = Faults.parse(
+        "throttle=0.15,retry_after=0.01,error=0.05,drop=0.03,token_ttl=2,seed=3"
+    )
     summary = run_send(target, tmp_path / "lake", input=str(folder), validate="schema")
     assert (summary["sent"], summary["failed"]) == (TOTAL, 0)
-    assert summary["retries"] >= 40  # ~20% of ~470 POSTs were refused at first
+    assert summary["retries"] >= 40  # ~23% of ~470 POSTs were refused or cut at first
     assert held(target) == want
 
 
