@@ -299,10 +299,10 @@ def main() -> None:
         harness.__enter__()
     results: list[Result] = []
     try:
+        if "validate" in args.tasks:  # the short rounds first
+            results += validate_rounds(args, run_dir)
         if "send" in args.tasks:
             results += send_rounds(args, run_dir, jsonl, expected)
-        if "validate" in args.tasks:
-            results += validate_rounds(args, run_dir)
     finally:
         if harness is not None:
             harness.__exit__(None, None, None)
