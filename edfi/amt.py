@@ -20,6 +20,7 @@ after that.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import os
 import re
@@ -738,6 +739,30 @@ class ViewResult:
         return {"view": self.view, "rows": self.rows, "seconds": self.seconds}
 
 
+def _sql_texts() -> dict[str, str]:
+    folder = importlib_resources.files("edfi") / "sql"
+    return {p.name: p.read_text("utf-8") for p in folder.iterdir() if p.name.endswith(".sql")}
+
+
+def inputs_fingerprint(
+    tables: Mapping[int, Mapping[str, Sequence[str]]],
+    descriptor_map: Sequence[MapRow],
+    as_of: dt.date,
+) -> str:
+    """What a gold version is a function of: the committed table versions it reads, the
+    descriptor map, the view definitions and AMT's "now" (a day). Equal fingerprints
+    give equal views, so a build with the committed version's fingerprint can be skipped."""
+    digest = hashlib.sha256()
+    parts = {
+        "tables": {str(y): {r: sorted(f) for r, f in t.items()} for y, t in tables.items()},
+        "map": sorted(json.dumps(r.as_json(), sort_keys=True) for r in descriptor_map),
+        "sql": _sql_texts(),
+        "as_of": as_of.isoformat(),
+    }
+    digest.update(json.dumps(parts, sort_keys=True).encode())
+    return digest.hexdigest()
+
+
 class GoldBuild:
     """One gold run: a new version folder filled view by view, then committed.
 
@@ -781,11 +806,20 @@ class GoldBuild:
             committed = {y: committed[y] for y in school_years}
         self.tables = committed
         self.years = sorted(committed)
+        self.inputs = inputs_fingerprint(committed, self.descriptor_map, self.as_of.date())
         self.version = new_version()
         self.base = lake.path(GOLD_DIR, self.version)
         self.results: dict[str, ViewResult] = {}
         self._sessions: dict[int, _YearSession] = {}
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
+
+    def unchanged(self) -> dict[str, Any] | None:
+        """The committed manifest, when it was built from exactly these inputs."""
+        self.lake.invalidate()
+        manifest = self.lake.read_json(self.lake.path(GOLD_DIR, MANIFEST))
+        if manifest and manifest.get("inputs") == self.inputs:
+            return dict(manifest)
+        return None
 
     def session(self, year: int) -> _YearSession:
         if year not in self._sessions:
@@ -866,6 +900,7 @@ class GoldBuild:
             "version": self.version,
             "created_at": dt.datetime.now(dt.UTC).isoformat(),
             "as_of": self.as_of.isoformat(),
+            "inputs": self.inputs,
             "school_years": self.years,
             "descriptor_map": self.map_source,
             "views": {

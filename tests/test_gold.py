@@ -459,6 +459,18 @@ def test_incremental_extract_then_gold_reflects_updates_and_deletes(
     url = str(tmp_path / "lake")
     assert run_extract(small_district, url, mode="full")["status"] == "completed"
     block = local_block(url)
+    built = gold(block, return_state=True)
+    assert built.name == "Completed"
+    # nothing the views read has changed: skipped, and the UI shows Cached
+    again = gold(block, return_state=True)
+    assert again.name == "Cached"
+    assert again.result()["version"] == built.result()["version"]
+    assert again.result()["status"] == "up to date"
+    assert gold(block, force=True, return_state=True).name == "Completed"
+    # another as-of day is another AMT "now": a new build
+    past = gold(block, as_of=dt.date(2020, 1, 1), return_state=True)
+    assert past.name == "Completed"
+    assert amt.gold_manifest(Lake(url))["as_of"].startswith("2020-01-01")
     gold(block)
     lake = Lake(url)
     before = {r["StudentKey"]: r for r in view_rows(lake, "StudentSchoolDim")}
@@ -484,7 +496,9 @@ def test_incremental_extract_then_gold_reflects_updates_and_deletes(
     victim = gone["studentReference"]["studentUniqueId"]
 
     assert run_extract(small_district, url, mode="incremental")["status"] == "completed"
-    gold(block)
+    rebuilt = gold(block, return_state=True)
+    assert rebuilt.name == "Completed"  # a changed table: built again
+    assert rebuilt.result()["status"] == "completed"
     after = {r["StudentKey"]: r for r in view_rows(lake, "StudentSchoolDim")}
     assert after[uid]["StudentFirstName"] == "Renamed"
     assert after[uid]["LastModifiedDate"] > before[uid]["LastModifiedDate"]
