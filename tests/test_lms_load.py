@@ -541,6 +541,8 @@ def test_sql_server_dialect_compiles_every_table_and_statement() -> None:
         plan = _plan("mssql", res.name)
         for stmt in (plan.update, plan.insert, *plan.missing_parent):
             assert str(stmt.compile(dialect=dialect))
+        if plan.missing_parents is not None:
+            assert str(plan.missing_parents.compile(dialect=dialect))
         for soft in plan.soft_delete.values():
             if soft is not None:
                 assert str(soft.compile(dialect=dialect)).startswith("UPDATE lms.[")

@@ -101,9 +101,14 @@ def _count(conn: Connection, stmt: sa.Executable, params: dict[str, Any] | None 
 
 
 def _clear(conn: Connection, stg: sa.Table) -> None:
-    """Empty a staging table: TRUNCATE where it is transactional and leaves no dead rows."""
+    """Empty a staging table: TRUNCATE where it is transactional and leaves no dead rows.
+
+    On PostgreSQL the same round trip makes the file's commit not wait for its WAL
+    flush: a crash can lose only the last files' commits, whole (they are not in
+    ProcessedFiles, so the next run loads them again).
+    """
     if conn.dialect.name == "postgresql":
-        conn.execute(sa.text(f"TRUNCATE {SCHEMA}.{stg.name}"))
+        conn.exec_driver_sql(f"SET LOCAL synchronous_commit TO OFF; TRUNCATE {SCHEMA}.{stg.name}")
     else:
         conn.execute(sa.delete(stg))
 
@@ -145,7 +150,15 @@ class _Plan:
             (p, t.main[p.resource].alias(f"p{i}")) for i, p in enumerate(resource.parents)
         ]
         now = sa.bindparam("now", type_=self.main.c.DeletedAt.type)
-        self.missing_parent = [self._missing_parent(p, table) for p, table in self.parents]
+        self.missing_parent = [
+            self._missing_parent(i, p, table) for i, (p, table) in enumerate(self.parents)
+        ]
+        # one round trip for every parent (ordered, so the first missing parent is named)
+        self.missing_parents: sa.CompoundSelect[Any] | sa.Select[Any] | None = None
+        if len(self.missing_parent) == 1:
+            self.missing_parents = self.missing_parent[0]
+        elif self.missing_parent:
+            self.missing_parents = sa.union_all(*self.missing_parent).order_by(sa.text("1"))
         self.update, self.insert = self._merge()
         present = sa.exists().where(self.key_match(self.main))
         self.soft_delete: dict[bool, sa.Update | None] = {}
@@ -174,15 +187,18 @@ class _Plan:
             for p, table in self.parents
         ]
 
-    def _missing_parent(self, p: Parent, table: Any) -> sa.Select[Any]:
+    def _missing_parent(self, i: int, p: Parent, table: Any) -> sa.Select[Any]:
         stg = self.stg
         exists = sa.exists().where(
             table.c.SourceSystemIdentifier == stg.c[p.column],
             table.c.SourceSystem == stg.c.SourceSystem,
         )
-        return sa.select(stg.c.SourceSystemIdentifier, stg.c[p.column], stg.c.SourceSystem).where(
-            ~exists
-        )
+        return sa.select(
+            sa.literal(i).label("parent"),
+            stg.c.SourceSystemIdentifier,
+            stg.c[p.column],
+            stg.c.SourceSystem,
+        ).where(~exists)
 
     def values(self) -> dict[str, sa.ColumnElement[Any]]:
         """Target column -> expression over the staging row and its parents."""
@@ -262,12 +278,13 @@ def _plan(dialect: str, resource: str) -> _Plan:
 def _parentless(conn: Connection, plan: _Plan) -> dict[str, str]:
     """Staged rows whose parent is not in the store: their key -> the reason."""
     reasons: dict[str, str] = {}
-    for (p, _), query in zip(plan.parents, plan.missing_parent, strict=True):
-        for key, ref, system in conn.execute(query):
-            reasons.setdefault(
-                key,
-                f"{p.column} {ref!r} is not a known {p.resource} record of {system!r}",
-            )
+    if plan.missing_parents is None:
+        return reasons
+    for i, key, ref, system in conn.execute(plan.missing_parents):
+        p = plan.parents[i][0]
+        reasons.setdefault(
+            key, f"{p.column} {ref!r} is not a known {p.resource} record of {system!r}"
+        )
     return reasons
 
 
@@ -403,10 +420,6 @@ def apply_file(
     plan = _plan(conn.dialect.name, file.resource.name)
     systems = parsed.source_systems
     result = FileResult(path=file.path, resource=file.resource.name, rows=len(parsed.rows))
-    if conn.dialect.name == "postgresql":
-        # a file's commit need not wait for its WAL flush: a crash can lose only the last
-        # files' commits, whole (they are not in ProcessedFiles, so the next run loads them)
-        conn.execute(sa.text("SET LOCAL synchronous_commit TO OFF"))
     _stage(conn, plan.stg, parsed.rows)
     reasons = _parentless(conn, plan) if plan.parents else {}
     result.updated = _count(conn, plan.update)
