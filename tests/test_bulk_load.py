@@ -109,7 +109,8 @@ def test_rejects_name_the_element_and_resend(
     target.store().upsert(model["/ed-fi/sexDescriptors"], body_of(female))
     resent = run(target, tmp_path / "lake", resend_rejects=True)
     assert (resent["status"], resent["sent"], resent["failed"]) == ("completed", len(rejects), 0)
-    loaded = [r["resource"] for r in run(target, tmp_path / "lake", data=str(xml))["resources"]]
+    # the first run loaded everything else: with the resend, the target equals the district
+    loaded = [p for p in model.resources if p != YEARS and not p.startswith("/lmsx/")]
     assert [p for p in loaded if not same(model, store, target.store(), p)] == []
 
 
