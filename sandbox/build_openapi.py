@@ -1,8 +1,8 @@
 """Build the compact DS 5 OpenAPI documents shipped in ``edfi/data``.
 
 A development tool, not run by the project: it cuts the resources the sandbox
-serves (and every descriptor they use) out of the official Ed-Fi DS 5.0
-documents, adds the ``/deletes`` and ``/keyChanges`` paths an ODS/API 7.x
+serves (and every descriptor of the Data Standard) out of the official Ed-Fi
+DS 5.0 documents, adds the ``/deletes`` and ``/keyChanges`` paths an ODS/API 7.x
 server publishes, and adds the ``lmsx`` extension described in
 ``edfi-spec/lmsx.md``. Run it from the project root:
 
@@ -15,8 +15,6 @@ import json
 import sys
 from pathlib import Path
 from typing import Any
-
-from edfi.model import load_model
 
 RESOURCES = [
     "stateEducationAgencies",
@@ -320,6 +318,11 @@ def _closure(schemas: dict[str, Any], roots: list[str]) -> set[str]:
     return seen
 
 
+def _post_schema_name(ops: dict[str, Any]) -> str:
+    ref: str = ops["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    return ref.rsplit("/", 1)[-1]
+
+
 def build(spec_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     res = json.loads((spec_dir / "resources-ds-5.0.json").read_text("utf-8-sig"))
     desc = json.loads((spec_dir / "descriptors-ds-5.0.json").read_text("utf-8-sig"))
@@ -330,9 +333,7 @@ def build(spec_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     paths: dict[str, Any] = {}
     roots: list[str] = ["link"]
     for name in RESOURCES:
-        post = res["paths"][f"/ed-fi/{name}"]["post"]
-        schema = post["requestBody"]["content"]["application/json"]["schema"]["$ref"]
-        schema = schema.rsplit("/", 1)[-1]
+        schema = _post_schema_name(res["paths"][f"/ed-fi/{name}"])
         roots += [schema, schema + "Reference"]
         paths[f"/ed-fi/{name}"] = res["paths"][f"/ed-fi/{name}"]
         paths[f"/ed-fi/{name}/{{id}}"] = res["paths"][f"/ed-fi/{name}/{{id}}"]
@@ -366,21 +367,15 @@ def build(spec_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
         "components": {"schemas": schemas, **components},
     }
 
-    # descriptors: every one the chosen resources use
-    model = load_model(resources_doc, desc)
-    used: set[str] = set()
-    for r in model:
-        if not r.is_descriptor:
-            used.update(d for _, d in r.shape.descriptor_paths())
+    # descriptors: every one of the DS 5.0 descriptors document (a fresh ODS/API serves
+    # them all, holding the Data Standard's default values)
     dpaths: dict[str, Any] = {}
     dschemas: dict[str, Any] = {"link": rs["link"]}
     dtemplate_ops = desc["paths"]["/ed-fi/gradeLevelDescriptors"]
     dtemplate_item = desc["paths"]["/ed-fi/gradeLevelDescriptors/{id}"]
-    for path in sorted(used):
-        if path.startswith("/lmsx/"):
-            continue
+    for path in sorted(p for p in desc["paths"] if p.count("/") == 2):
         name = path.rsplit("/", 1)[-1]
-        schema = "edFi_" + name[:-1]
+        schema = _post_schema_name(desc["paths"][path])
         dschemas[schema] = ds[schema]
         ops = json.loads(
             json.dumps(dtemplate_ops).replace('edFi_gradeLevelDescriptor"', schema + '"')
@@ -414,9 +409,9 @@ def build(spec_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
         "openapi": "3.0.1",
         "tags": _tags(dpaths),
         "info": {
-            "title": "Ed-Fi Descriptors API (sandbox, DS 5.0 subset + lmsx)",
+            "title": "Ed-Fi Descriptors API (sandbox, DS 5.0 + lmsx)",
             "version": "5.0",
-            "description": "Descriptors used by the sandbox resources.",
+            "description": "Every DS 5.0 descriptor and the lmsx ones.",
         },
         "paths": dpaths,
         "components": {"schemas": dschemas, **components},

@@ -21,7 +21,16 @@ def main(argv: list[str] | None = None) -> None:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8765)
     serve.add_argument(
-        "--students", type=int, default=1000, help="district size (0 for an empty API)"
+        "--students",
+        type=int,
+        default=1000,
+        help="district size (0: a minimal template, the default descriptors and school years only)",
+    )
+    serve.add_argument(
+        "--empty",
+        action="store_true",
+        help="leave out the minimal template (default descriptors and school years): "
+        "with --students 0, a completely empty API",
     )
     serve.add_argument("--seed", type=int, default=1)
     serve.add_argument(
@@ -67,6 +76,7 @@ def main(argv: list[str] | None = None) -> None:
             openapi=args.openapi,
             faults=args.faults,
             client_secret=args.client_secret,
+            template=not args.empty,
         )
     except ValueError as exc:
         parser.error(str(exc))

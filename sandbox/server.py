@@ -20,6 +20,7 @@ from edfi.model import ApiModel, builtin_documents, load_model
 
 from .app import Faults, Sandbox
 from .store import Store
+from .template import with_template
 
 DEFAULT_YEAR = 2025
 
@@ -66,16 +67,23 @@ def load_documents(openapi: list[str] | None) -> tuple[ApiModel, list[dict[str, 
 
 
 # Bump when the generator's output changes, so saved databases are regenerated.
-DISTRICT_VERSION = 1
+DISTRICT_VERSION = 2
 
 
-def _district_tag(students: int, seed: int, year: int) -> str:
-    return f"{students}:{seed}:{year}:v{DISTRICT_VERSION}"
+def _district_tag(students: int, seed: int, year: int, template: bool) -> str:
+    return f"{students}:{seed}:{year}:v{DISTRICT_VERSION}" + ("" if template else ":empty")
 
 
-def open_store(model: ApiModel, path: str, *, students: int, seed: int, year: int) -> Store:
-    """A data set: reused from ``path`` when it already holds this district, else generated."""
-    tag = _district_tag(students, seed, year)
+def open_store(
+    model: ApiModel, path: str, *, students: int, seed: int, year: int, template: bool = True
+) -> Store:
+    """A data set: reused from ``path`` when it already holds this district, else generated.
+
+    ``template`` starts it as a fresh ODS does (the default descriptors and school
+    years, then the district); without it a 0-student data set is completely empty,
+    which tests that count every record they POST rely on.
+    """
+    tag = _district_tag(students, seed, year, template)
     if os.path.exists(path):
         store = Store(model, path, seed=seed + year)
         if store.get_meta("district") == tag:
@@ -85,24 +93,28 @@ def open_store(model: ApiModel, path: str, *, students: int, seed: int, year: in
             if os.path.exists(path + suffix):
                 os.remove(path + suffix)
     store = Store(model, path, seed=seed + year)
-    if students > 0:
+    missing: list[str] = []
+
+    def checked() -> Iterator[tuple[str, list[dict[str, Any]]]]:
+        if students <= 0:
+            return
         from .district import generate
 
-        missing: list[str] = []
+        for resource, batch in generate(students, seed=seed, school_year=year):
+            if resource not in model:
+                missing.append(resource)
+                continue
+            yield resource, batch
 
-        def checked() -> Iterator[tuple[str, list[dict[str, Any]]]]:
-            for resource, batch in generate(students, seed=seed, school_year=year):
-                if resource not in model:
-                    missing.append(resource)
-                    continue
-                yield resource, batch
-
+    if template:
+        store.bulk_load(with_template(model, year, checked()))
+    elif students > 0:
         store.bulk_load(checked())
-        if missing:
-            raise SystemExit(
-                f"the OpenAPI document lacks resources the synthetic district needs "
-                f"({', '.join(sorted(set(missing))[:5])} ...); serve it with --students 0"
-            )
+    if missing:
+        raise SystemExit(
+            f"the OpenAPI document lacks resources the synthetic district needs "
+            f"({', '.join(sorted(set(missing))[:5])} ...); serve it with --students 0"
+        )
     store.set_meta("district", tag)
     return store
 
@@ -117,8 +129,14 @@ def build_sandbox(
     openapi: list[str] | None = None,
     faults: Faults | str | None = None,
     client_secret: str | None = None,
+    template: bool = True,
 ) -> Sandbox:
-    """A sandbox with one data set per (tenant, school year), each its own SQLite file."""
+    """A sandbox with one data set per (tenant, school year), each its own SQLite file.
+
+    Each data set holds the minimal template (default descriptors, school years) and
+    ``students`` students of the synthetic district; ``template=False`` leaves out the
+    template (``students=0`` is then an empty API).
+    """
     model, docs = load_documents(openapi)
     base = Path(db) if db else Path(tempfile.mkdtemp(prefix="edfi-sandbox-")) / "sandbox.sqlite"
     base.parent.mkdir(parents=True, exist_ok=True)
@@ -129,7 +147,12 @@ def build_sandbox(
             suffix = "".join(f".{p}" for p in (tenant, year) if p)
             path = str(base) + suffix
             stores[(tenant, year)] = open_store(
-                model, path, students=students, seed=seed, year=year or DEFAULT_YEAR
+                model,
+                path,
+                students=students,
+                seed=seed,
+                year=year or DEFAULT_YEAR,
+                template=template,
             )
     if isinstance(faults, str) or faults is None:
         faults = Faults.parse(faults)
@@ -201,6 +224,7 @@ def sandbox_process(
     faults: str | None = None,
     client_secret: str | None = None,
     host: str = "127.0.0.1",
+    template: bool = True,
 ) -> Iterator[dict[str, Any]]:
     """``edfi-sandbox serve`` in a child process (its own GIL: for benchmarks and big tests).
 
@@ -232,6 +256,8 @@ def sandbox_process(
         cmd += ["--faults", faults]
     if client_secret:
         cmd += ["--client-secret", client_secret]
+    if not template:
+        cmd.append("--empty")
     proc = subprocess.Popen(
         cmd, stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parent.parent
     )

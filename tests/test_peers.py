@@ -172,7 +172,7 @@ def served_ids(running: RunningSandbox, path: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def filled() -> Iterator[RunningSandbox]:
-    with running_sandbox(students=0) as sb:
+    with running_sandbox(students=0, template=False) as sb:
         fill(sb, 130)
         yield sb
 
@@ -218,7 +218,7 @@ def test_edfi_api_client_lists_resources_from_openapi(peers: Path, filled: Runni
 
 
 def test_edfi_api_client_reads_deletes(peers: Path) -> None:
-    with running_sandbox(students=0) as sb:
+    with running_sandbox(students=0, template=False) as sb:
         fill(sb, 3)
         with authorized(sb) as c:
             ssas = c.get("/ed-fi/studentSchoolAssociations").json()
@@ -345,7 +345,7 @@ def lightbeam(peers: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 def test_lightbeam_validates_sends_and_fetches(peers: Path, tmp_path: Path) -> None:
     write_jsonl(tmp_path / "in", LIGHTBEAM_DATA)
-    with running_sandbox(students=0) as sb:
+    with running_sandbox(students=0, template=False) as sb:
         send_cfg = lightbeam_config(tmp_path / "send.yaml", sb, tmp_path / "in")
         validated = lightbeam(peers, "validate", "-c", str(send_cfg))
         assert validated.returncode == 0, validated.stderr
@@ -419,7 +419,7 @@ def test_lightbeam_reports_what_the_sandbox_refuses(peers: Path, tmp_path: Path)
         ],
     }
     write_jsonl(tmp_path / "in", bad)
-    with running_sandbox(students=0) as sb:
+    with running_sandbox(students=0, template=False) as sb:
         with authorized(sb) as c:
             post(c, "/ed-fi/gradeLevelDescriptors", LIGHTBEAM_DATA["gradeLevelDescriptors"][0])
         cfg = lightbeam_config(tmp_path / "send.yaml", sb, tmp_path / "in")

@@ -175,7 +175,8 @@ def test_bodies_and_state_keys_carry_nothing_they_should_not() -> None:
 
 @pytest.fixture
 def target() -> Any:
-    with running_sandbox(students=0) as sb:
+    # empty, without the minimal template: the tests copy in the descriptors they want
+    with running_sandbox(students=0, template=False) as sb:
         yield sb
 
 

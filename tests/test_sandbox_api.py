@@ -202,7 +202,7 @@ def seed(api: Api) -> dict[str, str]:
 
 @pytest.fixture
 def running() -> Iterator[RunningSandbox]:
-    with running_sandbox(students=0) as sb:
+    with running_sandbox(students=0, template=False) as sb:
         yield sb
 
 
@@ -321,7 +321,7 @@ def test_oauth_refusals(running: RunningSandbox) -> None:
 
 
 def test_token_expiry() -> None:
-    with running_sandbox(students=0, faults="token_ttl=1") as sb:
+    with running_sandbox(students=0, template=False, faults="token_ttl=1") as sb:
         tok = token(sb.base_url, sb.client_id, sb.client_secret)
         headers = {"Authorization": f"Bearer {tok}"}
         url = sb.base_url + "/data/v3/ed-fi/schools"
@@ -886,7 +886,7 @@ def test_partitions_number_zero_is_refused(api: Api) -> None:
 
 
 def test_year_specific_routing() -> None:
-    with running_sandbox(students=0, years=[2024, 2025]) as sb:
+    with running_sandbox(students=0, template=False, years=[2024, 2025]) as sb:
         y24 = Api(sb, "/2024")
         y25 = Api(sb, "/2025")
         for api in (y24, y25):
@@ -928,7 +928,7 @@ def test_year_specific_routing() -> None:
 
 
 def test_tenants() -> None:
-    with running_sandbox(students=0, tenants=["alpha", "beta"]) as sb:
+    with running_sandbox(students=0, template=False, tenants=["alpha", "beta"]) as sb:
         alpha = Api(sb, "/alpha")
         beta = Api(sb, "/beta")
         alpha.create("/ed-fi/students", student("T1"))

@@ -38,14 +38,14 @@ def statuses(running: RunningSandbox, n: int, path: str = "/data/v3/ed-fi/school
 
 @pytest.fixture
 def running() -> Iterator[RunningSandbox]:
-    with running_sandbox(students=0) as sb:
+    with running_sandbox(students=0, template=False) as sb:
         yield sb
 
 
 def test_error_share_is_near_the_configured_one_and_reproducible() -> None:
-    with running_sandbox(students=0, faults="error=0.3,seed=3") as sb:
+    with running_sandbox(students=0, template=False, faults="error=0.3,seed=3") as sb:
         first = statuses(sb, 200)
-    with running_sandbox(students=0, faults="error=0.3,seed=3") as sb:
+    with running_sandbox(students=0, template=False, faults="error=0.3,seed=3") as sb:
         again = statuses(sb, 200)
     assert first == again
     counts = Counter(first)
@@ -53,7 +53,7 @@ def test_error_share_is_near_the_configured_one_and_reproducible() -> None:
     failed = counts[500] + counts[503]
     assert 0.2 * 200 <= failed <= 0.4 * 200, counts
     assert counts[500] > 0 and counts[503] > 0
-    with running_sandbox(students=0, faults="error=0.3,seed=4") as sb:
+    with running_sandbox(students=0, template=False, faults="error=0.3,seed=4") as sb:
         other_seed = statuses(sb, 200)
     assert other_seed != first
 
@@ -61,7 +61,7 @@ def test_error_share_is_near_the_configured_one_and_reproducible() -> None:
 def test_in_process_faults_match_the_configured_ones(running: RunningSandbox) -> None:
     running.sandbox.faults = Faults.parse("error=0.3,seed=3")
     in_process = statuses(running, 200)
-    with running_sandbox(students=0, faults="error=0.3,seed=3") as sb:
+    with running_sandbox(students=0, template=False, faults="error=0.3,seed=3") as sb:
         assert statuses(sb, 200) == in_process
     running.sandbox.faults = Faults()
     assert statuses(running, 20) == [200] * 20
@@ -119,7 +119,7 @@ def test_latency_delays_data_requests(running: RunningSandbox) -> None:
 
 
 def test_token_ttl() -> None:
-    with running_sandbox(students=0, faults="token_ttl=1") as sb:
+    with running_sandbox(students=0, template=False, faults="token_ttl=1") as sb:
         token = httpx.post(
             f"{sb.base_url}/oauth/token",
             data={"grant_type": "client_credentials"},
