@@ -28,7 +28,7 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> tuple[Store, Path]:
     """A 5-student district and its interchange files."""
     model = builtin_model()
     base = tmp_path_factory.mktemp("district")
-    store = open_store(model, str(base / "d.sqlite"), students=5, seed=7, year=2025)
+    store = open_store(model, str(base / "d.sqlite"), students=5, seed=7, year=2025, template=False)
     export_xml(model, store.iter_records, str(base / "xml"))
     return store, base / "xml"
 
@@ -36,7 +36,7 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> tuple[Store, Path]:
 @pytest.fixture
 def target(source: tuple[Store, Path]) -> Iterator[RunningSandbox]:
     """An empty sandbox holding only the school years (which every ODS/API ships)."""
-    with running_sandbox(students=0) as sb:
+    with running_sandbox(students=0, template=False) as sb:
         store = sb.store()
         for rec in source[0].iter_records(store.model[YEARS]):
             store.upsert(store.model[YEARS], body_of(rec))

@@ -46,7 +46,7 @@ SENT: set[str] = set()  # the slice's resources with records
 @pytest.fixture(scope="module")
 def source(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, list[bytes]]]:
     folder = tmp_path_factory.mktemp("send-input") / "out"
-    with running_sandbox(students=10, seed=7) as sb:
+    with running_sandbox(students=10, seed=7, template=False) as sb:
         counts = export(sb.store(), MODEL, folder, SLICE)
         want = snapshot(sb.store(), MODEL, counts)
     assert sum(counts.values()) == TOTAL
@@ -56,7 +56,7 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, li
 
 @pytest.fixture
 def target() -> Iterator[RunningSandbox]:
-    with running_sandbox(students=0) as sb:
+    with running_sandbox(students=0, template=False) as sb:
         yield sb
 
 
@@ -400,7 +400,7 @@ def test_parity_with_lightbeam_send(
     folder, want = source
     run_send(target, tmp_path / "lake", input=str(folder))
     ours = held(target)
-    with running_sandbox(students=0) as theirs:
+    with running_sandbox(students=0, template=False) as theirs:
         config = tmp_path / "lightbeam.yaml"
         config.write_text(
             f"data_dir: {folder}/\nstate_dir: {tmp_path}/lb-state\n"
