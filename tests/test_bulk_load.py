@@ -117,7 +117,7 @@ def test_rejects_name_the_element_and_resend(
 def test_default_descriptor_files_load_with_zero_failures(
     spec_dir: Path, tmp_path: Path, prefect_harness: None
 ) -> None:
-    with running_sandbox(students=0) as sb:
+    with running_sandbox(students=0, template=False) as sb:
         summary = run(sb, tmp_path / "lake", data=str(spec_dir / "descriptors-ds5.2"))
         assert (summary["status"], summary["failed"], summary["invalid"]) == ("completed", 0, 0)
         assert summary["file_problems"] == []
