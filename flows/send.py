@@ -6,7 +6,7 @@ Validation runs first (one task), then one task per resource, each started as
 soon as the resources it references have finished, several at once. The core
 (``edfi.filesend``) keeps what the target accepted per natural key on the
 state storage (unchanged records are skipped, failed ones always retried) and
-every rejected record in a rejects folder laid out like the input.
+every rejected record in the rejects store, with its file and line.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ async def _run(task_fn: Any, *args: Any) -> Any:
     "dependency order, resending only what changed or failed.",
 )
 async def send(
-    input: str | None = None,
+    input: LakeStorage | str | None = None,
     connection: EdFiConnection | str | None = None,
     lightbeam_config: str | None = None,
     state: LakeStorage | str | None = None,
@@ -89,8 +89,9 @@ async def send(
     """Validate and send a folder of Ed-Fi JSON files to an Ed-Fi API.
 
     Args:
-        input: folder of ``{resource}.jsonl`` files (any fsspec URL); default: the
-            lightbeam config's ``data_dir``.
+        input: folder of ``{resource}.jsonl`` files: an fsspec URL (credentials from
+            the environment) or a ``LakeStorage`` block (URL and credentials); default:
+            the lightbeam config's ``data_dir``.
         connection: ``EdFiConnection`` block (or saved block name) of the target.
         lightbeam_config: path of an existing ``lightbeam.yaml`` to take the target,
             data and state folders, namespace and validation settings from.
@@ -153,7 +154,11 @@ async def send(
     )
     if resend_rejects and store is None:
         raise SendError("resend_rejects needs `state`, where the rejects are kept.")
-    source = input or (cfg.data_dir if cfg else None) or ""
+    input_options: dict[str, Any] = {}
+    if isinstance(input, LakeStorage):
+        source, input_options = input.url, input.fsspec_options()
+    else:
+        source = input or (cfg.data_dir if cfg else None) or ""
     if not source and not resend_rejects:
         raise SendError("Set `input` (the folder of JSON files) or a lightbeam config.")
 
@@ -173,6 +178,7 @@ async def send(
                 model,
                 namespace=cfg.namespace if cfg else "ed-fi",
                 namespace_overrides=cfg.namespace_overrides if cfg else None,
+                storage_options=input_options,
             )
             for ignored in inputs.ignored:
                 logger.warning("Ignored %s: its name is not a resource of the target.", ignored)

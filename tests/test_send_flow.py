@@ -29,7 +29,7 @@ from edfi.model import builtin_model
 from edfi.sendstate import SendState, target_id
 from sandbox.app import Faults
 from sandbox.server import RunningSandbox, running_sandbox
-from tests.conftest import connection_block
+from tests.conftest import connection_block, new_s3_lake
 from tests.sendkit import export, snapshot
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -266,6 +266,27 @@ def test_max_failures_stops_before_anything_is_sent(
     with pytest.raises(SendError, match=r"^2 records failed \(students 2\)\. Most common: "):
         run_send(target, tmp_path / "lake", input=str(folder), max_failures=2)
     assert all(v == [] for v in held(target).values())
+
+
+def test_input_and_state_on_s3(
+    prefect_harness: None,
+    source: tuple[Path, Any],
+    target: RunningSandbox,
+    s3_endpoint: str,
+) -> None:
+    from flows.send import send
+
+    folder, want = source
+    data = new_s3_lake(s3_endpoint, "send-input")
+    lake = new_s3_lake(s3_endpoint, "send-state")
+    fs = data.lake().fs
+    for file in folder.rglob("*.jsonl"):
+        fs.put_file(str(file), f"{data.url.removeprefix('s3://')}/{file.relative_to(folder)}")
+    first = asyncio.run(send(input=data, connection=connection_block(target), state=lake))
+    assert (first["sent"], first["failed"]) == (TOTAL, 0)
+    assert held(target) == want
+    again = asyncio.run(send(input=data, connection=connection_block(target), state=lake))
+    assert (again["sent"], again["skipped"]) == (0, TOTAL)
 
 
 def test_delete_mode_removes_in_reverse_order(
