@@ -17,6 +17,7 @@ import base64
 import bisect
 import datetime as dt
 import heapq
+import os
 import sqlite3
 import threading
 import uuid
@@ -33,6 +34,21 @@ from edfi.model import ApiModel, Reference, Resource, Shape, abstract_field
 from edfi.validate import Problem, bind_record, by_path, pascal
 from edfi.validate.problems import DESCRIPTOR
 
+from .problems import (
+    ApiError,
+    bad_request,
+    data_validation_failed,
+    dependent_item_exists,
+    key_change_not_supported,
+    non_unique_identity,
+    not_found,
+    optimistic_lock_failed,
+    parameter_invalid,
+    unresolved_reference,
+)
+
+__all__ = ["ApiError", "Page", "Store", "Window", "WriteResult", "bad_request", "not_found"]
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS records(
     seq INTEGER PRIMARY KEY, rid INTEGER NOT NULL, id TEXT NOT NULL, key TEXT NOT NULL,
@@ -46,7 +62,8 @@ CREATE TABLE IF NOT EXISTS history(
     cv INTEGER NOT NULL, until_cv INTEGER NOT NULL, body BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS history_rid_seq ON history(rid, seq);
 CREATE TABLE IF NOT EXISTS deletes(
-    rid INTEGER NOT NULL, id TEXT NOT NULL, cv INTEGER NOT NULL, key_values BLOB NOT NULL);
+    rid INTEGER NOT NULL, id TEXT NOT NULL, cv INTEGER NOT NULL, key_values BLOB NOT NULL,
+    key TEXT NOT NULL DEFAULT '');
 CREATE INDEX IF NOT EXISTS deletes_rid_cv ON deletes(rid, cv);
 CREATE TABLE IF NOT EXISTS key_changes(
     rid INTEGER NOT NULL, id TEXT NOT NULL, cv INTEGER NOT NULL,
@@ -59,58 +76,6 @@ CREATE TABLE IF NOT EXISTS meta(name TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 MAX_LIMIT = 500
-
-
-class ApiError(Exception):
-    """An error the API reports as ODS/API 7.2+ problem details."""
-
-    def __init__(
-        self,
-        status: int,
-        kind: str,
-        title: str,
-        detail: str,
-        *,
-        validation_errors: Mapping[str, list[str]] | None = None,
-        errors: list[str] | None = None,
-        headers: Mapping[str, str] | None = None,
-    ):
-        super().__init__(detail)
-        self.status = status
-        self.kind = kind
-        self.title = title
-        self.detail = detail
-        self.validation_errors = dict(validation_errors or {})
-        self.errors = list(errors or [])
-        self.headers = dict(headers or {})
-
-    def problem(self) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "detail": self.detail,
-            "type": "urn:ed-fi:api:" + self.kind,
-            "title": self.title,
-            "status": self.status,
-            "correlationId": uuid.uuid4().hex,
-        }
-        if self.validation_errors:
-            body["validationErrors"] = self.validation_errors
-        if self.errors:
-            body["errors"] = self.errors
-        return body
-
-
-def bad_request(detail: str, errors: Mapping[str, list[str]] | None = None) -> ApiError:
-    return ApiError(
-        400,
-        "bad-request:data-validation-failed" if errors else "bad-request",
-        "Data Validation Failed" if errors else "Bad Request",
-        detail,
-        validation_errors=errors,
-    )
-
-
-def not_found(detail: str = "The specified resource could not be found.") -> ApiError:
-    return ApiError(404, "not-found", "Not Found", detail)
 
 
 def _entity(resource: Resource) -> str:
@@ -165,7 +130,7 @@ def decode_token(token: str) -> tuple[int, int]:
         start, end = raw.split(":")
         return int(start), int(end)
     except Exception as exc:
-        raise bad_request(f"The page token {token!r} is not valid.") from exc
+        raise parameter_invalid(f"The page token '{token}' is not valid.") from exc
 
 
 @dataclass
@@ -184,12 +149,16 @@ class Store:
         self.path = path
         self._local = threading.local()
         self._write_lock = threading.RLock()
-        self._rng = Random(seed)
+        # ids are unique across data sets, tenants and runs, as a real ODS's GUIDs are
+        self._rng = Random(int.from_bytes(os.urandom(16), "big"))
         self.descriptors: set[str] = set()
         self._descriptor_paths: dict[str, list[tuple[str, ...]]] = {}
         self.tables = _Tables()
         conn = self._conn()
         conn.executescript(SCHEMA)
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(deletes)")}
+        if "key" not in columns:  # a database saved before deletes kept the natural key
+            conn.execute("ALTER TABLE deletes ADD COLUMN key TEXT NOT NULL DEFAULT ''")
         for i, path_ in enumerate(sorted(model.resources), start=1):
             self.tables.rid[path_] = i
             self.tables.live[i] = array("q")
@@ -332,14 +301,12 @@ class Store:
         checks of ``edfi.validate`` first and then this data set's descriptors; checks
         against other records (409) come later, at write time.
         """
-        if not isinstance(body, dict):
-            raise bad_request("The request body must be a JSON object.")
         bound, problems = bind_record(self.model, resource, body)
-        problems += self._descriptor_problems(resource, bound)
+        if problems:  # descriptors are looked up only in a body of the right shape
+            raise data_validation_failed(by_path(problems))
+        problems = self._descriptor_problems(resource, bound)
         if problems:
-            raise bad_request(
-                "Data validation failed. See 'validationErrors' for details.", by_path(problems)
-            )
+            raise data_validation_failed(by_path(problems))
         return bound
 
     def _descriptor_problems(self, resource: Resource, body: Mapping[str, Any]) -> list[Problem]:
@@ -364,10 +331,12 @@ class Store:
     # -- writes ------------------------------------------------------------------
     def upsert(self, resource: Resource, body: dict[str, Any]) -> WriteResult:
         """POST semantics: insert, or update the record with the same natural key."""
-        if "id" in body:
-            raise bad_request(
-                "Resource identifiers cannot be assigned by the client. "
-                "The 'id' property should not be included in the request body."
+        if isinstance(body, dict) and "id" in body:
+            raise data_validation_failed(
+                errors=[
+                    "Resource identifiers cannot be assigned by the client. "
+                    "The 'id' property should not be included in the request body."
+                ]
             )
         body = self.validate(resource, body)
         key = self.record_key(resource, body)
@@ -395,18 +364,7 @@ class Store:
         missing: list[str] = []
         self._link_references(resource.shape, body, self._sql_find(conn), refs, missing)
         if missing:
-            names = sorted(set(missing))
-            raise ApiError(
-                409,
-                "conflict:unresolved-reference",
-                "Unresolved Reference",
-                "The referenced '"
-                + "', '".join(names)
-                + "' resource"
-                + ("s do" if len(names) > 1 else " does")
-                + " not exist.",
-                errors=[f"The referenced '{n}' resource does not exist." for n in names],
-            )
+            raise unresolved_reference(missing)
         return refs
 
     def _insert(
@@ -489,20 +447,12 @@ class Store:
             old_key = self.record_key(resource, old)
             if old_key != key:
                 if not resource.key_changes:
-                    raise bad_request(
-                        f"Key values for this resource ({_entity(resource)}) cannot be changed. "
-                        "Delete and recreate the resource item instead."
-                    )
+                    raise key_change_not_supported(_entity(resource))
                 clash = conn.execute(
                     "SELECT 1 FROM records WHERE rid=? AND key=?", (self.rid(resource), key)
                 ).fetchone()
                 if clash:
-                    raise ApiError(
-                        409,
-                        "conflict:non-unique-values",
-                        "Identifying Values Are Not Unique",
-                        "A resource with the new key values already exists.",
-                    )
+                    raise non_unique_identity(_entity(resource), resource.key_values(body))
             with self._transaction(conn):
                 result = self._update(conn, resource, row, body, key, old_key=old_key)
                 if old_key != key:
@@ -564,13 +514,7 @@ class Store:
             ).fetchone()
             if dep:
                 entity = _entity(self.resource_by_rid[dep[0]])
-                raise ApiError(
-                    409,
-                    "conflict:dependent-item-exists",
-                    "Dependent Item Exists",
-                    "The requested action cannot be performed because this item is referenced "
-                    f"by existing '{entity}' item(s).",
-                )
+                raise dependent_item_exists(entity)
             with self._transaction(conn):
                 cv = self._next_cv()
                 conn.execute(
@@ -581,8 +525,8 @@ class Store:
                 conn.execute("DELETE FROM records WHERE seq=?", (seq,))
                 conn.execute("DELETE FROM refs WHERE src=?", (seq,))
                 conn.execute(
-                    "INSERT INTO deletes VALUES (?, ?, ?, ?)",
-                    (rid, id_, cv, self._key_values_json(resource, key)),
+                    "INSERT INTO deletes(rid, id, cv, key_values, key) VALUES (?, ?, ?, ?, ?)",
+                    (rid, id_, cv, self._key_values_json(resource, key), key),
                 )
                 self.set_meta("cv", str(cv))
             live = self.tables.live[rid]
@@ -611,13 +555,7 @@ class Store:
             ).fetchone()
             if hit:
                 entity = _entity(self.resource_by_rid[rid])
-                raise ApiError(
-                    409,
-                    "conflict:dependent-item-exists",
-                    "Dependent Item Exists",
-                    "The requested action cannot be performed because this item is referenced "
-                    f"by existing '{entity}' item(s).",
-                )
+                raise dependent_item_exists(entity)
 
     # -- bulk load -------------------------------------------------------------------
     def bulk_load(self, batches: Iterable[tuple[str, list[dict[str, Any]]]]) -> int:
@@ -677,23 +615,26 @@ class Store:
         return n
 
     # -- reads ---------------------------------------------------------------------
-    def get_by_id(self, resource: Resource, id_: str, snapshot: int | None = None) -> bytes:
+    def get_by_id(
+        self, resource: Resource, id_: str, snapshot: int | None = None
+    ) -> tuple[bytes, int]:
+        """A record as served, and its change version (its etag)."""
         conn = self._conn()
         rid = self.rid(resource)
         if snapshot is None:
             row = conn.execute(
-                "SELECT body FROM records WHERE rid=? AND id=?", (rid, id_)
+                "SELECT body, cv FROM records WHERE rid=? AND id=?", (rid, id_)
             ).fetchone()
         else:
             row = conn.execute(
-                "SELECT body FROM (SELECT body, cv FROM records WHERE rid=? AND id=? AND cv<=? "
-                "UNION ALL SELECT body, cv FROM history WHERE rid=? AND id=? AND cv<=? "
+                "SELECT body, cv FROM (SELECT body, cv FROM records WHERE rid=? AND id=? "
+                "AND cv<=? UNION ALL SELECT body, cv FROM history WHERE rid=? AND id=? AND cv<=? "
                 "AND until_cv>?) LIMIT 1",
                 (rid, id_, snapshot, rid, id_, snapshot, snapshot),
             ).fetchone()
         if row is None:
             raise not_found()
-        return bytes(row[0])
+        return bytes(row[0]), int(row[1])
 
     def _select(
         self,
@@ -707,7 +648,12 @@ class Store:
         """SQL selecting the rows of a window, current or as of a snapshot."""
         conds, params = _window_conditions(rid, w)
         for path, value in w.filters:
-            conds.append("json_extract(body, ?) = ?")
+            # strings compare as the ODS/API's database does: ignoring case
+            conds.append(
+                "json_extract(body, ?) = ? COLLATE NOCASE"
+                if isinstance(value, str)
+                else "json_extract(body, ?) = ?"
+            )
             params += [path, value]
         if extra:
             conds.append(extra)
@@ -801,17 +747,26 @@ class Store:
         offset: int,
         limit: int,
     ) -> tuple[bytes, int]:
-        """``/deletes`` or ``/keyChanges`` entries in a change-version window."""
+        """``/deletes`` or ``/keyChanges`` of a change-version window, as the ODS lists them.
+
+        A delete whose natural key lives again (the record was recreated) is not
+        listed; several key changes of one record come back as one: the first old
+        key, the latest new key, the latest change version.
+        """
         conds, params = _window_conditions(self.rid(resource), w)
         if w.snapshot is not None:
             conds.append("cv<=?")
             params.append(w.snapshot)
         where = " AND ".join(conds)
         conn = self._conn()
-        total = int(
-            conn.execute(f"SELECT count(*) FROM {kind} WHERE {where}", params).fetchone()[0]
-        )
         if kind == "deletes":
+            where += (
+                " AND NOT EXISTS (SELECT 1 FROM records r "
+                "WHERE r.rid=deletes.rid AND r.key=deletes.key)"
+            )
+            total = int(
+                conn.execute(f"SELECT count(*) FROM deletes WHERE {where}", params).fetchone()[0]
+            )
             rows = conn.execute(
                 f"SELECT id, cv, key_values FROM deletes WHERE {where} ORDER BY cv "
                 "LIMIT ? OFFSET ?",
@@ -821,17 +776,30 @@ class Store:
                 b'{"id":"%s","changeVersion":%d,"keyValues":%s}' % (i.encode(), cv, kv)
                 for i, cv, kv in rows
             ]
-        else:
-            rows = conn.execute(
-                f"SELECT id, cv, old_key, new_key FROM key_changes WHERE {where} ORDER BY cv "
-                "LIMIT ? OFFSET ?",
-                [*params, limit, offset],
-            ).fetchall()
-            parts = [
+            return b"[" + b",".join(parts) + b"]", total
+        total = int(
+            conn.execute(
+                f"SELECT count(DISTINCT id) FROM key_changes WHERE {where}", params
+            ).fetchone()[0]
+        )
+        groups = conn.execute(
+            f"SELECT id, min(cv), max(cv) AS last FROM key_changes WHERE {where} GROUP BY id "
+            "ORDER BY last LIMIT ? OFFSET ?",
+            [*params, limit, offset],
+        ).fetchall()
+        parts = []
+        rid = self.rid(resource)
+        for id_, first, last in groups:
+            (old,) = conn.execute(
+                "SELECT old_key FROM key_changes WHERE rid=? AND id=? AND cv=?", (rid, id_, first)
+            ).fetchone()
+            (new,) = conn.execute(
+                "SELECT new_key FROM key_changes WHERE rid=? AND id=? AND cv=?", (rid, id_, last)
+            ).fetchone()
+            parts.append(
                 b'{"id":"%s","changeVersion":%d,"oldKeyValues":%s,"newKeyValues":%s}'
-                % (i.encode(), cv, o, n)
-                for i, cv, o, n in rows
-            ]
+                % (id_.encode(), last, old, new)
+            )
         return b"[" + b",".join(parts) + b"]", total
 
     # -- helpers for tests and tooling ---------------------------------------------
@@ -895,13 +863,7 @@ def _window_conditions(rid: int, w: Window) -> tuple[list[str], list[Any]]:
 
 def _check_etag(if_match: str | None, cv: int) -> None:
     if if_match is not None and if_match != str(cv):
-        raise ApiError(
-            412,
-            "precondition-failed",
-            "Resource Was Modified",
-            "The resource item has been modified by another user (its _etag no "
-            "longer matches If-Match).",
-        )
+        raise optimistic_lock_failed()
 
 
 def _page(rows: Sequence[tuple[int, bytes]]) -> Page:

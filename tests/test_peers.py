@@ -426,7 +426,7 @@ def test_lightbeam_reports_what_the_sandbox_refuses(peers: Path, tmp_path: Path)
         sent = lightbeam(peers, "send", "-c", str(cfg))
         assert "(final status counts: {201: 1})" in sent.stderr
         assert "(final status counts: {409: 1})" in sent.stderr
-        assert "The referenced 'School' resource does not exist." in sent.stderr
+        assert "The referenced `School` item does not exist." in sent.stderr
 
         (tmp_path / "in" / "students.jsonl").write_text(
             json.dumps({"studentUniqueId": "B2", "firstName": "Bo", "lastSurname": "Nil"}) + "\n"

@@ -131,7 +131,7 @@ def test_token_ttl() -> None:
         time.sleep(1.05)
         expired = httpx.get(f"{sb.base_url}/data/v3/ed-fi/schools", headers=headers)
         assert expired.status_code == 401
-        assert expired.json()["detail"] == "Token is expired."
+        assert expired.json()["errors"] == ["Invalid Authorization header."]
 
 
 def test_malformed_pages_for_named_resources(running: RunningSandbox) -> None:

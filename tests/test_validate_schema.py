@@ -53,8 +53,7 @@ def test_required_empty_lengths_and_types() -> None:
         Problem(
             "firstName",
             "max-length",
-            "The field FirstName must be a string with a minimum length of 1 and a maximum "
-            "length of 75.",
+            "FirstName must be between 1 and 75 characters in length.",
         ),
         Problem("lastSurname", "required", "LastSurname is required."),
     ]
@@ -62,8 +61,7 @@ def test_required_empty_lengths_and_types() -> None:
         Problem(
             "birthCity",
             "min-length",
-            "The field BirthCity must be a string with a minimum length of 2 and a maximum "
-            "length of 30.",
+            "BirthCity must be between 2 and 30 characters in length.",
         ),
         Problem("birthDate", "format", "The value '05/04/2010' is not valid for BirthDate."),
     ]
@@ -88,11 +86,11 @@ def test_ranges_and_numeric_strings() -> None:
     resource = MODEL["/ed-fi/studentSchoolAttendanceEvents"]
     bound, found = bind_record(MODEL, resource, event)
     assert found == [
-        Problem("eventDuration", "range", "The field EventDuration must be between 0 and 1."),
+        Problem("eventDuration", "range", "EventDuration must be between 0 and 1."),
         Problem(
             "schoolAttendanceDuration",
             "range",
-            "The field SchoolAttendanceDuration must be between 0 and 1440.",
+            "SchoolAttendanceDuration must be between 0 and 1440.",
         ),
     ]
     assert bound["schoolReference"] == {"schoolId": 255901001}
@@ -147,7 +145,7 @@ def test_duplicate_collection_items() -> None:
         Problem(
             "gradeLevels[1]",
             "duplicate-item",
-            "The 2nd item of the GradeLevels collection is a duplicate of the 1st.",
+            "The 2nd item of the SchoolGradeLevels collection is a duplicate of the 1st.",
         )
     ]
 

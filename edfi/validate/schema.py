@@ -147,6 +147,9 @@ class _Field:
                 problems.append(
                     Problem(path, MIN_LENGTH if n < self.min_len else MAX_LENGTH, self._length())
                 )
+            if self.identity and n and (value[0].isspace() or value[-1].isspace()):
+                message = f"{self.label} cannot contain leading or trailing spaces."
+                problems.append(Problem(path, FORMAT, message))
             return value
         if kind == "date":
             if not _DATE.match(value):
@@ -182,20 +185,18 @@ class _Field:
                 text = f"must be greater than or equal to {_num(low)}."
             elif high is not None:
                 text = f"must be less than or equal to {_num(high)}."
-            problems.append(Problem(path, RANGE, f"The field {self.label} {text}"))
+            problems.append(Problem(path, RANGE, f"{self.label} {text}"))
         return value
 
     def _length(self) -> str:
         if self.max_len is None:
-            return (
-                f"The field {self.label} must be a string with a minimum length of {self.min_len}."
-            )
+            return f"{self.label} must be at least {self.min_len} characters in length."
         if self.min_len:
             return (
-                f"The field {self.label} must be a string with a minimum length of "
-                f"{self.min_len} and a maximum length of {self.max_len}."
+                f"{self.label} must be between {self.min_len} and {self.max_len} "
+                "characters in length."
             )
-        return f"The field {self.label} must be a string with a maximum length of {self.max_len}."
+        return f"{self.label} must be at most {self.max_len} characters in length."
 
 
 class _Node:
@@ -399,8 +400,9 @@ class _Compiler:
             (name, pascal(name), ref.required, self.reference(ref))
             for name, ref in shape.references.items()
         )
+        # ODS/API names a collection by its items' entity: BellScheduleClassPeriods
         node.collections = tuple(
-            (name, pascal(name), name in shape.required_collections, self.shape(sub))
+            (name, _plural(_entity(sub.name)), name in shape.required_collections, self.shape(sub))
             for name, sub in shape.collections.items()
         )
         node.objects = tuple(
@@ -491,6 +493,19 @@ def _frozen(value: Any) -> Any:
     if isinstance(value, list):
         return tuple(_frozen(v) for v in value)
     return value
+
+
+def _entity(schema: str) -> str:
+    """``edFi_bellScheduleClassPeriod`` -> ``BellScheduleClassPeriod``."""
+    return pascal(schema.split("_", 1)[-1])
+
+
+def _plural(word: str) -> str:
+    if word.endswith("y") and word[-2:-1] not in ("a", "e", "i", "o", "u"):
+        return word[:-1] + "ies"
+    if word.endswith(("s", "x", "ch", "sh")):
+        return word + "es"
+    return word + "s"
 
 
 def _num(x: float) -> str:
