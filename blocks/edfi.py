@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from prefect.blocks.core import Block
-from pydantic import Field, SecretStr
+from pydantic import ConfigDict, Field, SecretStr, field_validator
 
-from edfi.client import Connection
+from edfi.client import Connection, EdFiError, check_base_url
 
 
 class EdFiConnection(Block):
@@ -15,6 +15,9 @@ class EdFiConnection(Block):
     configured. The request limits apply to every request any task sends to
     this API in a flow run.
     """
+
+    # a refused value may be a secret: validation errors must not repeat it
+    model_config = ConfigDict(hide_input_in_errors=True)
 
     _block_type_name = "Ed-Fi Connection"
     _block_type_slug = "edfi-connection"
@@ -44,6 +47,32 @@ class EdFiConnection(Block):
     )
     timeout_seconds: float = Field(60.0, gt=0, description="Per-request timeout.")
     max_retries: int = Field(8, ge=0, le=20, description="Retries of a failed request.")
+    allowed_origins: list[str] = Field(
+        default_factory=list,
+        description="Other origins (scheme://host[:port]) the API's discovery document may "
+        "name for OAuth, metadata or data, for deployments split over several hosts. By "
+        "default only the base URL's own scheme and host receive credentials.",
+    )
+    allow_insecure_http: bool = Field(
+        False,
+        description="Allow plain http to a host other than this machine (credentials and "
+        "tokens then cross the network unencrypted).",
+    )
+    max_response_mb: float = Field(
+        256,
+        gt=0,
+        description="Largest response body accepted, in MB: a bigger one fails its resource "
+        "instead of exhausting memory.",
+    )
+
+    @field_validator("base_url")
+    @classmethod
+    def _no_userinfo(cls, value: str) -> str:
+        try:
+            check_base_url(value)
+        except EdFiError as exc:
+            raise ValueError(str(exc)) from None
+        return value
 
     def connection(self) -> Connection:
         """The plain-value connection the Prefect-free core uses."""
@@ -58,4 +87,7 @@ class EdFiConnection(Block):
             requests_per_second=self.requests_per_second,
             timeout_seconds=self.timeout_seconds,
             max_retries=self.max_retries,
+            allowed_origins=tuple(self.allowed_origins),
+            allow_insecure_http=self.allow_insecure_http,
+            max_response_bytes=int(self.max_response_mb * 1024 * 1024),
         )

@@ -6,9 +6,42 @@ from typing import Any
 
 from prefect.blocks.core import Block
 from prefect_aws import AwsCredentials
-from pydantic import Field, SecretStr
+from pydantic import ConfigDict, Field, SecretStr, field_validator
 
 from edfi.lake import Lake
+
+# fsspec option names that carry a secret, and the block field each belongs in instead
+# (storage_options is a plain dict: Prefect shows it in repr, the UI and flow-run parameters)
+_SECRET_OPTIONS = {
+    "secret": "secret_access_key",
+    "key": "access_key_id (and secret_access_key)",
+    "token": "session_token",
+    "session_token": "session_token",
+    "aws_secret_access_key": "secret_access_key",
+    "aws_session_token": "session_token",
+    "password": "a credentials block (aws_credentials)",
+    "passwd": "a credentials block (aws_credentials)",
+    "account_key": "a credentials block",
+    "sas_token": "a credentials block",
+    "client_secret": "a credentials block",
+    "connection_string": "a credentials block",
+    "credentials": "a credentials block",
+    "secret_key": "secret_access_key",
+    "access_token": "a credentials block",
+}
+
+
+def _secret_options(options: Any, where: str = "") -> list[tuple[str, str]]:
+    """Every (dotted name, right field) of a secret-looking option, nested dicts included."""
+    found: list[tuple[str, str]] = []
+    if isinstance(options, dict):
+        for name, value in options.items():
+            dotted = f"{where}{name}"
+            field = _SECRET_OPTIONS.get(str(name).lower())
+            if field is not None:
+                found.append((dotted, field))
+            found += _secret_options(value, dotted + ".")
+    return found
 
 
 class LakeStorage(Block):
@@ -18,6 +51,9 @@ class LakeStorage(Block):
     block's own key fields (else the environment, as boto does); the endpoint URL
     makes any S3-compatible store (MinIO, Ceph, R2) work.
     """
+
+    # a refused value may be a secret: validation errors must not repeat it
+    model_config = ConfigDict(hide_input_in_errors=True)
 
     _block_type_name = "Ed-Fi Lake Storage"
     _block_type_slug = "edfi-lake-storage"
@@ -38,6 +74,18 @@ class LakeStorage(Block):
     session_token: SecretStr | None = Field(None, description="S3 session token.")
     endpoint_url: str | None = Field(None, description="S3-compatible endpoint URL.")
     region_name: str | None = Field(None, description="S3 region.")
+
+    @field_validator("storage_options")
+    @classmethod
+    def _no_secrets(cls, value: dict[str, Any]) -> dict[str, Any]:
+        found = _secret_options(value)
+        if found:
+            where = "; ".join(f"{name!r} belongs in {field}" for name, field in found)
+            raise ValueError(
+                f"storage_options must not hold credentials (they would be shown in the block, "
+                f"the UI and flow-run parameters): {where}, a SecretStr field of this block."
+            )
+        return value
 
     def fsspec_options(self) -> dict[str, Any]:
         """The s3fs options these credentials mean (prefect-aws does not feed s3fs itself)."""

@@ -205,6 +205,11 @@ def parse_descriptor_map(data: bytes | str, source: str) -> list[MapRow]:
     """Rows of a map file, checked so a typo fails the run instead of silently counting nothing."""
     try:
         doc = json.loads(data)
+    except UnicodeDecodeError as exc:
+        raise DescriptorMapError(
+            f"The descriptor map {source} is not UTF-8 (or UTF-16/32) text: byte {exc.start} "
+            f"is {exc.object[exc.start : exc.start + 1]!r}. Save the file as UTF-8."
+        ) from None
     except json.JSONDecodeError as exc:
         raise DescriptorMapError(
             f"The descriptor map {source} is not valid JSON (line {exc.lineno}, column "

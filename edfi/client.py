@@ -7,7 +7,10 @@ never exceeds what the API owner allows.
 
 Retries live here, not in Prefect: connection failures, read timeouts, dropped
 bodies, 5xx and 429 (honouring ``Retry-After``) are retried with exponential
-backoff and full jitter; a 401 gets a new token once. Errors that a person
+backoff and full jitter; a request takes its token only once it holds its
+slot, and a 401 renews the token once per token (however many requests it
+failed) before the request is retried. URLs the server hands out receive
+credentials only on the base URL's own origin. Errors that a person
 must fix raise ``EdFiError`` subclasses whose message names the problem and
 the fix, and never contains the client secret.
 """
@@ -15,6 +18,7 @@ the fix, and never contains the client secret.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import random
 import time
@@ -33,13 +37,69 @@ from .errors import EdFiConnectionError as EdFiConnectionError
 from .errors import EdFiError as EdFiError
 from .errors import EdFiMalformedError as EdFiMalformedError
 from .errors import EdFiResponseError as EdFiResponseError
+from .errors import EdFiResponseTooLargeError as EdFiResponseTooLargeError
 from .errors import EdFiUnsupportedError as EdFiUnsupportedError
 from .model import ApiModel, load_model
-from .transport import AiohttpTransport
+from .transport import AiohttpTransport, ResponseTooLargeError
 
 log = logging.getLogger("edfi.client")
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+# 401s one request may answer with a token renewal before the 401 is reported: a token
+# can expire on its way to the server, but a server refusing fresh tokens is a real error
+MAX_RENEWALS = 3
+# discovery URLs that receive credentials (the secret, or a token)
+_CREDENTIALED_URLS = (
+    "oauth",
+    "dataManagementApi",
+    "openApiMetadata",
+    "dependencies",
+    "changeQueries",
+)
+
+
+def check_base_url(url: str) -> None:
+    """Refuse a base URL that is not http(s) or that carries credentials (``user:pass@``).
+
+    Credentials in a URL end up stored verbatim, in logs and in error messages;
+    the message names only the host, never what was embedded.
+    """
+    try:
+        parts = urlsplit(url)
+        has_userinfo = bool(parts.username or parts.password or "@" in parts.netloc)
+    except ValueError:
+        parts, has_userinfo = None, False
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        shown = url if parts is None or "@" not in (parts.netloc or "") else "(hidden)"
+        raise EdFiError(
+            f"The Ed-Fi base URL {shown!r} is not an http(s) URL; set it to the "
+            "API's root, e.g. https://api.example.org/v7.3/api"
+        )
+    if has_userinfo:
+        raise EdFiError(
+            f"The Ed-Fi base URL for host {parts.hostname!r} has credentials in it "
+            "(user:password@); remove them from the URL and put the client id and secret "
+            "in the connection's client_id and client_secret fields."
+        )
+
+
+def is_loopback(host: str | None) -> bool:
+    """Whether ``host`` is this machine (plain http to it never leaves the machine)."""
+    if not host:
+        return False
+    if host.lower() == "localhost" or host.lower().endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def origin(url: str) -> str:
+    """``scheme://host:port`` of a URL, the port spelled out, lower case."""
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return f"{parts.scheme.lower()}://{(parts.hostname or '').lower()}:{port}"
 
 
 @dataclass(frozen=True)
@@ -58,13 +118,33 @@ class Connection:
     max_retries: int = 8
     backoff_seconds: float = 0.5
     max_backoff_seconds: float = 30.0
+    # other origins (scheme://host[:port]) the discovery document may send us to, for
+    # deployments whose OAuth or metadata server is not the API's own host
+    allowed_origins: tuple[str, ...] = ()
+    # send credentials over plain http to a host other than this machine
+    allow_insecure_http: bool = False
+    # a bigger response body fails its request: one enormous record must not exhaust memory
+    max_response_bytes: int = 256 * 1024 * 1024
 
     def __post_init__(self) -> None:
-        parts = urlsplit(self.base_url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
+        check_base_url(self.base_url)
+        for allowed in self.allowed_origins:
+            parts = urlsplit(allowed)
+            if parts.scheme not in ("http", "https") or not parts.hostname or parts.username:
+                raise EdFiError(
+                    f"allowed_origins entry {allowed!r} is not scheme://host[:port], "
+                    "e.g. https://auth.example.org"
+                )
+        host = urlsplit(self.base_url).hostname
+        if (
+            urlsplit(self.base_url).scheme == "http"
+            and not is_loopback(host)
+            and not self.allow_insecure_http
+        ):
             raise EdFiError(
-                f"The Ed-Fi base URL {self.base_url!r} is not an http(s) URL; set it to the "
-                "API's root, e.g. https://api.example.org/v7.3/api"
+                f"The Ed-Fi base URL is plain http to {host!r}: the client secret and every "
+                "token would cross the network unencrypted. Use https, or set "
+                "allow_insecure_http in the connection if this network is trusted."
             )
         if not 1 <= self.page_size <= 500:
             raise EdFiError(f"page_size must be between 1 and 500 (got {self.page_size}).")
@@ -171,7 +251,9 @@ class EdFiClient:
         self._fast: AiohttpTransport | None = None
         if transport is None:
             transport = self._fast = AiohttpTransport(
-                max_connections=connection.max_concurrency * 2, verify=connection.verify_tls
+                max_connections=connection.max_concurrency * 2,
+                verify=connection.verify_tls,
+                max_body=connection.max_response_bytes,
             )
         timeout = httpx.Timeout(connection.timeout_seconds, connect=15.0)
         self._http = httpx.AsyncClient(
@@ -194,6 +276,7 @@ class EdFiClient:
         self._token_expires = 0.0
         self._token_lifetime = 0.0
         self._token_lock = asyncio.Lock()
+        self._origins = {origin(self.root_url), *(origin(o) for o in connection.allowed_origins)}
         self.discovery: Discovery | None = None
         self.stats = ClientStats()
         self._rng = random.Random()
@@ -218,6 +301,8 @@ class EdFiClient:
         url = self.root_url + "/"
         try:
             resp = await self._http.get(url)
+        except ResponseTooLargeError as exc:
+            raise EdFiUnsupportedError(f"The discovery request: {exc}") from None
         except httpx.HTTPError as exc:
             raise EdFiConnectionError(
                 f"Cannot reach the Ed-Fi API at {url}: {_describe(exc)}. Check the base URL "
@@ -244,6 +329,9 @@ class EdFiClient:
                     f"The discovery document at {url} has no '{needed}' URL; this server is "
                     "not an Ed-Fi ODS/API this project supports."
                 )
+        for name in _CREDENTIALED_URLS:
+            if name in urls:
+                self._check_target(urls[name], f"The discovery document's {name!r} URL")
         disc = Discovery(version, models, urls, [int(y) for y in doc.get("schoolYears", [])])
         if disc.version_tuple < (5,):
             raise EdFiUnsupportedError(
@@ -251,6 +339,34 @@ class EdFiClient:
             )
         self.discovery = disc
         return disc
+
+    def _check_target(self, url: str, what: str) -> None:
+        """Refuse a URL a server gave us unless credentials may go there.
+
+        A discovery document (or a metadata listing) is the server's word; a
+        compromised or misconfigured server must not be able to send the client
+        secret or tokens to another host, or down from https to http.
+        """
+        try:
+            target = origin(url)
+            host = urlsplit(url).hostname
+        except ValueError:
+            target, host = "", None
+        if not target.startswith(("http://", "https://")) or not host:
+            raise EdFiUnsupportedError(f"{what} is {_redact(url)!r}, not an http(s) URL.")
+        if target not in self._origins:
+            raise EdFiUnsupportedError(
+                f"{what} points at {target}, not at the base URL's {origin(self.root_url)}; "
+                "credentials are sent only to the API's own scheme and host. If this "
+                f"deployment really serves it from there, add {target!r} to allowed_origins "
+                "in the connection."
+            )
+        insecure_ok = self.conn.allow_insecure_http
+        if target.startswith("http://") and not is_loopback(host) and not insecure_ok:
+            raise EdFiUnsupportedError(
+                f"{what} is plain http to {host!r}: credentials would cross the network "
+                "unencrypted. Use https, or set allow_insecure_http in the connection."
+            )
 
     async def _discovered(self) -> Discovery:
         return self.discovery or await self.discover()
@@ -291,7 +407,9 @@ class EdFiClient:
         for entry in listing:
             name = str(entry.get("name", "")).lower()
             if name in ("resources", "descriptors") or name.endswith(("resources", "descriptors")):
-                docs.append((await self.get_absolute(entry["endpointUri"])).json())
+                uri = str(entry["endpointUri"])
+                self._check_target(uri, f"The metadata listing's {name!r} document")
+                docs.append((await self.get_absolute(uri)).json())
         if not docs:
             raise EdFiUnsupportedError(
                 "The API's metadata lists no Resources or Descriptors OpenAPI document."
@@ -320,6 +438,8 @@ class EdFiClient:
                         data={"grant_type": "client_credentials"},
                         auth=(self.conn.client_id, secret),
                     )
+                except ResponseTooLargeError as exc:
+                    raise EdFiUnsupportedError(f"The token endpoint: {exc}") from None
                 except httpx.HTTPError as exc:
                     if attempt >= self.conn.max_retries:
                         raise EdFiConnectionError(
@@ -391,27 +511,31 @@ class EdFiClient:
         content = orjson.dumps(json_body) if json_body is not None else None
         full_url = str(httpx.URL(url).copy_merge_params(params)) if params else url
         attempt = 0
-        refreshed = False
+        renewals = 0
         while True:
-            token = await self.token()
-            hdrs = {
-                **self._base_headers,
-                "Authorization": f"Bearer {token}",
-                "Accept": "application/json",
-            }
-            if content is not None:
-                hdrs["Content-Type"] = "application/json"
-            if headers:
-                for name, value in headers.items():
-                    for same in [k for k in hdrs if k.lower() == name.lower()]:
-                        del hdrs[same]
-                    hdrs[name] = value
             failure: str
             retry_after: str | None = None
             try:
                 if self._rate:
                     await self._rate.acquire()
                 async with self._sem:
+                    # the token is taken once the request holds its slot: a token taken
+                    # before waiting in the queue can expire there (short-lived tokens)
+                    token = self._token
+                    if token is None or time.monotonic() >= self._token_expires:
+                        token = await self._authenticate()
+                    hdrs = {
+                        **self._base_headers,
+                        "Authorization": f"Bearer {token}",
+                        "Accept": "application/json",
+                    }
+                    if content is not None:
+                        hdrs["Content-Type"] = "application/json"
+                    if headers:
+                        for name, value in headers.items():
+                            for same in [k for k in hdrs if k.lower() == name.lower()]:
+                                del hdrs[same]
+                            hdrs[name] = value
                     self.stats.requests += 1
                     resp, answered = await self._send(method, full_url, hdrs, content)
                     body = resp.content
@@ -420,6 +544,11 @@ class EdFiClient:
                 failure = f"timed out ({type(exc).__name__})"
             except httpx.TransportError as exc:
                 failure = _describe(exc)
+            except ResponseTooLargeError as exc:
+                raise EdFiResponseTooLargeError(
+                    f"{method} {exc}; a record that big is not Ed-Fi data a lake can hold. "
+                    "Raise max_response_mb in the connection if it really is."
+                ) from None
             else:
                 if resp.status_code in ok:
                     result = Response(resp.status_code, resp.headers, body, answered)
@@ -432,8 +561,10 @@ class EdFiClient:
                         failure = str(exc)
                         if attempt >= min(2, self.conn.max_retries):
                             raise
-                elif resp.status_code == 401 and not refreshed:
-                    refreshed = True
+                elif resp.status_code == 401 and renewals < MAX_RENEWALS:
+                    # renewed once per token, however many requests the old one failed:
+                    # _authenticate hands out the newer token if another request renewed it
+                    renewals += 1
                     await self._authenticate(stale=token)
                     continue
                 elif resp.status_code in retry_statuses:

@@ -23,6 +23,7 @@ __all__ = [
     "EdFiError",
     "EdFiMalformedError",
     "EdFiResponseError",
+    "EdFiResponseTooLargeError",
     "EdFiUnsupportedError",
     "ExtractError",
     "GoldError",
@@ -67,6 +68,10 @@ class EdFiResponseError(EdFiError):
 
 class EdFiMalformedError(EdFiError):
     """The API answered with a body that is not the JSON it promised."""
+
+
+class EdFiResponseTooLargeError(EdFiError):
+    """A response body passed the connection's size cap (``max_response_bytes``)."""
 
 
 # -- the jobs -------------------------------------------------------------------------------

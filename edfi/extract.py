@@ -12,10 +12,11 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import fnmatch
+import json
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -60,6 +61,7 @@ class ResourceResult:
     seconds: float = 0.0
     change_version: int | None = None
     message: str = ""
+    invalid_utf8_replaced: int = 0  # byte sequences stored as U+FFFD (invalid_utf8="replace")
 
     def as_row(self) -> dict[str, Any]:
         return asdict(self)
@@ -72,6 +74,7 @@ class PullOptions:
     snapshot: bool = True
     cursor: bool = True
     count_tolerance: float = 0.0  # share of records a count may differ by
+    invalid_utf8: Literal["fail", "replace"] = "fail"
     run_id: str = ""
     pulled_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
 
@@ -196,7 +199,7 @@ async def extract_resource(
                 try:
                     # typing, compressing and writing mostly release the GIL: worker
                     # threads do them while the event loop keeps fetching
-                    table = await asyncio.to_thread(
+                    table, replaced = await asyncio.to_thread(
                         _store_page, page, resource, school_year, max_cv, options, lane
                     )
                 except BaseException:
@@ -205,6 +208,7 @@ async def extract_resource(
                 if not full:
                     changed_ids.append(table.column("id").combine_chunks())
                 result.records += table.num_rows
+                result.invalid_utf8_replaced += replaced
 
         try:
             outcomes = await asyncio.gather(
@@ -215,12 +219,20 @@ async def extract_resource(
         for outcome in outcomes:
             if isinstance(outcome, BaseException):
                 raise outcome
+        if result.invalid_utf8_replaced:
+            result.message = (
+                f"{result.invalid_utf8_replaced} invalid UTF-8 byte sequences stored as U+FFFD"
+            )
         for lane in lanes:
             lane.raw.close()
             result.bytes += lane.raw.bytes
         # every lane's files; a table with no rows still gets one (empty) file
         staged = [f for lane in lanes for f in lane.table.close(placeholder=False)]
         staged = staged or lanes[0].table.close()
+        if result.records != expected:
+            # counted again: a window that grew while an unsnapshotted read ran is consistent
+            # if the count now agrees; a count that understates (or lies) does not
+            expected = await total_count(client, plan)
         _verify(resource, result.records, expected, options.count_tolerance)
         files = staged
         if not full:
@@ -294,17 +306,32 @@ def _store_page(
     max_cv: int,
     options: PullOptions,
     lane: _Lane,
-) -> pa.Table:
-    jsonl, table = _convert(page, resource, school_year, max_cv, options)
+) -> tuple[pa.Table, int]:
+    jsonl, table, replaced = _convert(page, resource, school_year, max_cv, options)
     lane.raw.write(jsonl, table.num_rows)
     lane.table.write(table)
-    return table
+    return table, replaced
 
 
 def _convert(
     page: RawPage, resource: Resource, school_year: int, max_cv: int, options: PullOptions
-) -> tuple[bytes, pa.Table]:
-    """A page as JSON lines and as typed rows; a page the fast cut gets wrong is redone."""
+) -> tuple[bytes, pa.Table, int]:
+    """A page as JSON lines and as typed rows, and how many invalid UTF-8 sequences it had.
+
+    A page the fast cut gets wrong is redone. The JSON reader does not check
+    UTF-8, and a string that is not UTF-8 makes a parquet file that pyarrow and
+    DuckDB cannot read, so the page is checked first: it fails the resource (or,
+    with ``invalid_utf8="replace"``, the bytes become U+FFFD and are counted).
+    """
+    replaced = 0
+    try:
+        page.body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if options.invalid_utf8 != "replace":
+            raise ExtractError(_invalid_utf8_message(page, resource, exc)) from None
+        text = page.body.decode("utf-8", "replace")
+        replaced = text.count("\ufffd") - page.body.decode("utf-8", "ignore").count("\ufffd")
+        page = RawPage(text.encode("utf-8"), page.url, page.params)
     jsonl, count = page.jsonl()
     try:
         table = records_to_table(
@@ -315,14 +342,64 @@ def _convert(
             pulled_at=options.pulled_at,
         )
         if table.num_rows == count:
-            return jsonl, table
+            return jsonl, table, replaced
     except pa.ArrowInvalid:
         pass
     jsonl, count = page.exact_jsonl()  # raises EdFiMalformedError for broken JSON
-    table = records_to_table(
-        jsonl, resource, school_year=school_year, change_version=max_cv, pulled_at=options.pulled_at
+    try:
+        table = records_to_table(
+            jsonl,
+            resource,
+            school_year=school_year,
+            change_version=max_cv,
+            pulled_at=options.pulled_at,
+        )
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise ExtractError(
+            f"{resource.full_name}: the page at {page.where} of {page.url} cannot be typed "
+            f"by its OpenAPI schema ({exc}); the lake keeps its previous version."
+        ) from None
+    return jsonl, table, replaced
+
+
+def _invalid_utf8_message(page: RawPage, resource: Resource, exc: UnicodeDecodeError) -> str:
+    """Which resource, page, record and field hold bytes that are not UTF-8."""
+    where = f"at byte {exc.start} of the page"
+    try:
+        records = json.loads(page.body.decode("utf-8", "surrogateescape"))
+        found = _bad_string(records, "")
+        if found is not None:
+            path, record_id = found
+            where = f"in field {path!r}" + (f" of record id {record_id!r}" if record_id else "")
+    except ValueError:
+        pass
+    return (
+        f"{resource.full_name}: the page at {page.where} of {page.url} has text that is "
+        f"not valid UTF-8 {where}; nothing of this pull is committed (its parquet would be "
+        "unreadable). Fix the record on the server, or run with invalid_utf8='replace' to "
+        "store U+FFFD in place of the bad bytes (the run reports how many)."
     )
-    return jsonl, table
+
+
+def _bad_string(value: Any, path: str, record_id: str = "") -> tuple[str, str] | None:
+    """The first string (or key) holding undecodable bytes: its path and record id."""
+    if isinstance(value, str):
+        return (path, record_id) if any("\udc80" <= ch <= "\udcff" for ch in value) else None
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            rid = record_id
+            if not path and isinstance(item, dict):
+                rid = str(item.get("id", ""))
+            found = _bad_string(item, f"{path}[{i}]" if path else "", rid)
+            if found is not None:
+                return found
+    if isinstance(value, dict):
+        for key, item in value.items():
+            sub = f"{path}.{key}" if path else key
+            found = _bad_string(key, sub, record_id) or _bad_string(item, sub, record_id)
+            if found is not None:
+                return found
+    return None
 
 
 async def _has_tracked(client: EdFiClient, plan: ReadPlan, resource: Resource) -> bool:
@@ -337,6 +414,13 @@ def _verify(resource: Resource, got: int, expected: int, tolerance: float) -> No
         return
     if expected and abs(got - expected) / expected <= tolerance:
         return
+    if got > expected:
+        raise ExtractError(
+            f"{resource.full_name}: the server's Total-Count says {expected} records but it "
+            f"served {got} (pages past the count still held records); its count is wrong, so "
+            "the pull is not committed. Ask the API's owner to check the server (ODS/API "
+            "before 7.3 miscounts some filtered queries), or raise count_tolerance."
+        )
     raise ExtractError(
         f"{resource.full_name}: read {got} records but the server counted {expected} for the "
         "same window; the pull is not committed. If the server changes data during pulls and "

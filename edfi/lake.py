@@ -389,7 +389,9 @@ def records_to_table(
             io.BytesIO(jsonl),
             # one thread: pages of several resources are typed at once, each in its own
             # worker thread, so the reader's own pool would only add switching
-            read_options=pj.ReadOptions(block_size=1 << 24, use_threads=False),
+            # a block must hold a whole record: a page bigger than the usual block (one
+            # enormous record) is read as one block -- its size is capped by the client
+            read_options=pj.ReadOptions(block_size=max(1 << 24, len(jsonl) + 1), use_threads=False),
             parse_options=pj.ParseOptions(
                 explicit_schema=parse_schema, unexpected_field_behavior="ignore"
             ),

@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import math
 from collections.abc import AsyncGenerator, AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -71,6 +71,19 @@ class RawPage:
 
     body: bytes
     url: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def where(self) -> str:
+        """The page as a person would name it in a message: offset or page token."""
+        if "offset" in self.params:
+            return f"offset {self.params['offset']}"
+        token = str(self.params.get("pageToken", ""))
+        return f"page token {token[:24]}" if token else "first page"
+
+    @property
+    def empty(self) -> bool:
+        return self.body.strip() in (b"[]", b"")
 
     def records(self) -> list[dict[str, Any]]:
         try:
@@ -110,7 +123,7 @@ async def _get_raw(
     client: EdFiClient, url: str, params: dict[str, Any], headers: dict[str, str]
 ) -> tuple[RawPage, str | None]:
     resp = await client.request("GET", url, params=params, headers=headers)
-    return RawPage(resp.content, url), resp.headers.get("next-page-token")
+    return RawPage(resp.content, url, params), resp.headers.get("next-page-token")
 
 
 async def _get_page(
@@ -148,9 +161,13 @@ async def read_raw_pages(
     parallel: int,
     cursor: bool,
 ) -> AsyncGenerator[RawPage, None]:
-    """Every page of the window as sent, in no particular order (bounded memory)."""
-    if total == 0:
-        return
+    """Every page of the window as sent, in no particular order (bounded memory).
+
+    ``total`` (the server's Total-Count) only plans the reads: offset paging reads
+    on past the counted pages until a page comes back empty, so a count that
+    understates cannot truncate the table (the caller's reconciliation then sees
+    more records than counted), and a count of 0 is checked with one read.
+    """
     queue: asyncio.Queue[RawPage | BaseException | None] = asyncio.Queue(
         maxsize=max(2, parallel * 2)
     )
@@ -195,6 +212,16 @@ async def read_raw_pages(
                 await queue.put(page)
 
         await asyncio.gather(*(worker() for _ in range(workers)))
+        # past the count: a server whose Total-Count understates (seen on ODS/API < 7.3)
+        # would otherwise have its table cut short without anyone noticing
+        offset = pages * page_size
+        while True:
+            params = {**plan.params, "offset": offset, "limit": page_size}
+            page, _ = await _get_raw(client, plan.url, params, plan.headers)
+            if page.empty:
+                return
+            await queue.put(page)
+            offset += page_size
 
     async def produce() -> None:
         try:

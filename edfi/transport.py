@@ -34,10 +34,31 @@ from yarl import URL
 _DROP = frozenset({b"content-length", b"transfer-encoding"})
 
 
-class AiohttpTransport(httpx.AsyncBaseTransport):
-    """An ``httpx.AsyncBaseTransport`` sending requests through one ``aiohttp.ClientSession``."""
+class ResponseTooLargeError(Exception):
+    """A response body bigger than the configured cap; the rest of it is never read."""
 
-    def __init__(self, *, max_connections: int = 16, verify: bool = True):
+    def __init__(self, url: str, size: int | None, cap: int):
+        self.url = url
+        self.size = size
+        self.cap = cap
+        told = f"{size / 2**20:.1f} MB" if size is not None else "more than that"
+        super().__init__(
+            f"{url.split('?', 1)[0]} sent a response of {told}, over the "
+            f"{cap / 2**20:.0f} MB limit (max_response_mb in the connection); it was not read."
+        )
+
+
+class AiohttpTransport(httpx.AsyncBaseTransport):
+    """An ``httpx.AsyncBaseTransport`` sending requests through one ``aiohttp.ClientSession``.
+
+    A response body is read only up to ``max_body`` bytes: one enormous record
+    (or a hostile server) fails its request instead of exhausting memory.
+    """
+
+    def __init__(
+        self, *, max_connections: int = 16, verify: bool = True, max_body: int = 256 * 2**20
+    ):
+        self._max_body = max_body
         self._max_connections = max_connections
         self._ssl: ssl.SSLContext | bool = (
             ssl.create_default_context(cafile=certifi.where()) if verify else False
@@ -125,7 +146,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             method, target, headers, content, timeout, None
         )
         response = httpx.Response(status, headers=raw_headers, stream=httpx.ByteStream(body))
-        response.read()  # applies Content-Encoding
+        if len(response.read()) > self._max_body:  # read() applies Content-Encoding
+            raise ResponseTooLargeError(url, len(response.content), self._max_body)
         return response
 
     async def _exchange(
@@ -147,8 +169,24 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 allow_redirects=False,
                 timeout=self._timeout(timeout),
             ) as resp:
-                body = await resp.read()
+                length = resp.content_length
+                if length is None:
+                    body = await self._read_capped(resp, str(url))
+                elif length > self._max_body:
+                    raise ResponseTooLargeError(str(url), length, self._max_body)
+                else:
+                    body = await resp.read()
                 return resp.status, list(resp.raw_headers), body, resp.reason
+
+    async def _read_capped(self, resp: aiohttp.ClientResponse, url: str) -> bytes:
+        """A body of unannounced length, read until it passes the cap (then dropped)."""
+        buf = bytearray()
+        async for chunk in resp.content.iter_any():
+            buf += chunk
+            if len(buf) > self._max_body:
+                resp.close()  # the connection goes: the rest of the body is never read
+                raise ResponseTooLargeError(url, None, self._max_body)
+        return bytes(buf)
 
     async def aclose(self) -> None:
         if self._session is not None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import uuid
-from typing import Any
+from typing import Any, Literal
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import (
@@ -23,6 +23,7 @@ from prefect.artifacts import (
 )
 
 from blocks import EdFiConnection, LakeStorage, aload_block
+from edfi.amt import load_descriptor_map
 from edfi.client import EdFiClient, EdFiError
 from edfi.extract import (
     NO_YEAR,
@@ -42,6 +43,37 @@ def _run_signature(base_url: str, years: list[int | None], resources: list[str],
     return f"{base_url}|{years}|{sorted(resources)}|{mode}"
 
 
+def _check_parameters(
+    mode: str, resource_parallelism: int, count_tolerance: float, full_refresh: Any
+) -> None:
+    """Parameters a person typed, checked before anything is asked or written."""
+    if mode not in ("incremental", "full"):
+        raise ValueError(f"mode must be 'incremental' or 'full', not {mode!r}")
+    if isinstance(resource_parallelism, bool) or not isinstance(resource_parallelism, int):
+        raise ValueError(
+            f"resource_parallelism must be a whole number of at least 1, not "
+            f"{resource_parallelism!r}"
+        )
+    if resource_parallelism < 1:
+        raise ValueError(
+            f"resource_parallelism must be at least 1 (resources pulled at once), not "
+            f"{resource_parallelism}"
+        )
+    if not 0 <= count_tolerance < 1:  # NaN fails this too
+        raise ValueError(
+            f"count_tolerance must be a share between 0 (exact, the default) and 1, not "
+            f"{count_tolerance!r}"
+        )
+    if full_refresh is not None and (
+        isinstance(full_refresh, str)
+        or not all(isinstance(n, str) and n.strip() for n in full_refresh)
+    ):
+        raise ValueError(
+            f"full_refresh must be a list of resource names (e.g. ['ed-fi/students']), not "
+            f"{full_refresh!r}"
+        )
+
+
 @flow(
     name="edfi-extract",
     description="Ed-Fi API -> lake: raw JSONL and typed parquet, full or incremental.",
@@ -58,6 +90,7 @@ async def extract(
     count_tolerance: float = 0.0,
     run_gold: bool = False,
     descriptor_map: str | None = None,
+    invalid_utf8: Literal["fail", "replace"] = "fail",
 ) -> dict[str, Any]:
     """Pull an Ed-Fi API into the lake.
 
@@ -80,14 +113,23 @@ async def extract(
             tables under ``gold/`` (the gold flow, as a subflow).
         descriptor_map: the descriptor map the gold tables use (local path or
             storage URL; default AMT's own map).
+        invalid_utf8: a page with text that is not UTF-8 fails its resource
+            (``fail``), or the bad bytes are stored as U+FFFD and counted
+            (``replace``).
 
     Returns the run summary: one row per (school year, resource).
     """
     logger = get_run_logger()
-    if mode not in ("incremental", "full"):
-        raise ValueError(f"mode must be 'incremental' or 'full', not {mode!r}")
+    _check_parameters(mode, resource_parallelism, count_tolerance, full_refresh)
+    if invalid_utf8 not in ("fail", "replace"):
+        raise ValueError(f"invalid_utf8 must be 'fail' or 'replace', not {invalid_utf8!r}")
     conn_block = await aload_block(connection, EdFiConnection)
     lake_block = await aload_block(lake, LakeStorage)
+    if descriptor_map is not None:
+        # a broken map fails now, not after the whole pull
+        from flows.gold import _map_options
+
+        load_descriptor_map(descriptor_map, _map_options(lake_block, descriptor_map))
     conn = conn_block.connection()
     store = lake_block.lake()
     store.check_writable()  # a bad URL or bucket fails here, before the API is asked
@@ -100,7 +142,15 @@ async def extract(
         model = await client.load_model(years[0])
         chosen = select_resources(model, resources, exclude)
         check_resource_names(chosen)  # names from the server shape paths: refuse bad ones now
-        refresh = {model.find(name).path for name in (full_refresh or [])}
+        refresh = set()
+        for name in full_refresh or []:
+            try:
+                refresh.add(model.find(name).path)
+            except KeyError as exc:
+                raise ExtractError(
+                    f"full_refresh: {exc.args[0]}; name resources as namespace/name, e.g. "
+                    "ed-fi/students (nothing was pulled)."
+                ) from None
         snapshot = disc.snapshots
         logger.info(
             "Ed-Fi API %s (data models %s): %d resources x %d school year(s); "
@@ -168,6 +218,7 @@ async def extract(
             snapshot=snapshot,
             cursor=disc.cursor_paging,
             count_tolerance=count_tolerance,
+            invalid_utf8=invalid_utf8,
             run_id=run_id,
         )
 
@@ -236,6 +287,7 @@ async def extract(
         "deletes": sum(r["deletes"] for r in rows),
         "key_changes": sum(r["key_changes"] for r in rows),
         "bytes": sum(r["bytes"] for r in rows),
+        "invalid_utf8_replaced": sum(r.get("invalid_utf8_replaced", 0) for r in rows),
         "seconds": round((dt.datetime.now(dt.UTC) - started).total_seconds(), 2),
         "requests": client.stats.requests,
         "retries": client.stats.retries,
