@@ -244,6 +244,14 @@ async def extract(
                     row = ResourceResult(
                         resource.full_name, partition, "failed", message=str(exc)
                     ).as_row()
+                except Exception as exc:  # a bug or a surprise: still this resource's alone
+                    logger.exception("%s failed unexpectedly", label)
+                    row = ResourceResult(
+                        resource.full_name,
+                        partition,
+                        "failed",
+                        message=f"{type(exc).__name__}: {exc}",
+                    ).as_row()
             done += 1
             await aupdate_progress_artifact(progress_id, 100.0 * done / steps)
             return row
@@ -268,10 +276,21 @@ async def extract(
             await aupdate_progress_artifact(progress_id, 100.0 * done / steps)
             return found
 
-        results = await asyncio.gather(
-            *(year_descriptors(y) for y in (years if descriptors else [])),
-            *(one(y, r) for y, r in work),
-        )
+        try:
+            results = await asyncio.gather(
+                *(year_descriptors(y) for y in (years if descriptors else [])),
+                *(one(y, r) for y, r in work),
+            )
+        except Exception as exc:
+            # the run record ends in a final state whatever ended the run (a run killed
+            # outright stays "running", and the next run resumes it)
+            run_doc.update(
+                status="failed",
+                finished_at=dt.datetime.now(dt.UTC).isoformat(),
+                error=f"{type(exc).__name__}: {exc}",
+            )
+            store.write_json(store.run_path(run_id), run_doc)
+            raise
         rows: list[dict[str, Any]] = []
         for item in results:
             rows.extend(item if isinstance(item, list) else [item])
