@@ -167,7 +167,12 @@ async def read_raw_pages(
     on past the counted pages until a page comes back empty, so a count that
     understates cannot truncate the table (the caller's reconciliation then sees
     more records than counted), and a count of 0 is checked with one read.
+    Cursor chains end on the server's word, not the count; an empty window
+    (count 0) is not read there, which keeps full pulls of the many empty
+    resources of an API at one request each.
     """
+    if total == 0 and cursor:
+        return
     queue: asyncio.Queue[RawPage | BaseException | None] = asyncio.Queue(
         maxsize=max(2, parallel * 2)
     )

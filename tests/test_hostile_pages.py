@@ -19,6 +19,7 @@ from lakecheck import differences
 from pydantic import SecretStr
 
 from blocks import EdFiConnection, LakeStorage
+from edfi.client import Connection, EdFiClient
 from edfi.extract import ExtractError
 from edfi.lake import Lake, read_table
 from flows.extract import extract
@@ -59,6 +60,24 @@ def test_one_second_tokens_with_latency_give_an_exact_lake(tmp_path: Path) -> No
         assert differences(Lake(lake_url), sb.store(), 0) == {}
         # the run outlived several tokens
         assert len(sb.sandbox.tokens) >= 4, len(sb.sandbox.tokens)
+
+
+def test_a_401_renews_the_token_once_for_every_request_it_failed() -> None:
+    async def run(sb: RunningSandbox) -> tuple[list[int], int]:
+        conn = Connection(sb.base_url, sb.client_id, SecretStr(sb.client_secret))
+        async with EdFiClient(conn) as api:
+            await api.discover()
+            url = api.url("dataManagementApi") + "/ed-fi/schools"
+            await api.request("GET", url)
+            sb.sandbox.tokens.clear()  # the server forgets every token at once
+            answers = await asyncio.gather(*(api.request("GET", url) for _ in range(20)))
+            return [a.status for a in answers], api.stats.token_refreshes
+
+    with running_sandbox(students=0) as sb:
+        statuses, refreshes = asyncio.run(run(sb))
+        assert statuses == [200] * 20
+        assert refreshes == 2  # the first token and one renewal
+        assert len(sb.sandbox.tokens) == 1
 
 
 # -- item 4: a Total-Count that understates ----------------------------------------------
