@@ -187,6 +187,9 @@ def main() -> None:
     parser.add_argument("--students", type=int, default=2000)
     parser.add_argument("--assignments", type=int, default=14, help="per section")
     parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument(
+        "--no-toolkit", action="store_true", help="time our loader only (no comparison)"
+    )
     args = parser.parse_args()
     folder, counts = ensure_extract(args.students, args.assignments)
     files = sum(1 for _ in folder.rglob("*.csv"))
@@ -199,6 +202,8 @@ def main() -> None:
         mine, theirs = new_database(), new_database()
         try:
             ours.append(run_ours(folder, mine.render_as_string(hide_password=False)))
+            if args.no_toolkit:
+                continue
             toolkit.append(run_toolkit(folder, theirs))
             if not compared:
                 a, b = contents(mine), contents(theirs)
@@ -232,9 +237,10 @@ def main() -> None:
             for p in db.parent.glob(db.name + "*"):
                 p.unlink()
     print(f"ours (PostgreSQL, COPY): {', '.join(f'{t:.1f}' for t in ours)} s")
-    print(f"edfi-lms-ds-loader 1.2.2: {', '.join(f'{t:.1f}' for t in toolkit)} s")
     print(f"ours (SQLite):            {', '.join(f'{t:.1f}' for t in sqlite)} s")
-    print(f"speed-up on PostgreSQL: {min(toolkit) / min(ours):.1f}x (fastest runs)")
+    if toolkit:
+        print(f"edfi-lms-ds-loader 1.2.2: {', '.join(f'{t:.1f}' for t in toolkit)} s")
+        print(f"speed-up on PostgreSQL: {min(toolkit) / min(ours):.1f}x (fastest runs)")
 
 
 if __name__ == "__main__":

@@ -101,14 +101,17 @@ def _count(conn: Connection, stmt: sa.Executable, params: dict[str, Any] | None 
 
 
 def _clear(conn: Connection, stg: sa.Table) -> None:
-    """Empty a staging table: TRUNCATE where it is transactional and leaves no dead rows.
+    """Empty a staging table (DELETE: on a table this small, TRUNCATE's new file per file
+    made a load 3-4x slower on PostgreSQL).
 
     On PostgreSQL the same round trip makes the file's commit not wait for its WAL
     flush: a crash can lose only the last files' commits, whole (they are not in
     ProcessedFiles, so the next run loads them again).
     """
     if conn.dialect.name == "postgresql":
-        conn.exec_driver_sql(f"SET LOCAL synchronous_commit TO OFF; TRUNCATE {SCHEMA}.{stg.name}")
+        conn.exec_driver_sql(
+            f"SET LOCAL synchronous_commit TO OFF; DELETE FROM {SCHEMA}.{stg.name}"
+        )
     else:
         conn.execute(sa.delete(stg))
 
