@@ -19,7 +19,7 @@ from edfi.client import EdFiClient
 from edfi.errors import SendError
 from edfi.lake import Lake
 from edfi.model import ApiModel
-from edfi.rejects import Origin, RejectsStore, summarize
+from edfi.rejects import Origin, RejectsStore, cause_of, origin_dict, summarize
 from edfi.schedule import run_gated
 from edfi.send import Item, Sender, SendOptions, reject_item, write_connection
 from sandbox.app import Faults
@@ -339,3 +339,21 @@ def test_a_refused_descriptor_blocks_the_records_naming_it(
     assert results["/ed-fi/schools"].blocked == len(naming) > 0
     blocked = [r for r in sender.rejects if r.resource == "/ed-fi/schools"]
     assert {r.blocked_by for r in blocked} == {f"{grade} {uri!r}"}
+
+
+def test_causes_mask_values_so_one_reason_is_one_group() -> None:
+    a = cause_of(
+        400,
+        "POST http://h/data/v3/ed-fi/schools answered 400: "
+        "gradeLevelDescriptor value 'uri://ed-fi.org/GradeLevelDescriptor#Ninth grade' "
+        "does not exist.",
+    )
+    b = cause_of(400, "gradeLevelDescriptor value 'uri://x#Tenth grade' does not exist.")
+    assert a == b == "HTTP 400: gradeLevelDescriptor value '…' does not exist."
+    assert cause_of(409, "Student 604001 and 12 others") == "HTTP 409: Student # and # others"
+    assert (
+        str(Origin("a.jsonl", 3)) == "a.jsonl:3" and str(Origin(source_id="x1")) == "source id x1"
+    )
+    assert origin_dict(Origin("a.jsonl", 3)) == {"file": "a.jsonl", "line": 3}
+    assert origin_dict({"file": "b.xml", "line": 9}) == {"file": "b.xml", "line": 9}
+    assert origin_dict("row 4") == {"detail": "row 4"} and origin_dict(None) is None
