@@ -18,7 +18,12 @@ from collections import Counter
 from typing import Any, Literal
 
 from prefect import flow, get_run_logger
-from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
+from prefect.artifacts import (
+    acreate_markdown_artifact,
+    acreate_progress_artifact,
+    acreate_table_artifact,
+    aupdate_progress_artifact,
+)
 
 from blocks import EdFiConnection, LakeStorage, aload_block
 from edfi.client import EdFiClient
@@ -153,10 +158,21 @@ async def bulk_load(
             parallelism=resource_parallelism,
         )
 
+        units = [p for p in source.resources() if p in model]
+        progress_id = await acreate_progress_artifact(
+            progress=0.0,
+            key="edfi-bulk-load-progress",
+            description=f"Bulk load {run_id}: {len(units)} resources",
+        )
+        finished = 0
+
         async def run_one(path: str) -> ResourceRow:
             return await load_resource(loader, path, label=model[path].name)
 
         async def done(outcome: Outcome[str, ResourceRow]) -> None:
+            nonlocal finished
+            finished += 1
+            await aupdate_progress_artifact(progress_id, 100.0 * finished / max(1, len(units)))
             row = outcome.result
             if row is not None and row.status != "sent":
                 logger.error(
