@@ -272,3 +272,50 @@ def test_harmonize_writes_lmsx_through_the_sender_over_three_days(
 def _sent(index: Any, lms: str) -> bool:
     ns = Rules().namespace(lms)
     return any(k[1] == ns for k in index.lmsx[ASSIGNMENTS])
+
+
+def test_schoology_students_without_a_submission_get_missing_or_upcoming(
+    small_district: RunningSandbox, tmp_path: Path
+) -> None:
+    extract = build_extract(60, seed=7, days=2)
+    root = str(tmp_path / "x")
+    store = create_engine(f"sqlite:///{tmp_path / 'lms.sqlite'}")
+    for day in range(2):
+        write_day(extract, day, root)
+        load_directory(root, store, now=extract.day_times[day])
+    index, _ = asyncio.run(_index(small_district))
+    # a target that has Schoology's lmsx descriptors (spelled in its own case)
+    ns = "uri://ed-fi.org/edfilms"
+    for uri in (
+        f"{ns}/LMSSourceSystemDescriptor#Schoology",
+        f"{ns}/AssignmentCategoryDescriptor/Schoology#Assignment",
+        *(f"{ns}/SubmissionStatusDescriptor/Schoology#{c}" for c in ("on-time", "late")),
+        f"{ns}/SubmissionStatusDescriptor/Schoology#Missing",
+        f"{ns}/SubmissionStatusDescriptor/Schoology#Upcoming",
+        f"{ns}/SubmissionTypeDescriptor/Schoology#assignment",
+    ):
+        index.descriptors[uri.lower()] = uri
+    ex = Exceptions()
+    with store.begin() as conn:
+        match(conn, index, Rules(), ex)
+    # the assignment added on day 1 (due 2024-09-21 06:01) has no submissions at all
+    first = sorted(extract.matched_sections["Schoology"])[0]
+    new_assignment = f"{first}-A3"
+    schoology = "uri://schoology.com"
+    for now, status in ((datetime(2024, 9, 20), "Upcoming"), (datetime(2024, 9, 22), "Missing")):
+        with store.connect() as conn:
+            planned = plan(conn, index, Rules(), Exceptions(), now)
+        synthesized = {
+            key[2]: body["submissionStatusDescriptor"]
+            for key, body in planned.submissions.items()
+            if key[1] == schoology
+            and body["assignmentReference"]["assignmentIdentifier"] == new_assignment
+        }
+        assert synthesized, "every enrolled, matched student gets one"
+        assert set(synthesized.values()) == {f"{ns}/SubmissionStatusDescriptor/Schoology#{status}"}
+        bodies = [
+            b
+            for b in planned.submissions.values()
+            if b["assignmentReference"]["assignmentIdentifier"] == new_assignment
+        ]
+        assert all("submissionDateTime" not in b for b in bodies)
