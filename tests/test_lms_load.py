@@ -566,3 +566,13 @@ def test_extract_read_from_s3(s3_lake: Any, tmp_path: Path) -> None:
     again = load_directory(url, engine, storage_options=options, now=D2)
     assert again.summary()["files_skipped"] == len(extract.days[0])
     assert again.summary()["files_loaded"] == 0
+
+
+def test_a_plain_sqlalchemy_sqlite_engine_works(tmp_path: Path) -> None:
+    """A caller's own engine (no schema mapping) is made ready for the schema-less SQLite."""
+    root = tmp_path / "x"
+    write(root, "users/2024-09-02-06-00-00.csv", "users", [user("1")])
+    plain = sa.create_engine(f"sqlite:///{tmp_path / 'plain.sqlite'}")
+    assert load_directory(str(root), plain, now=D1).summary()["inserted"] == 1
+    with plain.connect() as conn:
+        assert conn.exec_driver_sql("select Name from LMSUser").scalars().all() == ["User 1"]

@@ -43,7 +43,7 @@ from edfi.paging import ReadPlan, read_pages, total_count
 
 from .read import parse_datetime
 from .schema import tables
-from .store import transaction
+from .store import as_engine, transaction
 
 LMS_NS = "uri://ed-fi.org/edfilms"
 ASSIGNMENTS = "/lmsx/assignments"
@@ -682,6 +682,7 @@ async def harmonize(
     from the target, since the plan is compared with what it holds now).
     """
     rules = rules or Rules()
+    engine = as_engine(engine)
     when = now or datetime.now(UTC).replace(tzinfo=None)
     matching = index_from_lake(lake, school_year) if lake is not None else None
     index = await fetch_index(client, base_url, matching)

@@ -32,7 +32,7 @@ from .errors import LmsDatabaseError, LmsFileError
 from .layout import LmsFile, find_files
 from .read import ParsedFile, read_file
 from .schema import SCHEMA, Tables, migrate, tables
-from .store import create_engine, scrub, transaction
+from .store import as_engine, scrub, transaction
 from .udm import BY_NAME, Parent, Resource
 
 log = logging.getLogger(__name__)
@@ -467,7 +467,7 @@ def load_directory(
     ``exceptions_url`` is where parentless rows go (default: ``<url>/_exceptions``,
     which the layout never reads back as input).
     """
-    engine = database if isinstance(database, Engine) else create_engine(database)
+    engine = as_engine(database)
     fs, files = find_files(url, storage_options)
     result = LoadResult()
     try:

@@ -60,6 +60,17 @@ def create_engine(url: str | sa.URL = DEFAULT_SQLITE, **kwargs: Any) -> Engine:
     return engine
 
 
+def as_engine(database: str | sa.URL | Engine) -> Engine:
+    """An engine for a URL, or the caller's engine made ready for the store (SQLite: no schema)."""
+    if not isinstance(database, Engine):
+        return create_engine(database)
+    if database.dialect.name == "sqlite" and not database.get_execution_options().get(
+        "schema_translate_map"
+    ):
+        return database.execution_options(schema_translate_map={SCHEMA: None})
+    return database
+
+
 def describe(url: sa.URL) -> str:
     """Where a URL points, for messages: never the password."""
     backend = url.get_backend_name()
