@@ -59,6 +59,17 @@ _ITEM_REFUSALS = {
     'collection using POST, remove the "id" from the route.',
 }
 _WRITES = frozenset({"POST", "PUT", "DELETE"})
+_ROUTING = frozenset(
+    {
+        b"host",
+        b"authorization",
+        b"use-snapshot",
+        b"correlation-id",
+        b"x-forwarded-proto",
+        b"x-forwarded-host",
+        b"x-forwarded-port",
+    }
+)
 
 ROUTES: tuple[Route, ...] = (
     Route("/", {"GET": h.discovery}),
@@ -174,15 +185,24 @@ class Sandbox:
 
     async def dispatch(self, request: Request) -> Response:
         self.request_count += 1
+        # the few headers routing needs, read from the raw list (Starlette's URL and
+        # header objects cost more than the rest of a POST's routing)
+        headers = {k: v.decode("latin-1") for k, v in request.scope["headers"] if k in _ROUTING}
         query = Query(request)
-        correlation_id = query.get("correlationid") or request.headers.get("correlation-id")
+        correlation_id = query.get("correlationid") or headers.get(b"correlation-id")
         try:
-            return await self._handle(request, query, correlation_id)
+            return await self._handle(request, headers, query, correlation_id)
         except ApiError as err:
             return problem_response(err, correlation_id)
 
-    async def _handle(self, request: Request, query: Query, correlation_id: str | None) -> Response:
-        parts = [p for p in request.url.path.split("/") if p]
+    async def _handle(
+        self,
+        request: Request,
+        headers: dict[bytes, str],
+        query: Query,
+        correlation_id: str | None,
+    ) -> Response:
+        parts = [p for p in request.scope["path"].split("/") if p]
         tenant, prefix = "", ""
         year: int | None = None
         if self.tenants:
@@ -205,9 +225,9 @@ class Sandbox:
         handler = route.methods.get(method)
         if handler is None:
             raise h.refuse(method, route.refusals)
-        call = Call(request, params, query, tenant, year, prefix, correlation_id)
+        call = Call(request, params, query, tenant, year, prefix, correlation_id, headers)
         if route.needs in (DATA, RESOURCE):
-            call.token = self.auth.authorize(request.headers.get("authorization", ""), tenant)
+            call.token = self.auth.authorize(headers.get(b"authorization", ""), tenant)
             if self.years and year is None:
                 raise no_such_data(
                     "This API is year-specific: put the school year first in the path, e.g. /"
@@ -215,7 +235,7 @@ class Sandbox:
                     + "/data/v3/..."
                 )
             call.store = self.stores[(tenant, year)]
-            call.snapshot = request.headers.get("use-snapshot", "").lower() == "true"
+            call.snapshot = headers.get(b"use-snapshot", "").lower() == "true"
             if call.snapshot and method in _WRITES:
                 raise snapshot_write()
             fault = await inject(self.faults)
@@ -232,23 +252,24 @@ class Sandbox:
         return await handler(self, call)
 
     # -- what handlers share -----------------------------------------------------------
-    def public_base(self, request: Request) -> str:
+    def public_base(self, call: Call) -> str:
         """The URL clients reach this server at, honouring ``X-Forwarded-Host/Port/Proto``."""
-        headers = request.headers
-        scheme = (headers.get("x-forwarded-proto") or request.url.scheme).split(",")[0].strip()
-        host = (headers.get("x-forwarded-host") or "").split(",")[0].strip()
-        port = (headers.get("x-forwarded-port") or "").split(",")[0].strip()
-        if not host:
-            host = request.url.hostname or "localhost"
-            if not port and request.url.port:
-                port = str(request.url.port)
+        headers = call.headers
+        scope = call.request.scope
+        scheme = (headers.get(b"x-forwarded-proto") or scope["scheme"]).split(",")[0].strip()
+        host = (headers.get(b"x-forwarded-host") or headers.get(b"host") or "").split(",")[0]
+        if not host.strip():
+            server = scope.get("server") or ("localhost", None)
+            host = server[0] if server[1] is None else f"{server[0]}:{server[1]}"
+        host, given = _split_host(host.strip())
+        port = (headers.get(b"x-forwarded-port") or "").split(",")[0].strip() or given
         default = {"http": "80", "https": "443"}.get(scheme)
-        if port and ":" not in host.rsplit("]", 1)[-1] and port != default:
+        if port and port != default:
             host = f"{host}:{port}"
-        return f"{scheme}://{host}{request.scope.get('root_path', '')}".rstrip("/")
+        return f"{scheme}://{host}{scope.get('root_path', '')}".rstrip("/")
 
     def location(self, call: Call, resource: Resource, id_: str) -> str:
-        return f"{self.public_base(call.request)}{call.prefix}/data/v3{resource.path}/{id_}"
+        return f"{self.public_base(call)}{call.prefix}/data/v3{resource.path}/{id_}"
 
     def window(self, call: Call, resource: Resource, *, allow_filters: bool = True) -> Window:
         """What a read selects: change versions, get-by-example filters, snapshot."""
@@ -357,6 +378,15 @@ class Sandbox:
                 lines.append(f'    <edge source="{d}" target="{p}" />')
         lines += ["  </graph>", "</graphml>"]
         return "\n".join(lines) + "\n"
+
+
+def _split_host(host: str) -> tuple[str, str]:
+    """``example.org:8443`` -> (``example.org``, ``8443``); IPv6 literals keep their brackets."""
+    if host.startswith("["):
+        name, _, rest = host.partition("]")
+        return name + "]", rest[1:] if rest.startswith(":") else ""
+    name, _, port = host.partition(":")
+    return name, port
 
 
 def problem_response(err: ApiError, correlation_id: str | None = None) -> Response:

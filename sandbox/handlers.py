@@ -64,7 +64,7 @@ def json_response(
 
 
 async def discovery(sb: Sandbox, call: Call) -> Response:
-    base = sb.public_base(call.request) + (f"/{call.tenant}" if call.tenant else "")
+    base = sb.public_base(call) + (f"/{call.tenant}" if call.tenant else "")
     year = "/{schoolYearFromRoute}" if sb.years else ""
     body: dict[str, Any] = {
         "version": VERSION,
@@ -103,7 +103,7 @@ async def oauth(sb: Sandbox, call: Call) -> Response:
 
 
 async def metadata_index(sb: Sandbox, call: Call) -> Response:
-    base = sb.public_base(call.request) + call.prefix
+    base = sb.public_base(call) + call.prefix
     return json_response(
         [
             {

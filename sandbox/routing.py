@@ -73,8 +73,11 @@ class Query:
     __slots__ = ("_first", "items")
 
     def __init__(self, request: Request):
-        self.items: list[tuple[str, str]] = request.query_params.multi_items()
         self._first: dict[str, str] = {}
+        if not request.scope["query_string"]:
+            self.items: list[tuple[str, str]] = []
+            return
+        self.items = request.query_params.multi_items()
         for name, value in self.items:
             self._first.setdefault(name.lower(), value)
 
@@ -96,6 +99,7 @@ class Call:
     year: int | None
     prefix: str  # the tenant and year segments of the path, as served ("/t1/2025")
     correlation_id: str | None
+    headers: dict[bytes, str]  # the headers routing reads (lower-case names)
     token: Token | None = None
     store: Store | None = None
     resource: Resource | None = None

@@ -317,6 +317,8 @@ class Store:
             ]
         out: list[Problem] = []
         for path in paths:
+            if path[0] not in body:
+                continue
             for where, value in _values_at(body, path, ""):
                 if isinstance(value, str) and value.lower() not in self.descriptors:
                     out.append(

@@ -35,7 +35,7 @@ DATA_INVALID = "bad-request:data-validation-failed"
 
 @pytest.fixture(scope="module")
 def running() -> Iterator[RunningSandbox]:
-    with running_sandbox(students=0) as sb:
+    with running_sandbox(students=0, template=False) as sb:
         yield sb
 
 
@@ -163,7 +163,7 @@ def test_correlation_id_is_echoed(seeded: tuple[Api, dict[str, str]]) -> None:
 
 
 def test_key_changes_coalesce_and_recreated_records_are_not_deletes() -> None:
-    with running_sandbox(students=0) as sb:
+    with running_sandbox(students=0, template=False) as sb:
         api = Api(sb)
         ids = seed(api)
         session_id = api.create("/ed-fi/sessions", session("Fall"))
