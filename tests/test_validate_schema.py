@@ -131,6 +131,26 @@ def test_date_only_for_a_date_time() -> None:
     assert bound["administrationDate"] == "2024-05-01T00:00:00Z"
 
 
+def test_month_day_year_dates_bind_as_the_ods_binds_them() -> None:
+    """.NET's invariant culture reads 1/14/2026; vendor files (and the i-Ready bundle) send it."""
+    body = {
+        "studentAssessmentIdentifier": "A1",
+        "assessmentReference": {"assessmentIdentifier": "X", "namespace": "uri://x"},
+        "studentReference": {"studentUniqueId": "S1"},
+        "administrationDate": "1/14/2026",
+    }
+    bound, found = bind_record(MODEL, MODEL["/ed-fi/studentAssessments"], body)
+    assert found == []
+    assert bound["administrationDate"] == "2026-01-14T00:00:00Z"
+    assert (
+        bind_record(MODEL, MODEL["/ed-fi/students"], student(birthDate="5/4/2010"))[0]["birthDate"]
+        == "2010-05-04"
+    )
+    assert problems("/ed-fi/students", student(birthDate="2/30/2010")) == [
+        Problem("birthDate", "format", "The value '2/30/2010' is not valid for BirthDate.")
+    ]
+
+
 def test_duplicate_collection_items() -> None:
     grade = {"gradeLevelDescriptor": "uri://ed-fi.org/GradeLevelDescriptor#Ninth grade"}
     school = {

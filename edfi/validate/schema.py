@@ -21,6 +21,7 @@ OpenAPI document.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import weakref
 from collections.abc import Mapping
@@ -44,6 +45,23 @@ from .problems import (
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _DATE_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})?$")
 _TIME = re.compile(r"^\d{2}:\d{2}(:\d{2}(\.\d+)?)?$")
+# The ODS/API binds dates with .NET's invariant culture, which also reads month/day/year
+# ("1/14/2026", as vendor files and the bundles built on them carry): bound to ISO here.
+_US_DATE = re.compile(r"^(\d{1,2})/(\d{1,2})/(\d{4})$")
+
+
+def _iso_date(value: str) -> str | None:
+    """``value`` as ``yyyy-mm-dd`` when it is an ISO or month/day/year date, else None."""
+    if _DATE.match(value):
+        return value
+    m = _US_DATE.match(value)
+    if not m:
+        return None
+    month, day, year = (int(g) for g in m.groups())
+    try:
+        return dt.date(year, month, day).isoformat()
+    except ValueError:
+        return None
 _INTEGER = re.compile(r"^\s*[+-]?\d+\s*$")
 _NUMBER = re.compile(r"^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$")
 # what a server adds to a record; a body read back from an API carries them
@@ -152,14 +170,16 @@ class _Field:
                 problems.append(Problem(path, FORMAT, message))
             return value
         if kind == "date":
-            if not _DATE.match(value):
+            iso = _iso_date(value)
+            if iso is None:
                 problems.append(Problem(path, FORMAT, self._not_valid(value)))
-            return value
+            return iso or value
         if kind == "date-time":
             if _DATE_TIME.match(value):
                 return value
-            if _DATE.match(value):
-                return value + "T00:00:00Z"
+            iso = _iso_date(value)
+            if iso is not None:
+                return iso + "T00:00:00Z"
             problems.append(Problem(path, FORMAT, self._not_valid(value)))
             return value
         if kind == "time" and not _TIME.match(value):

@@ -1,0 +1,193 @@
+"""The bundle flow with the real i-Ready bundle and earthmover, into a sandbox over HTTP:
+checks before the run, the crosswalk against the target's roster, exact counts on the
+target, a rerun that sends nothing new, and earthmover's own errors surfaced."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edfi.bundle import BundleError, open_bundle, problems
+from sandbox.server import RunningSandbox, running_sandbox
+from tests.conftest import connection_block
+
+SAMPLES = ("sample_anonymized_file_math.csv", "sample_anonymized_file_ela.csv")
+
+
+@pytest.fixture(scope="module")
+def iready(spec_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    source = spec_dir.parent / "earthmover-bundles" / "assessments" / "i-Ready"
+    if not source.is_dir():
+        pytest.skip(f"the i-Ready bundle is not at {source}")
+    copy = tmp_path_factory.mktemp("bundles") / "i-Ready"
+    shutil.copytree(source, copy)
+    return copy
+
+
+def sample_ids(iready: Path) -> set[str]:
+    ids: set[str] = set()
+    for name in SAMPLES:
+        with open(iready / "data" / name, encoding="utf-8-sig", newline="") as fh:
+            ids |= {row["Student State ID"] for row in csv.DictReader(fh)}
+    return ids
+
+
+@pytest.fixture(scope="module")
+def target(iready: Path) -> Iterator[RunningSandbox]:
+    """A small district plus the sample's students, known to Ed-Fi by other unique ids:
+    the sample's IDs are their State identification codes."""
+    with running_sandbox(students=20, seed=5) as sb:
+        store = sb.store()
+        students = store.model.find("students")
+        seoa = store.model.find("studentEducationOrganizationAssociations")
+        for state_id in sorted(sample_ids(iready)):
+            store.upsert(
+                students,
+                {
+                    "studentUniqueId": f"U{state_id}",
+                    "firstName": "Sample",
+                    "lastSurname": state_id,
+                    "birthDate": "2015-05-01",
+                },
+            )
+            store.upsert(
+                seoa,
+                {
+                    "educationOrganizationReference": {"educationOrganizationId": 255901},
+                    "studentReference": {"studentUniqueId": f"U{state_id}"},
+                    "studentIdentificationCodes": [
+                        {
+                            "studentIdentificationSystemDescriptor": "uri://ed-fi.org/"
+                            "StudentIdentificationSystemDescriptor#State",
+                            "assigningOrganizationIdentificationCode": "255",
+                            "identificationCode": state_id,
+                        }
+                    ],
+                },
+            )
+        yield sb
+
+
+def run_bundle(sb: RunningSandbox, bundle: Path, lake: Path, **kwargs: Any) -> dict[str, Any]:
+    from blocks import LakeStorage
+    from flows.bundle import bundle as bundle_flow
+
+    return asyncio.run(
+        bundle_flow(
+            bundle=str(bundle),
+            connection=connection_block(sb),
+            lake=LakeStorage(url=str(lake)),
+            **kwargs,
+        )
+    )
+
+
+def test_checks_name_every_missing_parameter_file_and_column(iready: Path, spec_dir: Path) -> None:
+    spec = open_bundle(iready)
+    assert spec.required_params == ("INPUT_FILE",)
+    assert spec.student_id_columns == ("Student ID", "Student State ID")
+    assert problems(spec, {}) == [
+        f"The bundle {spec.name!r} needs the parameter(s) INPUT_FILE; "
+        "give them in the flow's parameters."
+    ]
+    assert problems(spec, {"INPUT_FILE": "/nowhere/file.csv"}) == [
+        "The input file INPUT_FILE=/nowhere/file.csv does not exist."
+    ]
+    template = open_bundle(
+        spec_dir.parent / "earthmover-bundles" / "assessments" / "_template_bundle"
+    )
+    found = problems(template, {"INPUT_FILE": str(iready / "data" / SAMPLES[0])})
+    assert len(found) == 1
+    assert "lacks the column(s) studentId, adminDate, grade, scaleScore" in found[0]
+
+
+def test_iready_samples_through_the_crosswalk_into_the_target(
+    target: RunningSandbox, iready: Path, prefect_harness: None, tmp_path: Path
+) -> None:
+    store = target.store()
+    results = store.model.find("studentAssessments")
+    before = {r["id"] for r in store.iter_records(results)}
+    for sample in SAMPLES:
+        summary = run_bundle(
+            target,
+            iready,
+            tmp_path / "lake",
+            parameters={"INPUT_FILE": str(iready / "data" / sample)},
+        )
+        assert summary["status"] == "completed", summary
+        chosen = summary["crosswalk"]["chosen"]
+        # both ID columns match every row; ties go to the name that sorts last, as the package does
+        assert (chosen["source_column_name"], chosen["edfi_column_name"]) == (
+            "Student State ID",
+            "State",
+        )
+        assert chosen["match_rate"] == 1.0
+        assert summary["crosswalk"]["unmatched_rows"] == 0
+        assert summary["earthmover"] == {
+            "assessmentReportingMethodDescriptors": 29,
+            "assessments": 2,
+            "objectiveAssessments": 11,
+            "performanceLevelDescriptors": 97,
+            "studentAssessments": 5,
+        }
+    made = [r for r in store.iter_records(results) if r["id"] not in before]
+    assert len(made) == 10
+    assert {r["studentReference"]["studentUniqueId"] for r in made} == {
+        f"U{i}" for i in sample_ids(iready)
+    }
+    assessments = {
+        r["assessmentIdentifier"] for r in store.iter_records(store.model.find("assessments"))
+    }
+    assert {r["assessmentReference"]["assessmentIdentifier"] for r in made} <= assessments
+
+    # the same file again: nothing new is sent
+    again = run_bundle(
+        target,
+        iready,
+        tmp_path / "lake",
+        parameters={"INPUT_FILE": str(iready / "data" / SAMPLES[0])},
+    )
+    rows = {r["resource"]: r for r in again["resources"]}
+    assert sum(r.get("sent", 0) for r in rows.values()) == 0, rows
+    assert len([r for r in store.iter_records(results) if r["id"] not in before]) == 10
+
+
+def test_below_the_threshold_nothing_student_level_is_sent(
+    target: RunningSandbox, iready: Path, prefect_harness: None, tmp_path: Path
+) -> None:
+    vendor = tmp_path / "strangers.csv"
+    with open(iready / "data" / SAMPLES[0], encoding="utf-8-sig", newline="") as src:
+        rows = list(csv.reader(src))
+    for row in rows[1:]:
+        row[rows[0].index("Student ID")] = "nobody"
+        row[rows[0].index("Student State ID")] = "nobody"
+    with open(vendor, "w", newline="") as out:
+        csv.writer(out).writerows(rows)
+    store = target.store()
+    results = store.model.find("studentAssessments")
+    before = sum(1 for _ in store.iter_records(results))
+    with pytest.raises(
+        BundleError, match="No student-ID column reaches the required match rate 50%"
+    ):
+        run_bundle(target, iready, tmp_path / "lake", parameters={"INPUT_FILE": str(vendor)})
+    assert sum(1 for _ in store.iter_records(results)) == before
+    unmatched = list((tmp_path / "lake" / "bundle" / "runs").glob("*/unmatched.csv"))
+    assert len(unmatched) == 1
+    with open(unmatched[0], newline="") as fh:
+        assert list(csv.reader(fh)) == rows  # every row, with its original columns
+
+
+def test_earthmovers_own_error_is_surfaced_and_nothing_sent(
+    target: RunningSandbox, iready: Path, prefect_harness: None, tmp_path: Path
+) -> None:
+    vendor = tmp_path / "wrong.csv"
+    vendor.write_text("Student ID,Student State ID,Other\n605001,605001,x\n")
+    with pytest.raises(BundleError, match="earthmover run failed for the bundle"):
+        run_bundle(target, iready, tmp_path / "lake", parameters={"INPUT_FILE": str(vendor)})
+    assert not list((tmp_path / "lake").glob("bundle/runs/*/output/*.jsonl"))
