@@ -62,6 +62,8 @@ def _iso_date(value: str) -> str | None:
         return dt.date(year, month, day).isoformat()
     except ValueError:
         return None
+
+
 _INTEGER = re.compile(r"^\s*[+-]?\d+\s*$")
 _NUMBER = re.compile(r"^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$")
 # what a server adds to a record; a body read back from an API carries them
