@@ -346,7 +346,7 @@ class RejectsInput:
 
 def latest_run(store: RejectsStore) -> str:
     """The newest run with rejects under ``store`` (run ids sort by time)."""
-    root = store.run_dir("")
+    root = store.lake.path(*store.base)
     fs = store.lake.fs
     try:
         runs = sorted(

@@ -23,6 +23,7 @@ half-finished compaction is never read.
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 import uuid
 from collections.abc import Iterable, Mapping
@@ -38,6 +39,7 @@ DIGEST = 16
 ENTRY = 2 * DIGEST
 TOMBSTONE = bytes(DIGEST)
 _IGNORED = SERVER_FIELDS | {"link"}
+_SAFE = re.compile(r"[A-Za-z0-9_.-]+")
 
 
 def body_digest(record: Mapping[str, Any]) -> bytes:
@@ -145,7 +147,11 @@ class SendState:
         self.root = f"{root.rstrip('/')}/_send_state/{target}"
 
     def folder(self, resource_path: str) -> str:
-        return self.root + "/" + resource_path.strip("/")
+        """The resource's folder; a name that could leave the state's root is refused."""
+        segments = resource_path.strip("/").split("/")
+        if not all(_SAFE.fullmatch(s) and s not in (".", "..") for s in segments):
+            raise ValueError(f"Refusing {resource_path!r} as a state folder: not a resource path.")
+        return self.root + "/" + "/".join(segments)
 
     def load(self, resource_path: str) -> ResourceState:
         folder = self.folder(resource_path)

@@ -80,3 +80,12 @@ def test_torn_segment_and_segments_after_base_on_any_storage() -> None:
     assert len(loaded) == 3  # 1 from the base, 2 from a segment, 3 whole; the torn tail dropped
     state.clear([STUDENTS.path])
     assert len(state.load(STUDENTS.path)) == 0
+
+
+def test_a_server_named_resource_cannot_leave_the_state_root(tmp_path: Path) -> None:
+    import pytest
+
+    state = SendState(str(tmp_path), "t")
+    for bad in ("/ed-fi/../../etc", "/ed-fi/a b", "/ed-fi//x", "/../x"):
+        with pytest.raises(ValueError, match="Refusing"):
+            state.folder(bad)
