@@ -10,6 +10,7 @@ listed, and finally deleted in reverse order, which ``/deletes`` must show.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from edfi.model import ApiModel, Reference, Resource, Scalar, Shape, abstract_field
@@ -101,7 +102,22 @@ def first_descriptors(api: Api, model: ApiModel) -> dict[str, str]:
 
 
 def test_every_resource_answers_every_method() -> None:
-    with running_sandbox(students=0) as sb:
+    """The built-in model, with the minimal template's descriptors."""
+    walk(students=0)
+
+
+def test_every_resource_of_the_official_ds5_documents(spec_dir: Path) -> None:
+    """The full official DS 5.0 documents, served with ``--openapi``."""
+    docs = spec_dir / "openapi"
+    walk(
+        students=0,
+        template=False,
+        openapi=[str(docs / "resources-ds-5.0.json"), str(docs / "descriptors-ds-5.0.json")],
+    )
+
+
+def walk(**sandbox: Any) -> None:
+    with running_sandbox(**sandbox) as sb:
         api = Api(sb)
         model = sb.sandbox.model
         descriptors = first_descriptors(api, model)
