@@ -258,3 +258,20 @@ def test_spool_regroups_a_load_by_resource(tmp_path: Path, ds5: ApiModel) -> Non
         assert str(items[1].error).endswith("names no element with that id in this load")
         folder = spool.folder
     assert not Path(folder).exists()
+
+
+def test_a_ref_to_an_element_that_is_no_record_says_so(tmp_path: Path, ds5: ApiModel) -> None:
+    bad = STUDENTS.replace("<StudentUniqueId>604822</StudentUniqueId>", "").replace(
+        "<Name>", "<StudentUniqueId>604822</StudentUniqueId><Oops/><Name>"
+    )
+    (tmp_path / "s.xml").write_text(bad)
+    (tmp_path / "e.xml").write_text(ENROLLMENT)
+    load = XmlLoad(list_files(str(tmp_path)), ds5, validate=False)
+    problems = [r.problem for r in _read(load) if r.problem]
+    assert problems == [
+        "StudentSchoolAssociation/StudentReference: ref 'S1' names an element that is no "
+        "record itself (Student/Oops: element not allowed here by the interchange schema)",
+        "StudentSchoolAssociation/StudentReference: ref 'NOPE' names no element with that id "
+        "in this load",
+        "Student/Oops: element not allowed here by the interchange schema",
+    ]

@@ -141,6 +141,7 @@ class XmlLoad:
                 raise XmlInputError(f"unknown interchange(s) {unknown}; known: {known}")
         self.by_element: dict[tuple[str, str], ElementMap] = self.mapping.elements
         self.ids: dict[str, tuple[str, dict[str, Any], list[PendingRef]]] = {}
+        self.unreadable: dict[str, str] = {}  # id -> why that element is no record
         self.report: CheckReport | None = None
         self._xmlschema: Any = None
 
@@ -249,7 +250,11 @@ class XmlLoad:
                     counts[tag] += 1
                     ident = el.get("id")
                     if ident:
-                        entry = self._identity(interchange, tag, el, url)
+                        try:
+                            entry = self._identity(interchange, tag, el, url)
+                        except ElementError as exc:
+                            self.unreadable[ident] = str(exc)
+                            entry = None
                         if entry is not None:
                             if ident in ids_here or ident in self.ids:
                                 raise _Reject(el.sourceline or 0, f"id {ident!r} is used twice")
@@ -272,10 +277,7 @@ class XmlLoad:
         em = self.by_element.get((interchange, tag))
         if em is None:
             return None
-        try:
-            conv = convert(em.body, el, tag)
-        except ElementError:
-            return None  # pass 2 rejects it with the reason
+        conv = convert(em.body, el, tag)  # an ElementError: the caller notes it unreadable
         resource = self.model[em.resource]
         key_props = {k.source[0] for k in resource.key}
         kept = {k: v for k, v in conv.record.items() if k in key_props}
@@ -295,6 +297,11 @@ class XmlLoad:
         """The reference fields for ``ref="target_id"``: the key of the element with that id."""
         entry = self.ids.get(target_id)
         if entry is None:
+            if target_id in self.unreadable:
+                raise ElementError(
+                    f"ref {target_id!r} names an element that is no record itself "
+                    f"({self.unreadable[target_id]})"
+                )
             raise ElementError(f"ref {target_id!r} names no element with that id in this load")
         if target_id in seen:
             raise ElementError(f"ref {target_id!r} is part of a reference cycle")
