@@ -28,7 +28,10 @@ __all__ = [
     "ExtractError",
     "GoldError",
     "GraphError",
+    "LakeConflict",
     "LakeError",
+    "LeaseHeld",
+    "LeaseLost",
     "LmsDatabaseError",
     "LmsError",
     "LmsFileError",
@@ -102,6 +105,19 @@ class GraphError(ModelError):
 
 class LakeError(Exception):
     """The lake storage cannot be used as configured."""
+
+
+class LakeConflict(LakeError):
+    """A lake manifest changed since it was read (or exists where it should not):
+    another writer got there first. Read it again and redo what depended on it."""
+
+
+class LeaseHeld(LakeError):
+    """Another run holds a lease on the lake and did not release it in the time allowed."""
+
+
+class LeaseLost(LakeError):
+    """This run's lease expired and another run took it; its work must not be committed."""
 
 
 class GoldError(Exception):

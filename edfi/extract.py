@@ -13,6 +13,7 @@ import asyncio
 import datetime as dt
 import fnmatch
 import json
+import os
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -27,13 +28,17 @@ from .client import EdFiClient
 # exceptions live in edfi.errors; re-exported so old imports keep working
 from .errors import ExtractError as ExtractError
 from .lake import (
+    Conflict,
     JsonlGzWriter,
     Lake,
+    Lease,
+    LeaseLost,
     ParquetPartWriter,
     arrow_schema,
     iter_batches,
     new_version,
     records_to_table,
+    take_lease_async,
     write_jsonl_gz,
 )
 from .model import ApiModel, Resource
@@ -43,6 +48,7 @@ from .vocabulary import Mode as Mode
 NO_YEAR = 0  # partition value for APIs that are not year-specific
 LANES = 2  # writer threads per big resource: this is CPU work, and the GIL is mostly free
 LANE_MIN_PAGES = 20  # smaller resources keep one writer (and one file)
+COMMIT_ATTEMPTS = 3  # pulls of a table whose commit another run's commit overtook
 
 
 @dataclass
@@ -76,6 +82,8 @@ class PullOptions:
     count_tolerance: float = 0.0  # share of records a count may differ by
     invalid_utf8: Literal["fail", "replace"] = "fail"
     run_id: str = ""
+    owner: str = ""  # this run's process, as table leases name it (default: run id and pid)
+    lease_wait: float = 3600.0  # seconds to wait for a table another run is writing
     pulled_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
 
 
@@ -119,10 +127,74 @@ async def extract_resource(
     mode: Mode,
     options: PullOptions,
 ) -> ResourceResult:
-    """Pull one resource's changes up to ``max_cv`` and commit the new current table."""
+    """Pull one resource's changes up to ``max_cv`` and commit the new current table.
+
+    The table's lease is held throughout, so a second run on the lake waits for it
+    (up to ``options.lease_wait``) instead of pulling the same table at once. The
+    commit is a compare-and-swap of the state read at the start: if another run
+    committed in between (its lease had expired), this pull is discarded and the
+    table is pulled again from the newer state.
+    """
+    what = f"{resource.full_name} ({school_year})"
+    owner = options.owner or f"{options.run_id}/{os.getpid()}"
+    for attempt in range(COMMIT_ATTEMPTS):
+        lease = await take_lease_async(
+            lake,
+            lake.lease_name(resource, school_year),
+            run_id=options.run_id,
+            owner=owner,
+            wait=options.lease_wait,
+            what=what,
+        )
+        try:
+            return await _pull(
+                client,
+                lake,
+                resource,
+                lease,
+                data_url=data_url,
+                school_year=school_year,
+                max_cv=max_cv,
+                mode=mode,
+                options=options,
+            )
+        except (Conflict, LeaseLost) as exc:
+            if attempt == COMMIT_ATTEMPTS - 1:
+                raise ExtractError(
+                    f"{what}: another run committed this table {COMMIT_ATTEMPTS} times while "
+                    f"this one pulled it ({exc}); nothing of this run's pull was committed."
+                ) from exc
+        finally:
+            lease.release()
+    raise AssertionError("unreachable")
+
+
+async def _pull(
+    client: EdFiClient,
+    lake: Lake,
+    resource: Resource,
+    lease: Lease,
+    *,
+    data_url: str,
+    school_year: int,
+    max_cv: int,
+    mode: Mode,
+    options: PullOptions,
+) -> ResourceResult:
     started = time.perf_counter()
     result = ResourceResult(resource.full_name, school_year, "pulled")
-    state = lake.state(resource, school_year)
+    read = lake.read_state(resource, school_year)  # under the lease: what the commit replaces
+    state: dict[str, Any] | None = read.value
+    if state is not None:
+        missing = lake.missing_files(state)
+        if missing:
+            # a damaged table (files lost to an old overlapping run, or deleted by hand) is
+            # pulled again in full, never reported unchanged
+            result.message = (
+                f"the committed state named {len(missing)} missing file(s), e.g. "
+                f"{lake.relative(missing[0])}; pulled in full"
+            )
+            state = None
     full = mode == "full" or state is None
     result.mode = "full" if full else "incremental"
     if state is not None and state.get("run_id") == options.run_id and options.run_id:
@@ -145,6 +217,7 @@ async def extract_resource(
     version = new_version()
     version_dir = lake.within(lake.current_dir(resource, school_year), version)
     schema = arrow_schema(resource)
+    committed = False
     try:
         expected = await total_count(client, plan)
         if (
@@ -153,15 +226,20 @@ async def extract_resource(
             and expected == 0
             and not await _has_tracked(client, plan, resource)
         ):
-            # nothing changed: move the watermark, keep the table as it is
-            lake.write_json(
-                lake.state_path(resource, school_year),
+            # nothing changed: move the watermark, keep the table as it is -- by the same
+            # compare-and-swap, so a newer commit of another run is never overwritten
+            lease.check()
+            lake.commit(
+                resource,
+                school_year,
                 {
                     **state,
                     "change_version": max_cv,
                     "run_id": options.run_id,
                     "checked_at": dt.datetime.now(dt.UTC).isoformat(),
                 },
+                read,
+                lease,
             )
             result.status = "unchanged"
             result.change_version = max_cv
@@ -266,6 +344,8 @@ async def extract_resource(
                     f"full_refresh=['{resource.full_name}']."
                 )
         result.rows = rows
+        lease.check()
+        committed = True  # from here the version is either current or never will be
         lake.commit(
             resource,
             school_year,
@@ -281,10 +361,15 @@ async def extract_resource(
                 "committed_at": dt.datetime.now(dt.UTC).isoformat(),
                 "columns": schema.names,
             },
+            read,
+            lease,
         )
         result.change_version = max_cv
-    except BaseException:
-        lake.rm(version_dir)
+    except BaseException as exc:
+        # a version a committed state may name is never removed here: only one that lost
+        # its compare-and-swap (Conflict) or never got to it
+        if not committed or isinstance(exc, Conflict):
+            lake.rm(version_dir)
         raise
     finally:
         result.seconds = round(time.perf_counter() - started, 3)

@@ -8,24 +8,39 @@ Layout under the storage URL (Hive-style partitions)::
     current/{namespace}/{resource}/school_year={y}/v{version}/part-{lane}-{part}.parquet
     state/{namespace}/{resource}/school_year={y}.json      committed manifest
     runs/{run_id}.json                                     run manifest
+    leases/tables/{namespace}/{resource}/school_year={y}.json, leases/runs/{run_id}.json
+                                                           who writes a table, which run is alive
 
 A table version directory becomes visible only when the state manifest that
-names it is written, and that is the last write of a resource's pull. Readers
-(gold, the next incremental run) go through ``committed_files``; superseded
-and orphaned versions are removed after each commit. ``school_year=0`` holds
+names it is written, and that is the last write of a resource's pull. Manifests
+name files relative to the root, so a lake can be moved. Readers (gold, the next
+incremental run) go through ``committed_files``; older versions are removed after
+each commit. Runs that overlap are kept apart by leases and compare-and-swap
+commits (see "compare-and-swap and leases"). ``school_year=0`` holds
 data of an API that is not year-specific.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import errno
+import fcntl
+import hashlib
 import io
+import os
 import re
+import socket
+import threading
+import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from typing import Any
 
 import fsspec
+import fsspec.asyn
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -34,7 +49,10 @@ import pyarrow.parquet as pq
 from isal import igzip
 
 # exceptions live in edfi.errors; re-exported so old imports keep working
+from .errors import LakeConflict as LakeConflict
 from .errors import LakeError as LakeError
+from .errors import LeaseHeld as LeaseHeld
+from .errors import LeaseLost as LeaseLost
 from .model import Resource, Shape
 
 LINEAGE = ("_school_year", "_change_version", "_pulled_at")
@@ -209,6 +227,51 @@ class Lake:
         except FileNotFoundError:
             return None
 
+    # -- compare-and-swap (see "compare-and-swap and leases" below) ------------------
+    def read_versioned(self, path: str) -> Versioned:
+        """A JSON object and the version it was read at, for ``write_if``."""
+        data: bytes | None
+        if self.protocol in ("s3", "s3a"):
+            data, token = fsspec.asyn.sync(self.fs.loop, _s3_get, self.fs, path)
+        else:
+            try:
+                with self.fs.open(path, "rb") as fh:
+                    data = fh.read()
+            except FileNotFoundError:
+                data = None
+            token = None if data is None else _digest(data)
+        return Versioned(None if data is None else orjson.loads(data), token)
+
+    def write_if(self, path: str, obj: Any, token: str | None) -> str:
+        """Replace a JSON object only if it is still at version ``token`` (``None``: only
+        if it does not exist); raises ``Conflict`` otherwise. Returns the new version."""
+        data = orjson.dumps(obj, option=orjson.OPT_INDENT_2)
+        if self.protocol in ("s3", "s3a"):
+            return str(fsspec.asyn.sync(self.fs.loop, _s3_put_if, self.fs, path, data, token))
+        with self._exclusive():
+            current = self.read_versioned(path).token
+            if current != token:
+                raise Conflict(f"{path} was changed by another writer since it was read")
+            self.write_bytes(path, data)
+        return _digest(data)
+
+    @contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        """The lake's compare-and-swap section: an ``flock`` on local disk (the kernel
+        drops it if the process dies), a lock of this process elsewhere."""
+        if not self.local:
+            with _memory_lock:
+                yield
+            return
+        folder = self.path("leases")
+        self.makedirs(folder)
+        fd = os.open(f"{folder}/.cas.lock", os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing the descriptor releases the lock
+
     def exists(self, path: str) -> bool:
         return bool(self.fs.exists(path))
 
@@ -234,6 +297,10 @@ class Lake:
     def raw_dir(self, resource: Resource, year: int, run_id: str) -> str:
         return self.path("raw", self.table_dir(resource), f"school_year={year}", f"run={run_id}")
 
+    def lease_name(self, resource: Resource, year: int) -> str:
+        """The lease a run holds while it writes a table (see ``take_lease``)."""
+        return f"tables/{self.table_dir(resource)}/school_year={year}"
+
     def run_path(self, run_id: str) -> str:
         return self.path("runs", f"{run_id}.json")
 
@@ -248,21 +315,58 @@ class Lake:
         """The paths of the files a state manifest names, resolved against this root."""
         return [self.resolve(name) for name in manifest.get("files") or []]
 
-    def commit(self, resource: Resource, year: int, state: dict[str, Any]) -> None:
-        """Make a table version current, then drop every other version."""
-        self.write_json(self.state_path(resource, year), state)
-        self.collect_garbage(resource, year, keep=state.get("version"))
+    def read_state(self, resource: Resource, year: int) -> Versioned:
+        """A table's committed state and its version, for ``commit``."""
+        return self.read_versioned(self.state_path(resource, year))
 
-    def collect_garbage(self, resource: Resource, year: int, keep: str | None) -> None:
+    def commit(
+        self,
+        resource: Resource,
+        year: int,
+        state: dict[str, Any],
+        read: Versioned,
+        lease: Lease | None = None,
+    ) -> str:
+        """Make a table version current -- only if the state ``read`` is still the
+        committed one (else ``Conflict``: another run committed since) -- then drop the
+        other versions. Returns the new state's version."""
+        token = self.write_if(self.state_path(resource, year), state, read.token)
+        if state.get("version"):
+            self.collect_garbage(resource, year, str(state["version"]), lease)
+        return token
+
+    def collect_garbage(
+        self, resource: Resource, year: int, keep: str, lease: Lease | None = None
+    ) -> None:
+        """Remove the table's versions other than ``keep``, the one just committed.
+
+        Version names sort by creation time. An older one is superseded, or was left
+        by a run that can no longer commit it (the state it read is gone). A newer one
+        may belong to a run still at work, so it is removed only while this run
+        provably holds the table's lease (renewed just now): then no other run is
+        writing the table, and a stalled one could not commit what it wrote anyway.
+        """
+        everything = False
+        if lease is not None:
+            lease.renew()
+            everything = not lease.lost
         base = self.current_dir(resource, year)
+        self.fs.invalidate_cache(base)
         try:
             entries = self.fs.ls(base, detail=False)
         except FileNotFoundError:
             return
         for entry in entries:
             name = entry.rstrip("/").rsplit("/", 1)[-1]
-            if name != keep:
+            if name != keep and (name < keep or everything):
                 self.fs.rm(entry, recursive=True)
+
+    def missing_files(self, state: Mapping[str, Any]) -> list[str]:
+        """The files a committed state names that are not in the lake (a damaged table)."""
+        paths = self.files_of(state)
+        for folder in {p.rsplit("/", 1)[0] for p in paths}:
+            self.fs.invalidate_cache(folder)
+        return [p for p in paths if not self.fs.exists(p)]
 
     def runs(self) -> list[dict[str, Any]]:
         try:
@@ -276,6 +380,259 @@ class Lake:
                 if run:
                     out.append(run)
         return out
+
+
+# -- compare-and-swap and leases -------------------------------------------------------
+#
+# Several runs may write one lake at once (a nightly run overlapping a full refresh,
+# a retry started by hand). Manifests are therefore replaced only by compare-and-swap:
+# a writer names the version of the manifest it read, and the write fails if that is
+# no longer the current one. On S3 that is a conditional PUT (``If-Match`` with the
+# ETag read, ``If-None-Match: *`` to create); on local disk the compare and the
+# rename run under an exclusive ``flock`` (released by the kernel if the process
+# dies); other stores get a lock within the process only.
+#
+# On top of it, a lease is a small JSON object naming its owner and an expiry, taken
+# and renewed by compare-and-swap: the writer of a table (or a run) holds it while it
+# works, so a second run waits for it -- or, with no time to wait, fails naming the
+# run that holds it. A holder that died stops renewing and its lease expires; on the
+# same host a holder whose process is gone is recognised at once.
+
+LEASE_TTL = float(os.environ.get("EDFI_LAKE_LEASE_TTL", "60"))
+_HOST = socket.gethostname()
+_memory_lock = threading.Lock()
+
+
+Conflict = LakeConflict  # the short name the lake's callers use
+
+
+@dataclass(frozen=True)
+class Versioned:
+    """A JSON object and the version it was read at (``None``: it did not exist)."""
+
+    value: Any
+    token: str | None
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def _s3_key(fs: Any, path: str) -> tuple[str, str]:
+    bucket, key, _ = fs.split_path(path)
+    return bucket, key
+
+
+async def _s3_get(fs: Any, path: str) -> tuple[bytes | None, str | None]:
+    bucket, key = _s3_key(fs, path)
+    try:
+        resp = await fs._call_s3("get_object", Bucket=bucket, Key=key)
+    except FileNotFoundError:
+        return None, None
+    body = resp["Body"]
+    try:
+        data = await body.read()
+    finally:
+        body.close()
+    return data, str(resp["ETag"])
+
+
+async def _s3_put_if(fs: Any, path: str, data: bytes, token: str | None) -> str:
+    bucket, key = _s3_key(fs, path)
+    match = {"IfNoneMatch": "*"} if token is None else {"IfMatch": token}
+    try:
+        resp = await fs._call_s3("put_object", Bucket=bucket, Key=key, Body=data, **match)
+    except FileExistsError as exc:
+        raise Conflict(f"{path} was created by another writer") from exc
+    except OSError as exc:
+        text = str(exc)
+        if exc.errno == errno.EINVAL or "PreconditionFailed" in text or "Conflict" in text:
+            raise Conflict(f"{path} was changed by another writer") from exc
+        raise
+    fs.invalidate_cache(path)
+    return str(resp["ETag"])
+
+
+def _expires(doc: Mapping[str, Any]) -> float:
+    return float(doc.get("expires_at") or 0)
+
+
+def _holder_alive(doc: Mapping[str, Any]) -> bool:
+    """Whether the lease in ``doc`` still binds: released and expired ones do not, nor
+    one whose holder's process on this host no longer exists."""
+    if doc.get("released") or _expires(doc) <= time.time():
+        return False
+    if doc.get("host") == _HOST and doc.get("pid"):
+        try:
+            os.kill(int(doc["pid"]), 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+    return True
+
+
+class Lease:
+    """A lease held on the lake; renewed in the background until released."""
+
+    def __init__(self, lake: Lake, path: str, doc: dict[str, Any], token: str, ttl: float):
+        self.lake = lake
+        self.path = path
+        self.doc = doc
+        self.token = token
+        self.ttl = ttl
+        self.lost: str | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def owner(self) -> str:
+        return str(self.doc["owner"])
+
+    def renew(self) -> None:
+        with self._lock:
+            if self.lost or self.doc.get("released"):
+                return
+            doc = {**self.doc, "expires_at": time.time() + self.ttl}
+            try:
+                self.token = self.lake.write_if(self.path, doc, self.token)
+                self.doc = doc
+            except Conflict:
+                current = self.lake.read_versioned(self.path).value or {}
+                self.lost = f"the lease {self.path} was taken by run {current.get('run_id')!r}"
+
+    def check(self) -> None:
+        """Raise ``LeaseLost`` if another run took this lease (this one expired)."""
+        if self.lost:
+            raise LeaseLost(self.lost)
+
+    def release(self) -> None:
+        _keeper.forget(self)
+        with self._lock:
+            if self.lost or self.doc.get("released"):
+                return
+            doc = {**self.doc, "released": True, "expires_at": 0}
+            try:
+                self.token = self.lake.write_if(self.path, doc, self.token)
+                self.doc = doc
+            except Conflict:
+                self.lost = "released after another run took it"
+
+
+class _Keeper:
+    """One thread per process renewing every held lease at a third of its lifetime."""
+
+    def __init__(self) -> None:
+        self._leases: set[Lease] = set()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def hold(self, lease: Lease) -> None:
+        with self._lock:
+            self._leases.add(lease)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="lake-leases", daemon=True)
+                self._thread.start()
+
+    def forget(self, lease: Lease) -> None:
+        with self._lock:
+            self._leases.discard(lease)
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                leases = list(self._leases)
+            now = time.time()
+            for lease in leases:
+                if _expires(lease.doc) - now < lease.ttl * 2 / 3:
+                    with suppress(Exception):  # a storage hiccup: the next round tries again
+                        lease.renew()
+            time.sleep(min([lease.ttl / 6 for lease in leases] or [1.0]))
+
+
+_keeper = _Keeper()
+
+
+def _try_lease(
+    lake: Lake, path: str, *, run_id: str, owner: str, ttl: float
+) -> Lease | dict[str, Any]:
+    """One attempt: the lease, or the document of the live lease another run holds."""
+    while True:
+        current = lake.read_versioned(path)
+        doc = current.value or {}
+        if current.token is not None and doc.get("owner") != owner and _holder_alive(doc):
+            return dict(doc)
+        mine = {
+            "owner": owner,
+            "run_id": run_id,
+            "host": _HOST,
+            "pid": os.getpid(),
+            "acquired_at": dt.datetime.now(dt.UTC).isoformat(),
+            "expires_at": time.time() + ttl,
+        }
+        try:
+            token = lake.write_if(path, mine, current.token)
+        except Conflict:
+            continue  # another run wrote it between our read and our write: look again
+        lease = Lease(lake, path, mine, token, ttl)
+        _keeper.hold(lease)
+        return lease
+
+
+def _held(what: str, doc: Mapping[str, Any], waited: float) -> LeaseHeld:
+    until = dt.datetime.fromtimestamp(_expires(doc), dt.UTC).isoformat(timespec="seconds")
+    return LeaseHeld(
+        f"{what} is being written by run {doc.get('run_id')!r} (on {doc.get('host')}, its "
+        f"lease runs until {until} unless renewed); waited {waited:.0f}s. Let that run "
+        "finish, or allow a longer wait (lease_wait_seconds)."
+    )
+
+
+def take_lease(
+    lake: Lake,
+    name: str,
+    *,
+    run_id: str,
+    owner: str,
+    wait: float = 0.0,
+    ttl: float | None = None,
+    what: str = "",
+) -> Lease:
+    """Take the lease ``leases/{name}.json`` for ``owner``, waiting up to ``wait`` seconds.
+
+    ``owner`` names this holder (a run and its process); a lease the same owner
+    holds is taken again. Raises ``LeaseHeld`` naming the run that holds it.
+    """
+    path = lake.path("leases", f"{name}.json")
+    started = time.monotonic()
+    while True:
+        got = _try_lease(lake, path, run_id=run_id, owner=owner, ttl=ttl or LEASE_TTL)
+        if isinstance(got, Lease):
+            return got
+        if time.monotonic() - started >= wait:
+            raise _held(what or name, got, time.monotonic() - started)
+        time.sleep(0.25)
+
+
+async def take_lease_async(
+    lake: Lake,
+    name: str,
+    *,
+    run_id: str,
+    owner: str,
+    wait: float = 0.0,
+    ttl: float | None = None,
+    what: str = "",
+) -> Lease:
+    """``take_lease`` for coroutines: the wait sleeps on the event loop, not in a thread."""
+    path = lake.path("leases", f"{name}.json")
+    started = time.monotonic()
+    while True:
+        got = _try_lease(lake, path, run_id=run_id, owner=owner, ttl=ttl or LEASE_TTL)
+        if isinstance(got, Lease):
+            return got
+        if time.monotonic() - started >= wait:
+            raise _held(what or name, got, time.monotonic() - started)
+        await asyncio.sleep(0.25)
 
 
 def new_version() -> str:

@@ -33,7 +33,7 @@ from edfi.extract import (
     newest_change_version,
     select_resources,
 )
-from edfi.lake import LakeError, check_resource_names
+from edfi.lake import Lake, LakeError, Lease, LeaseHeld, check_resource_names, take_lease
 from edfi.model import Resource
 from edfi.vocabulary import Mode
 from tasks.extract import pull_descriptors, pull_resource
@@ -74,6 +74,28 @@ def _check_parameters(
         )
 
 
+def _claim_run(
+    store: Lake, signature: str, started: dt.datetime, process: str
+) -> tuple[str, Lease]:
+    """This run's id and its lease: an unfinished run with the same parameters whose
+    process is gone is resumed (its committed tables are kept); a live one never is."""
+    unfinished = [
+        r for r in store.runs() if r.get("status") == "running" and r.get("signature") == signature
+    ]
+    for run in reversed(unfinished):
+        run_id = str(run["run_id"])
+        try:
+            lease = take_lease(store, f"runs/{run_id}", run_id=run_id, owner=f"{run_id}/{process}")
+        except LeaseHeld:
+            continue  # that run is alive (another process): not ours to resume
+        get_run_logger().info(
+            "Resuming run %s, which did not finish; tables it committed are kept.", run_id
+        )
+        return run_id, lease
+    run_id = started.strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
+    return run_id, take_lease(store, f"runs/{run_id}", run_id=run_id, owner=f"{run_id}/{process}")
+
+
 @flow(
     name="edfi-extract",
     description="Ed-Fi API -> lake: raw JSONL and typed parquet, full or incremental.",
@@ -91,6 +113,7 @@ async def extract(
     run_gold: bool = False,
     descriptor_map: str | None = None,
     invalid_utf8: Literal["fail", "replace"] = "fail",
+    lease_wait_seconds: float = 3600.0,
 ) -> dict[str, Any]:
     """Pull an Ed-Fi API into the lake.
 
@@ -116,9 +139,52 @@ async def extract(
         invalid_utf8: a page with text that is not UTF-8 fails its resource
             (``fail``), or the bad bytes are stored as U+FFFD and counted
             (``replace``).
+        lease_wait_seconds: how long a table that another run on the same lake
+            is writing is waited for before this run fails it (naming that run);
+            0 fails at once.
 
     Returns the run summary: one row per (school year, resource).
     """
+    held: list[Lease] = []  # this run's own lease: released however the run ends
+    try:
+        return await _extract(
+            held,
+            connection,
+            lake,
+            resources=resources,
+            exclude=exclude,
+            school_years=school_years,
+            mode=mode,
+            full_refresh=full_refresh,
+            resource_parallelism=resource_parallelism,
+            count_tolerance=count_tolerance,
+            run_gold=run_gold,
+            descriptor_map=descriptor_map,
+            invalid_utf8=invalid_utf8,
+            lease_wait_seconds=lease_wait_seconds,
+        )
+    finally:
+        for lease in held:
+            lease.release()
+
+
+async def _extract(
+    held: list[Lease],
+    connection: EdFiConnection | str,
+    lake: LakeStorage | str,
+    *,
+    resources: list[str] | None,
+    exclude: list[str] | None,
+    school_years: list[int] | None,
+    mode: Mode,
+    full_refresh: list[str] | None,
+    resource_parallelism: int,
+    count_tolerance: float,
+    run_gold: bool,
+    descriptor_map: str | None,
+    invalid_utf8: Literal["fail", "replace"],
+    lease_wait_seconds: float,
+) -> dict[str, Any]:
     logger = get_run_logger()
     _check_parameters(mode, resource_parallelism, count_tolerance, full_refresh)
     if invalid_utf8 not in ("fail", "replace"):
@@ -169,20 +235,9 @@ async def extract(
             )
 
         signature = _run_signature(conn.base_url, years, [r.path for r in chosen], mode)
-        unfinished = [
-            r
-            for r in store.runs()
-            if r.get("status") == "running" and r.get("signature") == signature
-        ]
-        run_id = (
-            unfinished[-1]["run_id"]
-            if unfinished
-            else started.strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
-        )
-        if unfinished:
-            logger.info(
-                "Resuming run %s, which did not finish; tables it committed are kept.", run_id
-            )
+        process = uuid.uuid4().hex[:8]
+        run_id, run_lease = _claim_run(store, signature, started, process)
+        held.append(run_lease)
         run_doc: dict[str, Any] = {
             "run_id": run_id,
             "status": "running",
@@ -220,6 +275,8 @@ async def extract(
             count_tolerance=count_tolerance,
             invalid_utf8=invalid_utf8,
             run_id=run_id,
+            owner=f"{run_id}/{process}",
+            lease_wait=lease_wait_seconds,
         )
 
         async def one(year: int | None, resource: Resource) -> dict[str, Any]:
