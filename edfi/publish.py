@@ -55,7 +55,7 @@ from .errors import GraphError
 from .errors import PublishError as PublishError
 from .graph import DependencyGraph
 from .graph import parse_graphml as parse_graphml
-from .lake import Lake
+from .lake import Lake, LakeConflict, Versioned
 from .model import ApiModel, publishable
 from .paging import ReadPlan, read_pages, read_tracked, total_count
 from .rejects import DELETE, KEY_CHANGE, UPSERT, RejectsStore, summarize
@@ -308,17 +308,31 @@ class StateStore:
     def __init__(self, lake: Lake, key: str):
         self.lake = lake
         self.key = key
+        self._read: Versioned | None = None  # the state as this run read it
 
     @property
     def state_path(self) -> str:
         return self.lake.path("publish", self.key, "state.json")
 
     def read(self) -> dict[str, Any]:
-        data = self.lake.read_json(self.state_path)
+        self._read = self.lake.read_versioned(self.state_path)
+        data = self._read.value
         return data if isinstance(data, dict) else {}
 
     def write(self, state: Mapping[str, Any]) -> None:
-        self.lake.write_json(self.state_path, dict(state))
+        """Replace the state only if it is still what this run read (compare-and-swap):
+        two runs of one pair at once must not move the change version over each other."""
+        read = self._read if self._read is not None else self.lake.read_versioned(self.state_path)
+        try:
+            token = self.lake.write_if(self.state_path, dict(state), read.token)
+        except LakeConflict as exc:
+            raise LakeConflict(
+                f"Another publish run of this pair ({self.key}) saved its state while this "
+                "one ran, so this run's change version and pending rejects were not saved; "
+                "its writes were made and the next run repeats them. Run one publish per "
+                "source and target at a time."
+            ) from exc
+        self._read = Versioned(dict(state), token)
 
     @property
     def rejects(self) -> RejectsStore:

@@ -29,7 +29,6 @@ from sandbox.app import Faults
 from sandbox.changes import apply_changes
 from sandbox.server import RunningSandbox
 
-pytestmark = pytest.mark.usefixtures("prefect_harness")
 ROUNDS = 2
 RESOURCES = [
     "ed-fi/students",
@@ -173,9 +172,32 @@ def overlapping_runs(sb: RunningSandbox, storage: LakeStorage) -> None:
     assert_consistent(lake, sb)
 
 
+@pytest.mark.usefixtures("prefect_harness")
 def test_overlapping_runs_on_a_local_lake(small_district: RunningSandbox, tmp_path: Path) -> None:
     overlapping_runs(small_district, LakeStorage(url=str(tmp_path / "lake")))
 
 
+@pytest.mark.usefixtures("prefect_harness")
 def test_overlapping_runs_on_an_s3_lake(small_district: RunningSandbox, s3_endpoint: str) -> None:
     overlapping_runs(small_district, new_s3_lake(s3_endpoint))
+
+
+def test_publish_state_is_saved_only_over_the_state_it_read(
+    tmp_path: Path, s3_endpoint: str
+) -> None:
+    """Two publish runs of one pair: the one that saves second, over a state it did not
+    read, is refused (its change version would move the other's back)."""
+    from edfi.lake import LakeConflict
+    from edfi.publish import StateStore
+
+    for lake in (Lake(str(tmp_path / "lake")), new_s3_lake(s3_endpoint).lake()):
+        first, second = StateStore(lake, "pair"), StateStore(lake, "pair")
+        assert first.read() == {} and second.read() == {}
+        first.write({"last_change_version": 10})
+        with pytest.raises(LakeConflict, match="Another publish run of this pair"):
+            second.write({"last_change_version": 5})
+        assert StateStore(lake, "pair").read() == {"last_change_version": 10}
+        first.write({"last_change_version": 12})  # a run goes on over its own saves
+        assert second.read() == {"last_change_version": 12}
+        second.write({"last_change_version": 20})
+        assert StateStore(lake, "pair").read() == {"last_change_version": 20}
