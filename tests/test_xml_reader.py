@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -275,3 +276,24 @@ def test_a_ref_to_an_element_that_is_no_record_says_so(tmp_path: Path, ds5: ApiM
         "in this load",
         "Student/Oops: element not allowed here by the interchange schema",
     ]
+
+
+def test_files_on_s3_read_the_same(s3_lake: Any, ds5: ApiModel) -> None:
+    import fsspec
+
+    options = s3_lake.fsspec_options()
+    root = s3_lake.url.rstrip("/") + "/inbox"
+    fs, path = fsspec.core.url_to_fs(root, **options)
+    fs.pipe(f"{path}/deep/Students.xml.gz", gzip.compress(STUDENTS.encode()))
+    fs.pipe(f"{path}/Enrollment.xml", ENROLLMENT.encode())
+    files = list_files(root, options)
+    assert [f.rsplit("/", 1)[-1] for f in files] == ["Enrollment.xml", "Students.xml.gz"]
+    assert all(f.startswith("s3://") for f in files)
+    records = _read(XmlLoad(files, ds5, storage_options=options))
+    assert [(r.origin.element, r.origin.line, r.problem is None) for r in records] == [
+        ("StudentSchoolAssociation", 3, True),
+        ("StudentSchoolAssociation", 12, False),
+        ("Student", 3, True),
+    ]
+    assert records[0].body is not None
+    assert records[0].body["studentReference"] == {"studentUniqueId": "604822"}
