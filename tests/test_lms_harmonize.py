@@ -167,6 +167,9 @@ def _expected(extract: Any, day: int, lms: str) -> Sets:
     """What the CSVs say an LMS's lmsx records are after ``day`` (each file a full snapshot)."""
     assignments: dict[str, dict[str, tuple[Any, ...]]] = {}
     submissions: dict[str, dict[str, tuple[Any, ...]]] = {}
+    submitted: dict[str, set[str]] = {}  # assignment -> users with a submission row
+    enrolled: dict[str, set[str]] = {}  # section -> users associated with it
+    active_users: set[str] = set()
     uids = extract.matched_users[lms]
     stray = f"section={lms[0]}S9999"
     for files in extract.days[: day + 1]:
@@ -181,6 +184,14 @@ def _expected(extract: Any, day: int, lms: str) -> Sets:
                     r["SourceSystemIdentifier"]: (r["SourceSystemIdentifier"], r["Title"])
                     for r in f.rows
                 }
+            if f.resource == "users":
+                active_users = {r["SourceSystemIdentifier"] for r in f.rows}
+            if f.resource == "section-associations":
+                enrolled[scope[0]] = {r["LMSUserSourceSystemIdentifier"] for r in f.rows}
+            if f.resource == "submissions":
+                submitted[scope[1].split("=", 1)[1]] = {
+                    r["LMSUserSourceSystemIdentifier"] for r in f.rows
+                }
             if f.resource == "submissions" and scope[0] != stray:
                 submissions[scope[1]] = {
                     r["SourceSystemIdentifier"]: (
@@ -193,15 +204,20 @@ def _expected(extract: Any, day: int, lms: str) -> Sets:
                     if r["LMSUserSourceSystemIdentifier"] in uids
                 }
     live = {a for group in assignments.values() for a in group}
-    return (
-        {a for group in assignments.values() for a in group.values()},
-        {
-            s
-            for key, group in submissions.items()
-            if key.split("=", 1)[1] in live
-            for s in group.values()
-        },
-    )
+    sent = {
+        s
+        for key, group in submissions.items()
+        if key.split("=", 1)[1] in live
+        for s in group.values()
+    }
+    if lms in Rules().synthesize_missing:
+        # enrolled, matched students without a submission row get a missing/Upcoming one
+        for section, group in assignments.items():
+            for asg in group:
+                for user in sorted(enrolled.get(section, set()) & active_users):
+                    if user in uids and user not in submitted.get(asg, set()):
+                        sent.add((f"{asg}-{user}", uids[user], None, None))
+    return {a for group in assignments.values() for a in group.values()}, sent
 
 
 def _on_target(index: Any, lms: str) -> Sets:
@@ -254,8 +270,8 @@ def test_harmonize_writes_lmsx_through_the_sender_over_three_days(
         assert [result.changes["delete_assignments"], result.changes["delete_submissions"]] == (
             removed
         )
-        if day == 1:  # each LMS dropped one submission
-            assert removed == [0, len(sent)]
+        if day == 1:  # each LMS dropped one submission (Schoology's becomes a synthesized one)
+            assert removed == [0, len([x for x in sent if x not in Rules().synthesize_missing])]
         if day == 2:  # ... brought it back, and dropped an assignment with its submissions
             assert removed[0] == len(sent) and removed[1] > 0
     # a rerun with no new files sends nothing
