@@ -437,6 +437,10 @@ class EdFiClient:
                         url,
                         data={"grant_type": "client_credentials"},
                         auth=(self.conn.client_id, secret),
+                        # a renewal names the token it replaces, so a server that keeps a
+                        # snapshot per client session (the sandbox) keeps this run's view;
+                        # servers without sessions ignore the header
+                        headers={"Previous-Token": self._token} if self._token else None,
                     )
                 except ResponseTooLargeError as exc:
                     raise EdFiUnsupportedError(f"The token endpoint: {exc}") from None

@@ -460,3 +460,38 @@ def test_a_new_session_sees_current_data_and_a_renewal_keeps_its_snapshot() -> N
         assert _first_name(sb.base_url, renewed, sid) == "Before"
         fresh = token(sb.base_url, sb.client_id, sb.client_secret)
         assert _first_name(sb.base_url, fresh, sid) == "After"
+
+
+def test_the_project_client_keeps_its_snapshot_across_renewals() -> None:
+    """edfi.client renews with ``Previous-Token``: one run, one view; the next run, a new one."""
+    import asyncio
+
+    from edfi.client import EdFiClient
+    from tests.conftest import connection_block
+
+    with running_sandbox(students=0, template=False, faults="token_ttl=1") as sb:
+        api = Api(sb)
+        sid = api.create("/ed-fi/students", student("R1", first="Before"))
+
+        async def first_name(client: EdFiClient) -> Any:
+            r = await client.get_absolute(
+                f"{sb.base_url}/data/v3/ed-fi/students/{sid}", headers={"Use-Snapshot": "true"}
+            )
+            return r.json()["firstName"]
+
+        async def scenario() -> tuple[Any, Any, Any]:
+            async with EdFiClient(connection_block(sb).connection()) as run:
+                before = await first_name(run)
+                api.http.headers["Authorization"] = (
+                    f"Bearer {token(sb.base_url, sb.client_id, sb.client_secret)}"
+                )
+                assert api.post("/ed-fi/students", student("R1", first="After")).status_code == 200
+                await asyncio.sleep(1.2)  # the run's token expires: the client renews it
+                renewed = await first_name(run)
+                refreshes = run.stats.token_refreshes
+            async with EdFiClient(connection_block(sb).connection()) as next_run:
+                return before, (renewed, refreshes), await first_name(next_run)
+
+        before, (renewed, refreshes), next_run = asyncio.run(scenario())
+        assert (before, renewed, next_run) == ("Before", "Before", "After")
+        assert refreshes >= 2
