@@ -34,7 +34,7 @@ from starlette.types import Message, Receive, Scope, Send
 from edfi.model import ApiModel, Resource
 
 from . import handlers as h
-from .auth import Auth
+from .auth import Auth, Token
 from .faults import Faults, inject
 from .problems import (
     PROBLEM_JSON,
@@ -134,6 +134,11 @@ class Sandbox:
     @property
     def client_secret(self) -> str:
         return self.auth.client_secret
+
+    @property
+    def tokens(self) -> dict[str, Token]:
+        """Every token granted, by value (tests count and clear them)."""
+        return self.auth.tokens
 
     # -- public helpers --------------------------------------------------------------
     def store(self, year: int | None = None, tenant: str = "") -> Store:
