@@ -191,3 +191,73 @@ def test_earthmovers_own_error_is_surfaced_and_nothing_sent(
     with pytest.raises(BundleError, match="earthmover run failed for the bundle"):
         run_bundle(target, iready, tmp_path / "lake", parameters={"INPUT_FILE": str(vendor)})
     assert not list((tmp_path / "lake").glob("bundle/runs/*/output/*.jsonl"))
+
+
+SYNTHETIC = Path(__file__).resolve().parent / "bundles" / "synthetic_vendor"
+
+
+def test_synthetic_bundle_picks_the_state_id_column_and_lands_subscores_on_the_right_students(
+    target: RunningSandbox, prefect_harness: None, tmp_path: Path
+) -> None:
+    """A bundle of our own in the bundles' format: two candidate ID columns (the State code
+    and a vendor's garbage), an overall score and two subscores per row."""
+    store = target.store()
+    seoa = store.model.find("studentEducationOrganizationAssociations")
+    state_to_uid = {}
+    for r in store.iter_records(seoa):
+        for c in r.get("studentIdentificationCodes", []):
+            if c["studentIdentificationSystemDescriptor"].endswith("#State"):
+                state_to_uid[c["identificationCode"]] = r["studentReference"]["studentUniqueId"]
+    rows = []
+    for i, state in enumerate(sorted(state_to_uid)):
+        rows.append(
+            {
+                "StudentStateId": state if i % 6 else f"S-UNKNOWN-{i}",
+                "VendorId": f"V{(i * 104729) % 99991}",
+                "TestDate": "2026-01-15",
+                "Overall": str(500 + i),
+                "Reading": str(200 + i),
+                "Writing": str(300 + i),
+            }
+        )
+    vendor = tmp_path / "screener.csv"
+    with open(vendor, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    unknown = [r for r in rows if r["StudentStateId"].startswith("S-UNKNOWN")]
+
+    summary = run_bundle(
+        target, SYNTHETIC, tmp_path / "lake", parameters={"INPUT_FILE": str(vendor)}
+    )
+    assert summary["status"] == "completed", summary
+    chosen = summary["crosswalk"]["chosen"]
+    assert (chosen["source_column_name"], chosen["edfi_column_name"]) == ("StudentStateId", "State")
+    assert chosen["num_matches"] == len(rows) - len(unknown)
+    assert summary["crosswalk"]["unmatched_rows"] == len(unknown)
+    assert summary["earthmover"] == {
+        "assessments": 1,
+        "objectiveAssessments": 2,
+        "studentAssessments": len(rows) - len(unknown),
+    }
+    landed = {
+        r["studentReference"]["studentUniqueId"]: r
+        for r in store.iter_records(store.model.find("studentAssessments"))
+        if r["assessmentReference"]["assessmentIdentifier"] == "SYN-LITERACY"
+    }
+    expected = {state_to_uid[r["StudentStateId"]]: r for r in rows if r not in unknown}
+    assert landed.keys() == expected.keys()
+    for uid, record in landed.items():
+        row = expected[uid]
+        assert record["scoreResults"][0]["result"] == row["Overall"]
+        subscores = {
+            s["objectiveAssessmentReference"]["identificationCode"]: s["scoreResults"][0]["result"]
+            for s in record["studentObjectiveAssessments"]
+        }
+        assert subscores == {
+            "SYN-LITERACY-READING": row["Reading"],
+            "SYN-LITERACY-WRITING": row["Writing"],
+        }
+    (unmatched_file,) = (tmp_path / "lake" / "bundle" / "runs").glob("*/unmatched.csv")
+    with open(unmatched_file, newline="") as fh:
+        assert list(csv.DictReader(fh)) == unknown
