@@ -42,7 +42,14 @@ from .lake import (
     write_jsonl_gz,
 )
 from .model import ApiModel, Resource
-from .paging import RawPage, ReadPlan, read_raw_pages, read_tracked, total_count
+from .paging import (
+    RawPage,
+    ReadPlan,
+    read_raw_pages,
+    read_tracked,
+    total_count,
+    window_has_records,
+)
 from .vocabulary import Mode as Mode
 
 NO_YEAR = 0  # partition value for APIs that are not year-specific
@@ -225,6 +232,7 @@ async def _pull(
             and state is not None
             and expected == 0
             and not await _has_tracked(client, plan, resource)
+            and (options.cursor or not await window_has_records(client, plan))
         ):
             # nothing changed: move the watermark, keep the table as it is -- by the same
             # compare-and-swap, so a newer commit of another run is never overwritten

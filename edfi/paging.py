@@ -65,6 +65,17 @@ async def total_count(client: EdFiClient, plan: ReadPlan, suffix: str = "") -> i
     return int(raw)
 
 
+async def window_has_records(client: EdFiClient, plan: ReadPlan) -> bool:
+    """Whether the window's first page holds a record, whatever Total-Count said.
+
+    A count of 0 on a server that pages by offset (ODS/API < 7.3, whose counts
+    can understate) is checked before an incremental run calls the window empty.
+    """
+    params = {**plan.params, "offset": 0, "limit": 1}
+    page, _ = await _get_raw(client, plan.url, params, plan.headers)
+    return not page.empty
+
+
 @dataclass
 class RawPage:
     """A page as the server sent it; parsed only when someone asks for the records."""

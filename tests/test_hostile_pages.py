@@ -23,6 +23,7 @@ from edfi.client import Connection, EdFiClient
 from edfi.extract import ExtractError
 from edfi.lake import Lake, read_table
 from flows.extract import extract
+from sandbox.changes import apply_changes
 from sandbox.server import RunningSandbox, running_sandbox
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -115,6 +116,33 @@ def test_a_total_count_that_understates_is_read_past_and_not_committed(tmp_path:
         read = [r for r in proxy.requests if r.startswith(f"GET /data/v3/{events}?")]
         assert any("offset=500" in r for r in read) and any("offset=600" in r for r in read)
         assert _runs(lake_url)[-1]["status"] == "failed"
+
+
+def test_an_incremental_window_counted_empty_is_checked_before_the_watermark_moves(
+    tmp_path: Path,
+) -> None:
+    with (
+        running_sandbox(students=60, seed=7) as sb,
+        hostile_proxy(sb.base_url, Hostility(version=OFFSET_PAGING)) as proxy,
+    ):
+        conn = _through(proxy.base_url, sb)
+        students = sb.sandbox.model.find("students")
+        lake_url = str(tmp_path / "lake")
+        assert _run(conn, lake_url, resources=["ed-fi/students"])["status"] == "completed"
+        before = Lake(lake_url).state(students, 0)
+        apply_changes(sb.store(), updates=3, inserts=2, seed=5)
+        # the server counts none of the 5 changed students
+        proxy.hostility = Hostility(version=OFFSET_PAGING, understate={"students": 5})
+        with pytest.raises(ExtractError, match="Total-Count says 0 records but it served 5"):
+            asyncio.run(extract(conn, LakeStorage(url=lake_url), resources=["ed-fi/students"]))
+        after = Lake(lake_url).state(students, 0)
+        assert after["change_version"] == before["change_version"]  # the changes stay due
+        proxy.hostility = Hostility(version=OFFSET_PAGING)
+        summary = asyncio.run(
+            extract(conn, LakeStorage(url=lake_url), resources=["ed-fi/students"])
+        )
+        assert summary["records"] == 5
+        assert "ed-fi/students" not in differences(Lake(lake_url), sb.store(), 0)
 
 
 # -- item 5: invalid UTF-8 ---------------------------------------------------------------
