@@ -59,8 +59,9 @@ def test_one_second_tokens_with_latency_give_an_exact_lake(tmp_path: Path) -> No
         summary = asyncio.run(extract(conn, LakeStorage(url=lake_url), mode="full"))
         assert summary["status"] == "completed"
         assert differences(Lake(lake_url), sb.store(), 0) == {}
-        # the run outlived several tokens
-        assert len(sb.sandbox.tokens) >= 4, len(sb.sandbox.tokens)
+        # the run outlived several tokens, renewed within one client session (one view)
+        assert len(sb.sandbox.auth.tokens) >= 4, len(sb.sandbox.auth.tokens)
+        assert len(sb.sandbox.auth.sessions()) == 1
 
 
 def test_a_401_renews_the_token_once_for_every_request_it_failed() -> None:
@@ -70,7 +71,7 @@ def test_a_401_renews_the_token_once_for_every_request_it_failed() -> None:
             await api.discover()
             url = api.url("dataManagementApi") + "/ed-fi/schools"
             await api.request("GET", url)
-            sb.sandbox.tokens.clear()  # the server forgets every token at once
+            sb.sandbox.auth.tokens.clear()  # the server forgets every token at once
             answers = await asyncio.gather(*(api.request("GET", url) for _ in range(20)))
             return [a.status for a in answers], api.stats.token_refreshes
 
@@ -78,7 +79,7 @@ def test_a_401_renews_the_token_once_for_every_request_it_failed() -> None:
         statuses, refreshes = asyncio.run(run(sb))
         assert statuses == [200] * 20
         assert refreshes == 2  # the first token and one renewal
-        assert len(sb.sandbox.tokens) == 1
+        assert len(sb.sandbox.auth.tokens) == 1
 
 
 # -- item 4: a Total-Count that understates ----------------------------------------------
