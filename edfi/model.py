@@ -338,23 +338,29 @@ def load_model_files(*paths: str) -> ApiModel:
 
 
 BUILTIN_DOCUMENTS = ("ds5-resources.json", "ds5-descriptors.json")
+# the resources the sandbox's synthetic district fills, and every descriptor
+COMPACT_DOCUMENTS = ("ds5-compact-resources.json", "ds5-descriptors.json")
 
 
-def builtin_documents() -> list[dict[str, Any]]:
-    """The compact DS 5 documents shipped for the sandbox default (resources, descriptors)."""
+def builtin_documents(compact: bool = False) -> list[dict[str, Any]]:
+    """The DS 5 documents shipped for the sandbox (resources, descriptors).
+
+    Every DS 5.0 resource and descriptor plus ``lmsx``, without documentation
+    text; ``compact`` keeps only the resources the synthetic district fills.
+    """
     base = importlib_resources.files("edfi") / "data"
-    return [json.loads((base / name).read_text("utf-8")) for name in BUILTIN_DOCUMENTS]
+    names = COMPACT_DOCUMENTS if compact else BUILTIN_DOCUMENTS
+    return [json.loads((base / name).read_text("utf-8")) for name in names]
 
 
-_builtin: ApiModel | None = None
+_builtin: dict[bool, ApiModel] = {}
 
 
-def builtin_model() -> ApiModel:
-    """The model of the built-in compact DS 5 document (cached: it never changes)."""
-    global _builtin
-    if _builtin is None:
-        _builtin = load_model(*builtin_documents())
-    return _builtin
+def builtin_model(compact: bool = False) -> ApiModel:
+    """The model of the built-in DS 5 documents (cached: they never change)."""
+    if compact not in _builtin:
+        _builtin[compact] = load_model(*builtin_documents(compact))
+    return _builtin[compact]
 
 
 def _ref_name(ref: str) -> str:

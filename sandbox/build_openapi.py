@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+# The compact subset (``--openapi compact``): the resources the synthetic district fills.
 RESOURCES = [
     "stateEducationAgencies",
     "localEducationAgencies",
@@ -323,23 +324,67 @@ def _post_schema_name(ops: dict[str, Any]) -> str:
     return ref.rsplit("/", 1)[-1]
 
 
-def build(spec_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+# Keys that only document (prose, generated operation names): the model, the validator
+# and the clients that read the served documents never use them.
+_PROSE = ("description", "summary", "operationId")
+
+
+def _slim(value: Any, in_properties: bool = False) -> Any:
+    """``value`` without prose; a ``properties`` mapping keeps its keys (property names)."""
+    if isinstance(value, dict):
+        return {
+            k: _slim(v, k == "properties" and not in_properties)
+            for k, v in value.items()
+            if in_properties or not (k in _PROSE and isinstance(v, str))
+        }
+    if isinstance(value, list):
+        return [_slim(v) for v in value]
+    return value
+
+
+def _slim_paths(paths: dict[str, Any]) -> dict[str, Any]:
+    """Operations without prose, answering with their success responses only.
+
+    The error responses are the same shared set on every operation; a success
+    response keeps its description (OpenAPI requires one).
+    """
+    out: dict[str, Any] = {}
+    for path, ops in paths.items():
+        out[path] = {}
+        for method, op in ops.items():
+            slim = {k: _slim(v) for k, v in op.items() if k not in _PROSE and k != "responses"}
+            slim["responses"] = {
+                code: spec for code, spec in op["responses"].items() if code.startswith("2")
+            }
+            out[path][method] = slim
+    return out
+
+
+def build(
+    spec_dir: Path, resources: list[str] | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The resources and descriptors documents: every DS 5.0 resource, or ``resources``."""
     res = json.loads((spec_dir / "resources-ds-5.0.json").read_text("utf-8-sig"))
     desc = json.loads((spec_dir / "descriptors-ds-5.0.json").read_text("utf-8-sig"))
     rs, ds = res["components"]["schemas"], desc["components"]["schemas"]
     template_ops = res["paths"]["/ed-fi/students"]
     template_item = res["paths"]["/ed-fi/students/{id}"]
 
+    if resources is None:
+        selected = sorted(p for p in res["paths"] if p.count("/") == 2)
+    else:
+        selected = [f"/ed-fi/{name}" for name in resources]
     paths: dict[str, Any] = {}
     roots: list[str] = ["link"]
-    for name in RESOURCES:
-        schema = _post_schema_name(res["paths"][f"/ed-fi/{name}"])
+    for path in selected:
+        name = path.rsplit("/", 1)[-1]
+        schema = _post_schema_name(res["paths"][path])
         roots += [schema, schema + "Reference"]
-        paths[f"/ed-fi/{name}"] = res["paths"][f"/ed-fi/{name}"]
-        paths[f"/ed-fi/{name}/{{id}}"] = res["paths"][f"/ed-fi/{name}/{{id}}"]
-        paths[f"/ed-fi/{name}/deletes"] = _change_path(name, "deletes")
-        if name in KEY_CHANGES:
-            paths[f"/ed-fi/{name}/keyChanges"] = _change_path(name, "keyChanges")
+        paths[path] = res["paths"][path]
+        paths[path + "/{id}"] = res["paths"][path + "/{id}"]
+        paths[path + "/deletes"] = _change_path(name, "deletes")
+        if name in KEY_CHANGES and path.startswith("/ed-fi/"):
+            paths[path + "/keyChanges"] = _change_path(name, "keyChanges")
     # the abstract education organization reference
     roots.append("edFi_educationOrganizationReference")
     subset = {r.removesuffix("Reference") for r in roots} | {"edFi_educationOrganization"}
@@ -354,14 +399,15 @@ def build(spec_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     ):
         paths |= _paths_for("lmsx", name, schema, template_ops, template_item, False)
     components = {k: v for k, v in res["components"].items() if k != "schemas"}
+    scope = "DS 5.0" if resources is None else "DS 5.0 subset"
     resources_doc: dict[str, Any] = {
         "openapi": "3.0.1",
         "tags": _tags(paths),
         "info": {
-            "title": "Ed-Fi Resources API (sandbox, DS 5.0 subset + lmsx)",
+            "title": f"Ed-Fi Resources API (sandbox, {scope} + lmsx)",
             "version": "5.0",
-            "description": "Compact subset of the Ed-Fi DS 5.0 "
-            "Resources API served by the edfi-flows sandbox.",
+            "description": f"The Ed-Fi {scope} Resources API served by the edfi-flows "
+            "sandbox, without the documentation text.",
         },
         "paths": paths,
         "components": {"schemas": schemas, **components},
@@ -416,6 +462,9 @@ def build(spec_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
         "paths": dpaths,
         "components": {"schemas": dschemas, **components},
     }
+    for doc in (resources_doc, descriptors_doc):
+        doc["paths"] = _slim_paths(doc["paths"])
+        doc["components"]["schemas"] = _slim(doc["components"]["schemas"])
     return resources_doc, descriptors_doc
 
 
@@ -426,7 +475,12 @@ def main() -> None:
     r, d = build(spec_dir)
     (out / "ds5-resources.json").write_text(json.dumps(r, separators=(",", ":")))
     (out / "ds5-descriptors.json").write_text(json.dumps(d, separators=(",", ":")))
-    print(f"{len(r['paths'])} resource paths, {len(d['paths'])} descriptor paths -> {out}")
+    compact, _ = build(spec_dir, RESOURCES)
+    (out / "ds5-compact-resources.json").write_text(json.dumps(compact, separators=(",", ":")))
+    print(
+        f"{len(r['paths'])} resource paths ({len(compact['paths'])} compact), "
+        f"{len(d['paths'])} descriptor paths -> {out}"
+    )
 
 
 if __name__ == "__main__":

@@ -40,8 +40,9 @@ def main(argv: list[str] | None = None) -> None:
     serve.add_argument(
         "--openapi",
         action="append",
-        help="OpenAPI document to serve instead of the built-in DS 5 subset "
-        "(repeat for resources, then descriptors)",
+        help="OpenAPI document to serve instead of the built-in DS 5.0 + lmsx documents "
+        "(repeat for resources, then descriptors); 'compact': the built-in documents with "
+        "only the resources the district fills",
     )
     serve.add_argument(
         "--db",

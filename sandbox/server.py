@@ -16,7 +16,7 @@ from typing import Any
 
 import uvicorn
 
-from edfi.model import ApiModel, builtin_documents, load_model
+from edfi.model import ApiModel, builtin_documents, builtin_model, load_model
 
 from .app import Faults, Sandbox
 from .store import Store
@@ -45,10 +45,15 @@ class RunningSandbox:
         }
 
 
+# ``--openapi compact``: the built-in documents with only the resources the district fills
+COMPACT = "compact"
+
+
 def load_documents(openapi: list[str] | None) -> tuple[ApiModel, list[dict[str, Any]]]:
     """The OpenAPI documents to serve: given files (resources first), else the built-in ones."""
-    if not openapi:
-        docs = builtin_documents()
+    if not openapi or openapi == [COMPACT]:
+        compact = bool(openapi)
+        return builtin_model(compact), builtin_documents(compact)
     else:
         docs = []
         for p in openapi:

@@ -1,4 +1,4 @@
-"""The OpenAPI model: the built-in DS 5 subset, agreement with the official documents, loaders.
+"""The OpenAPI model: the built-in DS 5 documents, agreement with the official documents, loaders.
 
 The model is the project's single source of truth about resources, so these
 tests pin it against the official Ed-Fi specifications (natural keys,
@@ -428,20 +428,28 @@ def test_non_json_file_is_a_model_error_naming_the_file(tmp_path: Path) -> None:
 
 
 def test_abstract_education_organization_reference(model: ApiModel) -> None:
-    assert model.abstract["edFi_educationOrganizationReference"] == (
+    every = (
+        "/ed-fi/communityOrganizations",
+        "/ed-fi/communityProviders",
+        "/ed-fi/educationOrganizationNetworks",
+        "/ed-fi/educationServiceCenters",
+        "/ed-fi/localEducationAgencies",
+        "/ed-fi/organizationDepartments",
+        "/ed-fi/postSecondaryInstitutions",
+        "/ed-fi/schools",
+        "/ed-fi/stateEducationAgencies",
+    )
+    assert model.abstract["edFi_educationOrganizationReference"] == every
+    seoa = model["/ed-fi/studentEducationOrganizationAssociations"]
+    ref = seoa.shape.references["educationOrganizationReference"]
+    assert set(model.targets(ref)) == set(every)
+    compact = builtin_model(compact=True)
+    assert compact.abstract["edFi_educationOrganizationReference"] == (
         "/ed-fi/educationServiceCenters",
         "/ed-fi/localEducationAgencies",
         "/ed-fi/schools",
         "/ed-fi/stateEducationAgencies",
     )
-    seoa = model["/ed-fi/studentEducationOrganizationAssociations"]
-    ref = seoa.shape.references["educationOrganizationReference"]
-    assert set(model.targets(ref)) == {
-        "/ed-fi/educationServiceCenters",
-        "/ed-fi/localEducationAgencies",
-        "/ed-fi/schools",
-        "/ed-fi/stateEducationAgencies",
-    }
     assert "edFi_educationOrganizationReference" in model["/ed-fi/schools"].parents
     assert seoa.key_names == ("educationOrganizationId", "studentUniqueId")
 
@@ -451,11 +459,24 @@ def test_levels_put_descriptors_and_school_years_first(model: ApiModel) -> None:
     assert {r.path for r in model if r.is_descriptor} <= firsts
     assert "/ed-fi/schoolYearTypes" in firsts
     assert firsts - {r.path for r in model if r.is_descriptor} == {
-        "/ed-fi/contacts",
+        "/ed-fi/balanceSheetDimensions",
+        "/ed-fi/communityOrganizations",
+        "/ed-fi/credentials",
+        "/ed-fi/descriptorMappings",
+        "/ed-fi/educationOrganizationNetworks",
+        "/ed-fi/functionDimensions",
+        "/ed-fi/fundDimensions",
+        "/ed-fi/objectDimensions",
+        "/ed-fi/operationalUnitDimensions",
+        "/ed-fi/people",
+        "/ed-fi/postSecondaryInstitutions",
+        "/ed-fi/programDimensions",
+        "/ed-fi/projectDimensions",
         "/ed-fi/schoolYearTypes",
-        "/ed-fi/staffs",
-        "/ed-fi/students",
+        "/ed-fi/sourceDimensions",
     }
+    # students, staffs and contacts may name the person they are (ed-fi/people)
+    assert {model.levels[p] for p in ("/ed-fi/students", "/ed-fi/staffs", "/ed-fi/contacts")} == {2}
     order = model.load_order()
     assert order.index("/ed-fi/schools") < order.index("/ed-fi/sessions")
     assert order.index("/ed-fi/sessions") < order.index("/ed-fi/sections")
@@ -490,7 +511,7 @@ def test_closures(model: ApiModel) -> None:
         "/ed-fi/schoolYearTypes",
     } <= above
     assert "/ed-fi/sections" not in above
-    assert model.ancestors("/ed-fi/students") == set()
+    assert model.ancestors("/ed-fi/students") == {"/ed-fi/people"}
     assert model.descendants("/ed-fi/studentSectionAttendanceEvents") == set()
     assert model.dependents["/ed-fi/students"] >= {
         "/ed-fi/studentSchoolAssociations",
