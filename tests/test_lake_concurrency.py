@@ -201,3 +201,24 @@ def test_publish_state_is_saved_only_over_the_state_it_read(
         assert second.read() == {"last_change_version": 12}
         second.write({"last_change_version": 20})
         assert StateStore(lake, "pair").read() == {"last_change_version": 20}
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_a_state_naming_missing_files_is_pulled_again_never_unchanged(
+    small_district: RunningSandbox, tmp_path: Path
+) -> None:
+    """What overlapping runs used to leave behind: a committed state whose parquet is gone."""
+    sb = small_district
+    lake = Lake(str(tmp_path / "lake"))
+    assert run_extract(sb, lake.url, resources=RESOURCES)["status"] == "completed"
+    students = sb.store().model.find("students")
+    for path in lake.committed_files(students, 0):
+        lake.rm(path)
+    summary = run_extract(sb, lake.url, resources=RESOURCES)
+    assert summary["status"] == "completed"
+    rows = {r["resource"]: r for r in summary["resources"]}
+    assert rows["ed-fi/students"]["status"] == "pulled"
+    assert rows["ed-fi/students"]["mode"] == "full"
+    assert "missing file" in rows["ed-fi/students"]["message"]
+    assert {r["status"] for n, r in rows.items() if n != "ed-fi/students"} == {"unchanged"}
+    assert_consistent(lake, sb)
