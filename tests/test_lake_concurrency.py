@@ -115,15 +115,15 @@ def both_running(lake: Lake, known: set[str]) -> dict[str, str]:
         time.sleep(0.05)
 
 
-def assert_consistent(lake: Lake, sb: RunningSandbox) -> None:
+def assert_consistent(lake: Lake, sb: RunningSandbox, resources: list[str] = RESOURCES) -> None:
     """Every committed state names only files that exist, and the lake equals the sandbox."""
     lake.invalidate()
     states = [s for p in lake.fs.find(lake.path("state")) if (s := lake.read_json(p))]
-    assert sorted(s["resource"] for s in states) == sorted(RESOURCES)
+    assert sorted(s["resource"] for s in states) == sorted(resources)
     missing = [(s["resource"], f) for s in states for f in lake.files_of(s) if not lake.exists(f)]
     assert missing == []
     store = sb.store()
-    for name in RESOURCES:
+    for name in resources:
         resource = store.model.find(name)
         assert lake_rows(lake, resource, 0) == expected_rows(store, resource), name
 
