@@ -235,8 +235,8 @@ def test_edfi_api_client_reads_deletes(peers: Path) -> None:
 
 
 @pytest.mark.skipif(
-    not (ROOT / "sandbox" / "district.py").exists(),
-    reason="the synthetic district generator (sandbox/district.py) is not there",
+    not (ROOT / "sandbox" / "district").exists(),
+    reason="the synthetic district generator (sandbox/district/) is not there",
 )
 def test_edfi_api_client_reads_the_whole_district(peers: Path, district: RunningSandbox) -> None:
     model = builtin_model()
