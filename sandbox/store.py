@@ -159,13 +159,26 @@ class Store:
         columns = {row[1] for row in conn.execute("PRAGMA table_info(deletes)")}
         if "key" not in columns:  # a database saved before deletes kept the natural key
             conn.execute("ALTER TABLE deletes ADD COLUMN key TEXT NOT NULL DEFAULT ''")
-        for i, path_ in enumerate(sorted(model.resources), start=1):
-            self.tables.rid[path_] = i
-            self.tables.live[i] = array("q")
+        # each resource's number is kept in the database, so a database saved under one
+        # model reads right under another (a resource added or removed shifts nothing)
+        saved = self._meta("rids")
+        rids: dict[str, int] = (
+            orjson.loads(saved)
+            if saved
+            else {p: i for i, p in enumerate(sorted(model.resources), start=1)}
+        )
+        for path_ in sorted(model.resources):
+            rids.setdefault(path_, max(rids.values(), default=0) + 1)
+        self.set_meta("rids", orjson.dumps(rids).decode())
+        for path_ in model.resources:
+            self.tables.rid[path_] = rids[path_]
+            self.tables.live[rids[path_]] = array("q")
         self.resource_by_rid = {v: model[k] for k, v in self.tables.rid.items()}
         self._cv = int(self._meta("cv") or 0)
         for rid, seq in conn.execute("SELECT rid, seq FROM records ORDER BY rid, seq"):
-            self.tables.live[rid].append(seq)
+            live = self.tables.live.get(rid)
+            if live is not None:  # records of resources this model does not serve stay unread
+                live.append(seq)
         for res in model:
             if res.is_descriptor:
                 rid = self.tables.rid[res.path]

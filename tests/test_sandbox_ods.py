@@ -495,3 +495,27 @@ def test_the_project_client_keeps_its_snapshot_across_renewals() -> None:
         before, (renewed, refreshes), next_run = asyncio.run(scenario())
         assert (before, renewed, next_run) == ("Before", "Before", "After")
         assert refreshes >= 2
+
+
+def test_a_database_saved_under_another_model_reads_right(tmp_path: Any) -> None:
+    """Resource numbers live in the database: a model with fewer resources shifts nothing."""
+    import copy
+
+    from edfi.model import builtin_documents, builtin_model, load_model
+    from sandbox.store import Store, Window
+
+    model = builtin_model()
+    path = str(tmp_path / "saved.sqlite")
+    store = Store(model, path)
+    store.upsert(model["/ed-fi/students"], student("D1"))
+    store.close()
+    resources, descriptors = builtin_documents()
+    smaller = copy.deepcopy(resources)
+    for p in [p for p in smaller["paths"] if p.startswith(("/ed-fi/a", "/ed-fi/b", "/ed-fi/c"))]:
+        del smaller["paths"][p]
+    other = load_model(smaller, descriptors)
+    assert len(other) < len(model)
+    reopened = Store(other, path)
+    students = other["/ed-fi/students"]
+    assert reopened.count(students, Window()) == 1
+    assert [s["studentUniqueId"] for s in reopened.iter_records(students)] == ["D1"]
