@@ -550,10 +550,10 @@ def test_post_refusals(seeded: tuple[Api, dict[str, str]]) -> None:
         "$.firstName": ["FirstName must be between 1 and 75 characters in length."]
     }
 
-    bad_date = api.post("/ed-fi/students", {**student("S9"), "birthDate": "05/04/2010"})
+    bad_date = api.post("/ed-fi/students", {**student("S9"), "birthDate": "04.05.2010"})
     body = assert_problem(bad_date, 400, "bad-request:data-validation-failed")
     assert body["validationErrors"] == {
-        "$.birthDate": ["The value '05/04/2010' is not valid for BirthDate."]
+        "$.birthDate": ["The value '04.05.2010' is not valid for BirthDate."]
     }
 
     unknown_descriptor = api.post(

@@ -57,13 +57,13 @@ def test_required_empty_lengths_and_types() -> None:
         ),
         Problem("lastSurname", "required", "LastSurname is required."),
     ]
-    assert problems("/ed-fi/students", student(birthCity="X", birthDate="05/04/2010")) == [
+    assert problems("/ed-fi/students", student(birthCity="X", birthDate="04.05.2010")) == [
         Problem(
             "birthCity",
             "min-length",
             "BirthCity must be between 2 and 30 characters in length.",
         ),
-        Problem("birthDate", "format", "The value '05/04/2010' is not valid for BirthDate."),
+        Problem("birthDate", "format", "The value '04.05.2010' is not valid for BirthDate."),
     ]
     assert problems("/ed-fi/students", student(firstName=7)) == [
         Problem("firstName", "type", "The value '7' is not valid for FirstName.")
@@ -117,6 +117,11 @@ def test_binding_is_case_insensitive_and_drops_unknown_properties() -> None:
     assert problems("/ed-fi/students", body, strict=True) == [
         Problem("favoriteColor", "unknown-property", "favoriteColor is not a known property.")
     ]
+
+
+def test_month_day_year_dates_bind_to_iso() -> None:
+    bound, found = bind_record(MODEL, MODEL["/ed-fi/students"], student(birthDate="5/4/2010"))
+    assert (found, bound["birthDate"]) == ([], "2010-05-04")
 
 
 def test_date_only_for_a_date_time() -> None:
