@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import inspect
 import uuid
+import warnings
 from collections import Counter
 from typing import Any
 
@@ -53,6 +54,10 @@ from edfi.vocabulary import ResourceStatus, RunStatus
 from tasks.send import delete_resource, resend_deferred, send_resource, validate_input_task
 
 TOP_CAUSES = 10
+
+# The parameter is named ``validate`` as in lightbeam; pydantic notes that the name
+# shadows a method of the model Prefect builds for the parameters, which is harmless.
+warnings.filterwarnings("ignore", message='Field name "validate"', category=UserWarning)
 
 
 async def _run(task_fn: Any, *args: Any) -> Any:
