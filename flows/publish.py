@@ -24,7 +24,7 @@ from prefect.artifacts import (
 
 from blocks import EdFiConnection, LakeStorage, aload_block
 from edfi.client import EdFiClient
-from edfi.lake import LakeError
+from edfi.lake import LakeError, take_lease
 from edfi.publish import (
     DEFAULT_AUTHORIZATION_RETRY,
     TABLE_COLUMNS,
@@ -167,117 +167,134 @@ async def publish(
     src_conn = tuned(src_block.connection(), options, reads=True)
     tgt_conn = tuned(tgt_block.connection(), options, reads=False)
 
-    async with EdFiClient(src_conn) as src, EdFiClient(tgt_conn) as tgt:
-        publisher = Publisher(
-            src,
-            tgt,
-            options,
-            state=StateStore(lake, key),
-            source_year=src_year,
-            target_year=tgt_year,
+    # one run per source and target at a time (its state would be moved under it): a
+    # second run fails at once, naming this one; a dead run's lease is taken over
+    lease = (
+        None
+        if what_if
+        else take_lease(
+            lake,
+            f"publish/{key}",
+            run_id=run_id,
+            owner=f"{run_id}/{uuid.uuid4().hex[:8]}",
+            what=f"The publish state of this source and target ({key})",
         )
-        prepared = await publisher.prepare()
-        for warning in prepared.warnings:
-            logger.warning(warning)
-        window = prepared.window
-        base: dict[str, Any] = {
-            "run_id": run_id,
-            "state_key": key,
-            "source_version": prepared.source_version,
-            "target_version": prepared.target_version,
-            "resources": [],
-            "window": [window.min_cv, window.max_cv] if window else None,
-        }
-        if window is None:
-            logger.info(
-                "Nothing to publish: the target has every change up to change version %s "
-                "of the source.",
-                options.last_change_version or prepared.state.get("last_change_version"),
+    )
+    try:
+        async with EdFiClient(src_conn) as src, EdFiClient(tgt_conn) as tgt:
+            publisher = Publisher(
+                src,
+                tgt,
+                options,
+                state=StateStore(lake, key),
+                source_year=src_year,
+                target_year=tgt_year,
             )
-            return {**base, "status": "up to date"}
-        if what_if:
-            plan = await publisher.what_if()
-            await acreate_table_artifact(
-                table=plan,
-                key="edfi-publish-what-if",
-                description=f"What publishing would send ({len(plan)} resources, change "
-                f"versions {window.min_cv or 0}..{window.max_cv}); nothing written.",
-            )
-            logger.info(
-                "What if: %d resources, %d records, in this order: %s",
-                len(plan),
-                sum(r["records"] for r in plan),
-                ", ".join(r["resource"] for r in plan),
-            )
-            return {**base, "status": "what if", "plan": plan}
+            prepared = await publisher.prepare()
+            for warning in prepared.warnings:
+                logger.warning(warning)
+            window = prepared.window
+            base: dict[str, Any] = {
+                "run_id": run_id,
+                "state_key": key,
+                "source_version": prepared.source_version,
+                "target_version": prepared.target_version,
+                "resources": [],
+                "window": [window.min_cv, window.max_cv] if window else None,
+            }
+            if window is None:
+                logger.info(
+                    "Nothing to publish: the target has every change up to change version %s "
+                    "of the source.",
+                    options.last_change_version or prepared.state.get("last_change_version"),
+                )
+                return {**base, "status": "up to date"}
+            if what_if:
+                plan = await publisher.what_if()
+                await acreate_table_artifact(
+                    table=plan,
+                    key="edfi-publish-what-if",
+                    description=f"What publishing would send ({len(plan)} resources, change "
+                    f"versions {window.min_cv or 0}..{window.max_cv}); nothing written.",
+                )
+                logger.info(
+                    "What if: %d resources, %d records, in this order: %s",
+                    len(plan),
+                    sum(r["records"] for r in plan),
+                    ", ".join(r["resource"] for r in plan),
+                )
+                return {**base, "status": "what if", "plan": plan}
 
-        units = [u for _, stage in publisher.stages() for u in stage]
+            units = [u for _, stage in publisher.stages() for u in stage]
+            logger.info(
+                "Publishing %s -> %s: %d resources, %d units, change versions %s..%s%s",
+                src_block.base_url,
+                tgt_block.base_url,
+                len(prepared.resources),
+                len(units),
+                window.min_cv if window.min_cv is not None else "start",
+                window.max_cv,
+                f" (resending {len(prepared.resend)} rejects)" if prepared.resend else "",
+            )
+            progress_id = await acreate_progress_artifact(
+                progress=0.0,
+                key="edfi-publish-progress",
+                description=f"Publish run {run_id}: {len(units)} (stage, resource) units",
+            )
+            finished = 0
+
+            async def run(unit: Unit) -> ResourceStats:
+                # a unit with refused records ends Failed in Prefect but is finished for the
+                # schedule; only an exception in the unit blocks what depends on it
+                state: Any = publish_unit(publisher, unit, label=unit.label, return_state=True)
+                await state
+                if unit in publisher.unit_errors:
+                    raise publisher.unit_errors[unit]
+                return publisher.stats[unit.path]
+
+            async def done(unit: Unit, stats: ResourceStats) -> None:
+                nonlocal finished
+                finished += 1
+                if stats.status in ("failed", "blocked"):
+                    logger.error("%s: %s", unit.label, stats.message)
+                await aupdate_progress_artifact(progress_id, 100.0 * finished / max(1, len(units)))
+
+            await publisher.run(run, done)
+            outcome = publisher.finish(run_id)
+            requests = {
+                "source": src.stats.requests,
+                "target": tgt.stats.requests,
+                "retries": src.stats.retries + tgt.stats.retries,
+            }
+
+        seconds = round((dt.datetime.now(dt.UTC) - started).total_seconds(), 2)
+        summary = run_summary(publisher, outcome, base, seconds, requests)
+        await acreate_table_artifact(
+            table=[{k: r[k] for k in TABLE_COLUMNS} for r in summary["resources"]],
+            key="edfi-publish-summary",
+            description=f"Publish run {run_id} ({summary['status']}): {summary['written']} "
+            f"written, {summary['deleted']} deleted, {summary['key_changed']} key changes, "
+            f"{summary['failed']} failed, {summary['blocked']} blocked in {seconds}s",
+        )
+        if publisher.rejects:
+            await acreate_markdown_artifact(
+                markdown=rejects_markdown(publisher.rejects, outcome["rejects"]),
+                key="edfi-publish-rejects",
+                description=f"Records rejected by run {run_id}",
+            )
+        if not outcome["clean"]:
+            raise PublishError(failure_message(publisher, outcome))
         logger.info(
-            "Publishing %s -> %s: %d resources, %d units, change versions %s..%s%s",
-            src_block.base_url,
-            tgt_block.base_url,
-            len(prepared.resources),
-            len(units),
-            window.min_cv if window.min_cv is not None else "start",
-            window.max_cv,
-            f" (resending {len(prepared.resend)} rejects)" if prepared.resend else "",
+            "Published %d records (%d deleted, %d key changes, %d warnings) in %.1fs; "
+            "last change version now %s",
+            summary["written"],
+            summary["deleted"],
+            summary["key_changed"],
+            summary["warnings"],
+            seconds,
+            summary["last_change_version"],
         )
-        progress_id = await acreate_progress_artifact(
-            progress=0.0,
-            key="edfi-publish-progress",
-            description=f"Publish run {run_id}: {len(units)} (stage, resource) units",
-        )
-        finished = 0
-
-        async def run(unit: Unit) -> ResourceStats:
-            # a unit with refused records ends Failed in Prefect but is finished for the
-            # schedule; only an exception in the unit blocks what depends on it
-            state: Any = publish_unit(publisher, unit, label=unit.label, return_state=True)
-            await state
-            if unit in publisher.unit_errors:
-                raise publisher.unit_errors[unit]
-            return publisher.stats[unit.path]
-
-        async def done(unit: Unit, stats: ResourceStats) -> None:
-            nonlocal finished
-            finished += 1
-            if stats.status in ("failed", "blocked"):
-                logger.error("%s: %s", unit.label, stats.message)
-            await aupdate_progress_artifact(progress_id, 100.0 * finished / max(1, len(units)))
-
-        await publisher.run(run, done)
-        outcome = publisher.finish(run_id)
-        requests = {
-            "source": src.stats.requests,
-            "target": tgt.stats.requests,
-            "retries": src.stats.retries + tgt.stats.retries,
-        }
-
-    seconds = round((dt.datetime.now(dt.UTC) - started).total_seconds(), 2)
-    summary = run_summary(publisher, outcome, base, seconds, requests)
-    await acreate_table_artifact(
-        table=[{k: r[k] for k in TABLE_COLUMNS} for r in summary["resources"]],
-        key="edfi-publish-summary",
-        description=f"Publish run {run_id} ({summary['status']}): {summary['written']} "
-        f"written, {summary['deleted']} deleted, {summary['key_changed']} key changes, "
-        f"{summary['failed']} failed, {summary['blocked']} blocked in {seconds}s",
-    )
-    if publisher.rejects:
-        await acreate_markdown_artifact(
-            markdown=rejects_markdown(publisher.rejects, outcome["rejects"]),
-            key="edfi-publish-rejects",
-            description=f"Records rejected by run {run_id}",
-        )
-    if not outcome["clean"]:
-        raise PublishError(failure_message(publisher, outcome))
-    logger.info(
-        "Published %d records (%d deleted, %d key changes, %d warnings) in %.1fs; "
-        "last change version now %s",
-        summary["written"],
-        summary["deleted"],
-        summary["key_changed"],
-        summary["warnings"],
-        seconds,
-        summary["last_change_version"],
-    )
-    return summary
+        return summary
+    finally:
+        if lease is not None:
+            lease.release()

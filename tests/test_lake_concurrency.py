@@ -10,6 +10,7 @@ so each run lasts long enough for the other to start inside it.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -222,3 +223,38 @@ def test_a_state_naming_missing_files_is_pulled_again_never_unchanged(
     assert "missing file" in rows["ed-fi/students"]["message"]
     assert {r["status"] for n, r in rows.items() if n != "ed-fi/students"} == {"unchanged"}
     assert_consistent(lake, sb)
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_a_second_publish_of_one_pair_fails_at_once_naming_the_run_that_holds_it(
+    small_district: RunningSandbox, tmp_path: Path
+) -> None:
+    from conftest import connection_block
+
+    from edfi.errors import LeaseHeld
+    from edfi.publish import endpoint_id, pair_key
+    from flows.publish import publish
+    from sandbox.server import running_sandbox
+
+    with running_sandbox(students=0) as target:
+        lake = Lake(str(tmp_path / "lake"))
+        key = pair_key(
+            endpoint_id(small_district.base_url, None, None),
+            endpoint_id(target.base_url, None, None),
+        )
+        hold = take_lease(lake, f"publish/{key}", run_id="publish-run-7", owner="publish-run-7/x")
+        before = target.sandbox.request_count
+        try:
+            with pytest.raises(LeaseHeld, match="by run 'publish-run-7'"):
+                asyncio.run(
+                    publish(
+                        connection_block(small_district),
+                        connection_block(target),
+                        LakeStorage(url=lake.url),
+                        include=["ed-fi/schools"],
+                    )
+                )
+        finally:
+            hold.release()
+        assert target.sandbox.request_count == before  # refused before the target was asked
+        assert not lake.exists(lake.path("publish", key, "state.json"))
