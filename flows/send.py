@@ -51,7 +51,13 @@ from edfi.sendstate import SendState, target_id
 from edfi.validate.inputs import InputReport, parse_methods, validate_input
 from edfi.validate.remote import TargetLookup
 from edfi.vocabulary import ResourceStatus, RunStatus
-from tasks.send import delete_resource, resend_deferred, send_resource, validate_input_task
+from tasks.send import (
+    delete_resource,
+    descriptor_types,
+    resend_deferred,
+    send_resource,
+    validate_input_task,
+)
 
 TOP_CAUSES = 10
 
@@ -327,33 +333,61 @@ async def send(
     return summary
 
 
+DESCRIPTORS = "descriptors"  # the one unit (and Prefect task) that sends every descriptor type
+
+
 async def _run_resources(
     job: FileSend, model: Any, chosen: list[str], mode: str, parallelism: int
 ) -> list[ResourceResult]:
-    """One task per resource, gated by the dependency graph (reversed for deletes)."""
+    """One task per resource, gated by the dependency graph (reversed for deletes).
+
+    Descriptor types are one task together: they reference nothing but each
+    other's absence, a district has a hundred or more of them with a handful
+    of records each, and a Prefect task run costs more than sending them.
+    """
     deps = (
         delete_dependencies(model, chosen) if mode == "delete" else send_dependencies(model, chosen)
     )
-    task = delete_resource if mode == "delete" else send_resource
+    descriptors = [p for p in chosen if model[p].is_descriptor]
 
-    async def one(path: str) -> ResourceResult:
+    def unit(path: str) -> str:
+        return DESCRIPTORS if model[path].is_descriptor else path
+
+    units: dict[str, set[str]] = {}
+    for path in chosen:
+        units.setdefault(unit(path), set()).update(unit(d) for d in deps[path])
+    for name, needs in units.items():
+        needs.discard(name)
+    task = delete_resource if mode == "delete" else send_resource
+    results: dict[str, ResourceResult] = {}
+
+    async def one(name: str) -> bool:
+        paths = descriptors if name == DESCRIPTORS else [name]
         if job.stopped:
-            return job.skipped_result(path, "not started: max_failures reached")
-        result = await _run(task, job, path)
+            for p in paths:
+                results[p] = job.skipped_result(p, "not started: max_failures reached")
+            return True
+        if name == DESCRIPTORS:
+            many = await _run(descriptor_types, job, paths, mode == "delete")
+            if isinstance(many, BaseException):
+                raise many
+            results.update({r.resource: r for r in many})
+            return True
+        result = await _run(task, job, name)
         if isinstance(result, BaseException):
             raise result
         assert isinstance(result, ResourceResult)
-        return result
+        results[name] = result
+        return True
 
-    outcomes = await run_gated(deps, one, parallelism=parallelism)
-    results: dict[str, ResourceResult] = {}
-    for path, outcome in outcomes.items():
-        if outcome.result is not None:
-            results[path] = outcome.result
-        else:
-            results[path] = job.skipped_result(path, outcome.message)
-            results[path].status = (
-                ResourceStatus.FAILED if outcome.status == "failed" else (ResourceStatus.BLOCKED)
+    outcomes = await run_gated(units, one, parallelism=parallelism)
+    for name, outcome in outcomes.items():
+        if outcome.status == "done":
+            continue
+        for p in descriptors if name == DESCRIPTORS else [name]:
+            results[p] = job.skipped_result(p, outcome.message)
+            results[p].status = (
+                ResourceStatus.FAILED if outcome.status == "failed" else ResourceStatus.BLOCKED
             )
     for path in list(job.sender.deferred):
         if path in results:

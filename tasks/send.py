@@ -7,6 +7,7 @@ the row from the state either way.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from prefect import task
@@ -36,6 +37,31 @@ def _state(result: ResourceResult, verb: str) -> State[Any]:
 async def send_resource(job: FileSend, path: str) -> State[Any]:
     """Upsert one resource's records; requests are retried inside the client, not by Prefect."""
     return _state(await job.send_resource(path), "sent")
+
+
+@task(name="send-descriptors", task_run_name="descriptors ({count} types)", cache_policy=NONE)
+async def _descriptor_types(
+    job: FileSend, paths: list[str], delete: bool, count: int
+) -> State[Any]:
+    run = job.delete_resource if delete else job.send_resource
+    results = list(await asyncio.gather(*(run(p) for p in paths)))
+    failed = [r for r in results if not r.status.ok]
+    if failed:
+        return Failed(
+            message=f"{sum(r.failed for r in failed)} records of {len(failed)} descriptor types "
+            f"failed ({', '.join(r.resource for r in failed[:5])})",
+            data=results,
+        )
+    return Completed(
+        message=f"{len(results)} descriptor types: {sum(r.sent + r.deleted for r in results)} "
+        f"written, {sum(r.skipped for r in results)} skipped",
+        data=results,
+    )
+
+
+def descriptor_types(job: FileSend, paths: list[str], delete: bool, **kwargs: Any) -> Any:
+    """Every descriptor type in one task (they depend on nothing; a task each costs more)."""
+    return _descriptor_types(job, paths, delete, len(paths), **kwargs)
 
 
 @task(name="resend-deferred", task_run_name="resend deferred {path}", cache_policy=NONE)
