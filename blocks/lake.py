@@ -87,6 +87,17 @@ class LakeStorage(Block):
             )
         return value
 
+    def options_for(self, location: str | None) -> dict[str, Any]:
+        """fsspec options for a file at ``location``: this lake's credentials when the file
+        is on the lake's kind of storage (a descriptor map beside the lake), else none."""
+        if (
+            location
+            and "://" in location
+            and location.split("://", 1)[0] == self.url.split("://", 1)[0]
+        ):
+            return self.fsspec_options()
+        return {}
+
     def fsspec_options(self) -> dict[str, Any]:
         """The s3fs options these credentials mean (prefect-aws does not feed s3fs itself)."""
         opts: dict[str, Any] = dict(self.storage_options)

@@ -193,9 +193,7 @@ async def _extract(
     lake_block = await aload_block(lake, LakeStorage)
     if descriptor_map is not None:
         # a broken map fails now, not after the whole pull
-        from flows.gold import _map_options
-
-        load_descriptor_map(descriptor_map, _map_options(lake_block, descriptor_map))
+        load_descriptor_map(descriptor_map, lake_block.options_for(descriptor_map))
     conn = conn_block.connection()
     store = lake_block.lake()
     store.check_writable()  # a bad URL or bucket fails here, before the API is asked

@@ -29,17 +29,6 @@ from edfi.vocabulary import RunStatus
 from tasks.gold import build_view
 
 
-def _map_options(block: LakeStorage, location: str | None) -> dict[str, Any]:
-    """A map stored beside the lake is read with the lake's credentials."""
-    if (
-        location
-        and "://" in location
-        and location.split("://", 1)[0] == block.url.split("://", 1)[0]
-    ):
-        return block.fsspec_options()
-    return {}
-
-
 @flow(
     name="edfi-gold",
     description="Lake -> Analytics Middle Tier (AMT) views as parquet "
@@ -72,7 +61,7 @@ def gold(
     started = time.perf_counter()
     block = load_block(lake, LakeStorage)
     store = block.lake()
-    rows, source = load_descriptor_map(descriptor_map, _map_options(block, descriptor_map))
+    rows, source = load_descriptor_map(descriptor_map, block.options_for(descriptor_map))
     when = dt.datetime.combine(as_of, dt.time.min, dt.UTC) if as_of else None
     build = GoldBuild(
         store, descriptor_map=rows, map_source=source, school_years=school_years, as_of=when
