@@ -51,6 +51,7 @@ from .paging import (
     window_has_records,
 )
 from .vocabulary import Mode as Mode
+from .vocabulary import ResourceStatus
 
 NO_YEAR = 0  # partition value for APIs that are not year-specific
 LANES = 2  # writer threads per big resource: this is CPU work, and the GIL is mostly free
@@ -64,7 +65,7 @@ class ResourceResult:
 
     resource: str
     school_year: int
-    status: str  # pulled, unchanged, failed, resumed
+    status: ResourceStatus  # pulled, unchanged, failed, resumed
     mode: str = ""
     records: int = 0
     deletes: int = 0
@@ -189,7 +190,7 @@ async def _pull(
     options: PullOptions,
 ) -> ResourceResult:
     started = time.perf_counter()
-    result = ResourceResult(resource.full_name, school_year, "pulled")
+    result = ResourceResult(resource.full_name, school_year, ResourceStatus.PULLED)
     read = lake.read_state(resource, school_year)  # under the lease: what the commit replaces
     state: dict[str, Any] | None = read.value
     if state is not None:
@@ -205,12 +206,12 @@ async def _pull(
     full = mode == "full" or state is None
     result.mode = "full" if full else "incremental"
     if state is not None and state.get("run_id") == options.run_id and options.run_id:
-        result.status = "resumed"  # finished by the run this one resumes
+        result.status = ResourceStatus.RESUMED  # finished by the run this one resumes
         result.change_version = state["change_version"]
         result.rows = state.get("rows", 0)
         return result
     if not full and state is not None and state["change_version"] >= max_cv:
-        result.status = "unchanged"
+        result.status = ResourceStatus.UNCHANGED
         result.change_version = state["change_version"]
         result.rows = state.get("rows", 0)
         result.seconds = time.perf_counter() - started
@@ -249,7 +250,7 @@ async def _pull(
                 read,
                 lease,
             )
-            result.status = "unchanged"
+            result.status = ResourceStatus.UNCHANGED
             result.change_version = max_cv
             result.rows = state.get("rows", 0)
             return result

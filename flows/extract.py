@@ -35,7 +35,7 @@ from edfi.extract import (
 )
 from edfi.lake import Lake, LakeError, Lease, LeaseHeld, check_resource_names, take_lease
 from edfi.model import Resource
-from edfi.vocabulary import Mode
+from edfi.vocabulary import Mode, ResourceStatus, RunStatus
 from tasks.extract import pull_descriptors, pull_resource
 
 
@@ -297,14 +297,14 @@ async def _extract(
                 except (EdFiError, LakeError, OSError) as exc:
                     logger.error("%s failed: %s", label, exc)
                     row = ResourceResult(
-                        resource.full_name, partition, "failed", message=str(exc)
+                        resource.full_name, partition, ResourceStatus.FAILED, message=str(exc)
                     ).as_row()
                 except Exception as exc:  # a bug or a surprise: still this resource's alone
                     logger.exception("%s failed unexpectedly", label)
                     row = ResourceResult(
                         resource.full_name,
                         partition,
-                        "failed",
+                        ResourceStatus.FAILED,
                         message=f"{type(exc).__name__}: {exc}",
                     ).as_row()
             done += 1
@@ -340,7 +340,7 @@ async def _extract(
             # the run record ends in a final state whatever ended the run (a run killed
             # outright stays "running", and the next run resumes it)
             run_doc.update(
-                status="failed",
+                status=ResourceStatus.FAILED,
                 finished_at=dt.datetime.now(dt.UTC).isoformat(),
                 error=f"{type(exc).__name__}: {exc}",
             )
@@ -350,12 +350,12 @@ async def _extract(
         for item in results:
             rows.extend(item if isinstance(item, list) else [item])
 
-    failed = [r for r in rows if r["status"] == "failed"]
+    failed = [r for r in rows if r["status"] == ResourceStatus.FAILED]
     summary = {
         "run_id": run_id,
         "lake": store.url,
         "api_version": disc.version,
-        "status": "failed" if failed else "completed",
+        "status": RunStatus.FAILED if failed else RunStatus.COMPLETED,
         "resources": rows,
         "records": sum(r["records"] for r in rows),
         "deletes": sum(r["deletes"] for r in rows),

@@ -12,7 +12,7 @@ from edfi.client import EdFiClient, EdFiError
 from edfi.extract import PullOptions, ResourceResult, extract_resource
 from edfi.lake import Lake, LakeError
 from edfi.model import Resource
-from edfi.vocabulary import Mode
+from edfi.vocabulary import Mode, ResourceStatus
 
 
 @task(
@@ -102,7 +102,7 @@ async def pull_descriptors(
         except (EdFiError, LakeError, OSError) as exc:
             get_run_logger().error("%s %s failed: %s", resource.full_name, school_year, exc)
             return ResourceResult(
-                resource.full_name, school_year, "failed", message=str(exc)
+                resource.full_name, school_year, ResourceStatus.FAILED, message=str(exc)
             ).as_row()
 
     rows = list(await asyncio.gather(*(one(r) for r in resources)))
@@ -111,6 +111,6 @@ async def pull_descriptors(
         label,
         len(rows),
         sum(r["records"] for r in rows),
-        sum(r["status"] == "failed" for r in rows),
+        sum(r["status"] == ResourceStatus.FAILED for r in rows),
     )
     return rows
