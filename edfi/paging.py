@@ -163,6 +163,19 @@ async def read_pages(
         yield page.records()
 
 
+async def read_all(client: EdFiClient, base: str, path: str) -> AsyncIterator[dict[str, Any]]:
+    """Every record of one resource (``base`` a data URL, ``path`` like ``/ed-fi/students``),
+    for the flows that read a target's current records rather than a change window."""
+    plan = ReadPlan(f"{base}{path}")
+    total = await total_count(client, plan)
+    cursor = bool(client.discovery and client.discovery.cursor_paging)
+    async for page in read_pages(
+        client, plan, total, page_size=client.conn.page_size, parallel=4, cursor=cursor
+    ):
+        for record in page:
+            yield record
+
+
 async def read_raw_pages(
     client: EdFiClient,
     plan: ReadPlan,

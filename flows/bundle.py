@@ -39,27 +39,20 @@ from edfi.client import EdFiClient
 from edfi.crosswalk import XWALK_COLUMN, Crosswalk, MatchRate, best_pair, read_csv, write_csv
 from edfi.crosswalk import roster_table as build_roster
 from edfi.lake import Lake
-from edfi.paging import ReadPlan, read_pages, total_count
+from edfi.paging import read_all
 from edfi.sendstate import target_id
 from edfi.vocabulary import RunStatus
 from flows.send import send
 
-ROSTER = "ed-fi/studentEducationOrganizationAssociations"
+ROSTER = "/ed-fi/studentEducationOrganizationAssociations"
 
 
 async def _roster(block: EdFiConnection, school_year: int | None) -> list[dict[str, Any]]:
     """The target's student education organization associations (with their ID codes)."""
     async with EdFiClient(block.connection()) as client:
         await client.token()
-        plan = ReadPlan(f"{client.url('dataManagementApi', school_year)}/{ROSTER}")
-        total = await total_count(client, plan)
-        cursor = bool(client.discovery and client.discovery.cursor_paging)
-        records: list[dict[str, Any]] = []
-        async for page in read_pages(
-            client, plan, total, page_size=client.conn.page_size, parallel=4, cursor=cursor
-        ):
-            records.extend(page)
-        return records
+        base = client.url("dataManagementApi", school_year)
+        return [r async for r in read_all(client, base, ROSTER)]
 
 
 def _dedupe_jsonl(data: bytes) -> tuple[bytes, int]:

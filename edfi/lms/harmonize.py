@@ -26,7 +26,7 @@ from __future__ import annotations
 import csv
 import io
 from collections import Counter
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -39,7 +39,7 @@ from edfi.client import EdFiClient
 from edfi.errors import LmsError
 from edfi.lake import Lake, iter_batches
 from edfi.model import builtin_model
-from edfi.paging import ReadPlan, read_pages, total_count
+from edfi.paging import read_all
 
 from .read import parse_datetime
 from .schema import tables
@@ -103,18 +103,6 @@ class EdFiIndex:
     """lower-cased ``namespace#codeValue`` -> the target's spelling."""
     lmsx: dict[str, dict[tuple[str, ...], dict[str, Any]]] = field(default_factory=dict)
     """resource -> natural key -> the target's record (lmsx only)."""
-
-
-async def read_all(client: EdFiClient, base: str, path: str) -> AsyncIterator[dict[str, Any]]:
-    """Every record of one resource on the target."""
-    plan = ReadPlan(f"{base}{path}")
-    total = await total_count(client, plan)
-    cursor = bool(client.discovery and client.discovery.cursor_paging)
-    async for page in read_pages(
-        client, plan, total, page_size=client.conn.page_size, parallel=4, cursor=cursor
-    ):
-        for record in page:
-            yield record
 
 
 def _assignment_key(body: Mapping[str, Any]) -> tuple[str, ...]:
