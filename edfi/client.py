@@ -22,7 +22,10 @@ import ipaddress
 import logging
 import random
 import time
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -232,10 +235,98 @@ class Response:
 
 @dataclass
 class ClientStats:
+    """Totals over the client's life (every request, whoever made it)."""
+
     requests: int = 0
     retries: int = 0
     bytes: int = 0
     token_refreshes: int = 0
+
+
+@dataclass
+class RequestCounts:
+    """What the client did for one unit of work (a resource) beyond answering it.
+
+    Retries, throttling and token renewals happen inside the client, below any
+    task a user watches; a unit of work opens ``counting()`` and reads these
+    afterwards, to show them in its summary row and log line. Every field only
+    grows; ``describe()`` is the one-line account a log shows, ``columns()``
+    the summary table's cells.
+
+    A request that is retried counts once in ``requests`` per attempt sent; a
+    429 is a retry and also counts in ``throttled``; ``waited_seconds`` is the
+    time slept before retries (backoff and ``Retry-After``).
+    """
+
+    requests: int = 0
+    retries: int = 0
+    throttled: int = 0
+    token_renewals: int = 0
+    waited_seconds: float = 0.0
+    reasons: Counter[str] = field(default_factory=Counter)
+    """Retries by cause: ``"503"``, ``"429"``, ``"timeout"``, ``"connection"``, ``"bad body"``."""
+
+    @property
+    def eventful(self) -> bool:
+        """Whether anything happened worth a line in the log."""
+        return bool(self.retries or self.token_renewals)
+
+    def describe(self) -> str:
+        """``"37 retries (503: 30, timeout: 7), 2 token renewals, waited 12.5 s"``."""
+        parts = []
+        if self.retries:
+            causes = ", ".join(f"{cause}: {n}" for cause, n in self.reasons.most_common())
+            plural = "retry" if self.retries == 1 else "retries"
+            parts.append(f"{self.retries} {plural} ({causes})")
+        if self.token_renewals:
+            plural = "renewal" if self.token_renewals == 1 else "renewals"
+            parts.append(f"{self.token_renewals} token {plural}")
+        if self.waited_seconds >= 0.05:
+            parts.append(f"waited {self.waited_seconds:.1f} s")
+        return ", ".join(parts) or "no retries"
+
+    def add(self, other: RequestCounts) -> None:
+        """Add another unit's counts to these (a total over several resources)."""
+        self.requests += other.requests
+        self.retries += other.retries
+        self.throttled += other.throttled
+        self.token_renewals += other.token_renewals
+        self.waited_seconds += other.waited_seconds
+        self.reasons.update(other.reasons)
+
+    def columns(self) -> dict[str, int]:
+        """The summary-table cells: ``requests``, ``retries``, ``throttled``, ``token_renewals``."""
+        return {
+            "requests": self.requests,
+            "retries": self.retries,
+            "throttled": self.throttled,
+            "token_renewals": self.token_renewals,
+        }
+
+
+_COUNTING: ContextVar[tuple[RequestCounts, ...]] = ContextVar("edfi_request_counts", default=())
+
+
+@contextmanager
+def counting(counts: RequestCounts | None = None) -> Iterator[RequestCounts]:
+    """Count every ``EdFiClient`` request made in this context into ``counts``.
+
+    The context is asyncio's: the requests of this coroutine and of the tasks it
+    starts (paging's parallel reads) are counted, not those of sibling tasks, so
+    resources pulled at once each get their own counts. Nested ``counting()``
+    blocks all count (a run-wide total around per-resource ones). Pass an
+    existing ``counts`` to keep adding to it (a retried task)::
+
+        with counting() as counts:
+            await extract_resource(client, ...)
+        log.warning("%s: %s", name, counts.describe())
+    """
+    counts = counts if counts is not None else RequestCounts()
+    reset = _COUNTING.set((*_COUNTING.get(), counts))
+    try:
+        yield counts
+    finally:
+        _COUNTING.reset(reset)
 
 
 class EdFiClient:
@@ -473,6 +564,9 @@ class EdFiClient:
                 raise EdFiUnsupportedError(
                     f"The token endpoint {url} did not return an OAuth token."
                 ) from exc
+            if self._token is not None:
+                for counts in _COUNTING.get():
+                    counts.token_renewals += 1
             self._token = token
             self._token_lifetime = lifetime
             # renew a little before expiry, so long pulls don't stall on 401s
@@ -518,6 +612,7 @@ class EdFiClient:
         renewals = 0
         while True:
             failure: str
+            cause: str
             retry_after: str | None = None
             try:
                 if self._rate:
@@ -541,13 +636,15 @@ class EdFiClient:
                                 del hdrs[same]
                             hdrs[name] = value
                     self.stats.requests += 1
+                    for counts in _COUNTING.get():
+                        counts.requests += 1
                     resp, answered = await self._send(method, full_url, hdrs, content)
                     body = resp.content
                 self.stats.bytes += len(body)
             except httpx.TimeoutException as exc:
-                failure = f"timed out ({type(exc).__name__})"
+                failure, cause = f"timed out ({type(exc).__name__})", "timeout"
             except httpx.TransportError as exc:
-                failure = _describe(exc)
+                failure, cause = _describe(exc), "connection"
             except ResponseTooLargeError as exc:
                 raise EdFiResponseTooLargeError(
                     f"{method} {exc}; a record that big is not Ed-Fi data a lake can hold. "
@@ -562,7 +659,7 @@ class EdFiClient:
                         result.json()
                         return result
                     except EdFiMalformedError as exc:
-                        failure = str(exc)
+                        failure, cause = str(exc), "bad body"
                         if attempt >= min(2, self.conn.max_retries):
                             raise
                 elif resp.status_code == 401 and renewals < MAX_RENEWALS:
@@ -572,7 +669,7 @@ class EdFiClient:
                     await self._authenticate(stale=token)
                     continue
                 elif resp.status_code in retry_statuses:
-                    failure = f"HTTP {resp.status_code}"
+                    failure, cause = f"HTTP {resp.status_code}", str(resp.status_code)
                     retry_after = resp.headers.get("retry-after")
                 else:
                     raise _response_error(method, resp)
@@ -582,8 +679,17 @@ class EdFiClient:
                     f"{failure}."
                 )
             self.stats.retries += 1
+            active = _COUNTING.get()
+            for counts in active:
+                counts.retries += 1
+                counts.reasons[cause] += 1
+                counts.throttled += cause == "429"
             log.debug("retrying %s %s after %s", method, _redact(url), failure)
+            slept = time.monotonic()
             await self._sleep_backoff(attempt, retry_after)
+            slept = time.monotonic() - slept
+            for counts in active:
+                counts.waited_seconds += slept
             attempt += 1
 
     async def _send(
