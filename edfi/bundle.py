@@ -26,9 +26,12 @@ from pathlib import Path
 from typing import Any
 
 import fsspec
+import pyarrow as pa
 import yaml
 
+from .crosswalk import XWALK_COLUMN, CrosswalkResult, KeptRates, crosswalk_file, slug
 from .errors import EdFiError
+from .lake import Lake
 
 SET_BY_THE_FLOW = ("OUTPUT_DIR", "STATE_FILE")
 """Parameters the flow gives every run (outputs go to its run folder; it keeps state)."""
@@ -278,3 +281,179 @@ def count_lines(files: Mapping[str, Path]) -> dict[str, int]:
         with path.open("rb") as fh:
             out[name] = sum(1 for line in fh if line.strip())
     return out
+
+
+def dedupe_jsonl(data: bytes) -> tuple[bytes, int]:
+    """Identical lines once (a bundle may emit one objective assessment per student row)."""
+    seen: set[bytes] = set()
+    kept: list[bytes] = []
+    lines = [line for line in data.splitlines() if line.strip()]
+    for line in lines:
+        if line not in seen:
+            seen.add(line)
+            kept.append(line)
+    return b"\n".join(kept) + (b"\n" if kept else b""), len(lines) - len(kept)
+
+
+# -- one run of a bundle, on the lake -----------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Staged:
+    """A bundle fetched into a working folder with its parameters, checked, not yet run."""
+
+    label: str
+    source: str
+    spec: Bundle
+    params: dict[str, str]
+    workdir: Path
+    problems: tuple[str, ...]
+
+
+def stage(
+    label: str,
+    source: str,
+    params: Mapping[str, Any],
+    workdir: Path,
+    storage_options: Mapping[str, Any] | None = None,
+) -> Staged:
+    """Fetch the bundle into ``workdir`` and check its parameters and input files.
+
+    Nothing is run or written to the lake, so a flow can stage every run, report every
+    problem of every run at once, and only then start any of them.
+    """
+    workdir.mkdir(parents=True, exist_ok=True)
+    given = {k: str(v) for k, v in params.items()}
+    try:
+        spec = open_bundle(fetch_bundle(source, workdir, storage_options))
+    except BundleError as exc:
+        return Staged(label, source, Bundle(Path(source), source), given, workdir, (str(exc),))
+    found = problems(spec, given, storage_options=storage_options)
+    return Staged(label, source, spec, given, workdir, tuple(found))
+
+
+@dataclass(frozen=True, slots=True)
+class CrosswalkOptions:
+    """The crosswalk's settings for a run (the package's parameters, by other names)."""
+
+    roster: pa.Table
+    kept: KeptRates | None
+    candidates: tuple[str, ...] = ()
+    required: float = 0.5
+    force: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RunOutcome:
+    """What one run made, and where on the lake it lies."""
+
+    label: str
+    bundle: str
+    folder: str  # lake path of the run's folder
+    output: str  # lake path of the JSONL folder (the send's input)
+    counts: dict[str, int]
+    duplicates: int
+    crosswalk: CrosswalkResult | None
+    unmatched_file: str | None
+
+    @property
+    def below_threshold(self) -> bool:
+        return self.crosswalk is not None and self.crosswalk.chosen is None
+
+    def summary(self, lake: Lake) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "label": self.label,
+            "bundle": self.bundle,
+            "run_folder": lake.uri(self.folder),
+            "earthmover": self.counts,
+            "duplicates_collapsed": self.duplicates,
+        }
+        if self.crosswalk is not None:
+            x = self.crosswalk
+            out["crosswalk"] = {
+                "chosen": x.chosen.as_row() if x.chosen else None,
+                "rates": [r.as_row() for r in x.rates],
+                "reused": x.reused,
+                "matched_rows": x.matched,
+                "unmatched_rows": x.unmatched,
+                "unmatched_file": lake.uri(self.unmatched_file or ""),
+            }
+        return out
+
+    def no_match_message(self, required: float) -> str:
+        assert self.crosswalk is not None
+        best = self.crosswalk.best()
+        return (
+            f"{self.label}: no student-ID column reaches the required match rate "
+            f"{required:.0%}: the best is {best.source_column!r} as {best.edfi_column} at "
+            f"{best.rate:.1%}; nothing student-level was sent."
+        )
+
+
+def execute(
+    staged: Staged,
+    lake: Lake,
+    folder: str,
+    crosswalk: CrosswalkOptions | None,
+    storage_options: Mapping[str, Any] | None = None,
+    *,
+    timeout: float = 3600,
+) -> RunOutcome:
+    """Run a staged bundle: bring its inputs here, crosswalk ``INPUT_FILE``, run earthmover,
+    and write everything to ``folder`` on the lake (``input_xwalked.csv``,
+    ``unmatched.csv``, ``match_rates.json``, ``output/<resource>.jsonl`` with identical
+    records collapsed, ``earthmover_results.json``)."""
+    if staged.problems:
+        raise BundleError(" ".join(staged.problems))
+    spec, params, work = staged.spec, dict(staged.params), staged.workdir
+    for item in spec.input_files:  # earthmover reads local files
+        if params.get(item.param):
+            local = work / "inputs" / f"{item.param}{Path(params[item.param]).suffix}"
+            local.parent.mkdir(exist_ok=True)
+            with fsspec.open(params[item.param], "rb", **(storage_options or {})) as src:
+                local.write_bytes(src.read())
+            params[item.param] = str(local)
+
+    result: CrosswalkResult | None = None
+    unmatched_file: str | None = None
+    candidates = list(crosswalk.candidates or spec.student_id_columns) if crosswalk else []
+    if crosswalk is not None and candidates and params.get("INPUT_FILE"):
+        source = Path(params["INPUT_FILE"])
+        result, xwalked, unmatched = crosswalk_file(
+            source.read_bytes(),
+            crosswalk.roster,
+            candidates,
+            required=crosswalk.required,
+            kept=crosswalk.kept,
+            force=crosswalk.force,
+        )
+        local = source.with_name(f"xwalked{source.suffix or '.csv'}")
+        local.write_bytes(xwalked)
+        unmatched_file = lake.within(folder, "unmatched.csv")
+        lake.write_bytes(unmatched_file, unmatched)
+        lake.write_bytes(lake.within(folder, "input_xwalked.csv"), xwalked)
+        lake.write_json(lake.within(folder, "match_rates.json"), result.rows())
+        params["INPUT_FILE"] = str(local)
+        params["STUDENT_ID_NAME"] = XWALK_COLUMN
+
+    made = run_earthmover(spec, params, work / "output", timeout=timeout)
+    output = lake.within(folder, "output")
+    duplicates = 0
+    for name, path in made.files.items():
+        data, dropped = dedupe_jsonl(path.read_bytes())
+        duplicates += dropped
+        lake.write_bytes(lake.within(output, f"{name}.jsonl"), data)
+    lake.write_json(lake.within(folder, "earthmover_results.json"), made.results)
+    return RunOutcome(
+        label=staged.label,
+        bundle=spec.name,
+        folder=folder,
+        output=output,
+        counts=count_lines(made.files),
+        duplicates=duplicates,
+        crosswalk=result,
+        unmatched_file=unmatched_file,
+    )
+
+
+def run_folder(run_id: str, index: int, label: str) -> str:
+    """A run's folder, relative to the lake root: ``bundle/runs/<run id>/<n>-<label>``."""
+    return f"bundle/runs/{run_id}/{index:02d}-{slug(label)[:60]}"

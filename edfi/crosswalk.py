@@ -30,9 +30,13 @@ import csv
 import io
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .lake import Lake
 
 XWALK_COLUMN = "edFi_studentUniqueID"
 """The column the crosswalk adds (the bundles read it through ``STUDENT_ID_NAME``)."""
@@ -220,3 +224,130 @@ def write_csv(table: pa.Table) -> bytes:
     for row in table.to_pylist():
         writer.writerow(["" if v is None else v for v in row.values()])
     return out.getvalue().encode()
+
+
+# -- the roster from an extract lake ------------------------------------------------------
+ROSTER_TABLE = "ed-fi/studentEducationOrganizationAssociations"
+
+
+def lake_roster(lake: Lake, school_year: int | None) -> list[dict[str, Any]]:
+    """The associations an extract committed for one school year (0: a year-less API).
+
+    Only the committed table is read (its state manifest names the files), so a run
+    writing the table at the same time is not half-seen.
+    """
+    year = school_year or 0
+    state = lake.read_json(lake.path("state", ROSTER_TABLE, f"school_year={year}.json"))
+    if not state:
+        raise CrosswalkError(
+            f"The lake at {lake.url} has no committed {ROSTER_TABLE} for school year {year}; "
+            "run the extract flow for that resource (or read the roster from the API)."
+        )
+    records: list[dict[str, Any]] = []
+    columns = ["studentReference", "studentIdentificationCodes"]
+    for path in lake.files_of(state):
+        with lake.fs.open(path, "rb") as fh:
+            records.extend(pq.read_table(fh, columns=columns).to_pylist())
+    return records
+
+
+# -- match rates kept between runs -------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class KeptRates:
+    """Match rates of one bundle at one target (its id holds the school year) on the lake.
+
+    The package's ``MATCH_RATES_SOURCE_TYPE=file``: a vendor's layout does not change
+    from one drop to the next, so later files reuse the first file's choice.
+    """
+
+    lake: Lake
+    target: str
+    bundle: str
+
+    @property
+    def path(self) -> str:
+        return self.lake.path("bundle", "match_rates", self.target, f"{slug(self.bundle)}.json")
+
+    def load(self, candidates: Sequence[str]) -> list[MatchRate] | None:
+        kept = self.lake.read_json(self.path)
+        if not kept or set(kept.get("candidates", [])) != set(candidates):
+            return None
+        return [MatchRate(**r) for r in kept["rates"]]
+
+    def save(self, candidates: Sequence[str], rates: Sequence[MatchRate]) -> None:
+        self.lake.write_json(
+            self.path,
+            {
+                "candidates": list(candidates),
+                "rates": [
+                    {
+                        "source_column": r.source_column,
+                        "edfi_column": r.edfi_column,
+                        "matches": r.matches,
+                        "rows": r.rows,
+                    }
+                    for r in rates
+                ],
+            },
+        )
+
+
+def slug(name: str) -> str:
+    """A name as one safe path segment."""
+    return "".join(c if c.isalnum() or c in "-_" else "-" for c in name).strip("-") or "bundle"
+
+
+@dataclass(frozen=True, slots=True)
+class CrosswalkResult:
+    """What the crosswalk did to one input file."""
+
+    chosen: MatchRate | None
+    rates: list[MatchRate]
+    matched: int
+    unmatched: int
+    reused: bool
+
+    def best(self) -> MatchRate:
+        return max(self.rates, key=lambda r: (r.rate, r.source_column, r.edfi_column))
+
+    def rows(self) -> list[dict[str, object]]:
+        """The rates best first, the chosen pair marked (the run's table artifact)."""
+        return [
+            {**r.as_row(), "chosen": r == self.chosen}
+            for r in sorted(self.rates, key=lambda r: -r.rate)
+        ]
+
+
+def crosswalk_file(
+    data: bytes,
+    roster: pa.Table,
+    candidates: Sequence[str],
+    *,
+    required: float,
+    kept: KeptRates | None = None,
+    force: bool = False,
+) -> tuple[CrosswalkResult, bytes, bytes]:
+    """Score (or reuse the kept rates), apply the best pair: (result, crosswalked CSV,
+    unmatched CSV). Below the threshold the crosswalked file has the header only, so
+    the bundle still makes what is not student-level (assessments, descriptors)."""
+    table = read_csv(data)
+    x = Crosswalk(table, roster)
+    try:
+        rates = None if force or kept is None else kept.load(candidates)
+        reused = rates is not None
+        if rates is None:
+            rates = x.match_rates(candidates)
+            if kept is not None:
+                kept.save(candidates, rates)
+        chosen = best_pair(rates, required)
+        if chosen is None:
+            matched = pa.table(
+                {c: pa.array([], pa.string()) for c in [*table.column_names, XWALK_COLUMN]}
+            )
+            unmatched = table
+        else:
+            matched, unmatched = x.apply(chosen)
+    finally:
+        x.close()
+    result = CrosswalkResult(chosen, rates, matched.num_rows, unmatched.num_rows, reused)
+    return result, write_csv(matched), write_csv(unmatched)

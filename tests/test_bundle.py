@@ -121,15 +121,16 @@ def test_iready_samples_through_the_crosswalk_into_the_target(
             parameters={"INPUT_FILE": str(iready / "data" / sample)},
         )
         assert summary["status"] == "completed", summary
-        chosen = summary["crosswalk"]["chosen"]
+        (run,) = summary["runs"]
+        chosen = run["crosswalk"]["chosen"]
         # both ID columns match every row; ties go to the name that sorts last, as the package does
         assert (chosen["source_column_name"], chosen["edfi_column_name"]) == (
             "Student State ID",
             "State",
         )
         assert chosen["match_rate"] == 1.0
-        assert summary["crosswalk"]["unmatched_rows"] == 0
-        assert summary["earthmover"] == {
+        assert run["crosswalk"]["unmatched_rows"] == 0
+        assert run["earthmover"] == {
             "assessmentReportingMethodDescriptors": 29,
             "assessments": 2,
             "objectiveAssessments": 11,
@@ -173,11 +174,11 @@ def test_below_the_threshold_nothing_student_level_is_sent(
     results = store.model.find("studentAssessments")
     before = sum(1 for _ in store.iter_records(results))
     with pytest.raises(
-        BundleError, match="No student-ID column reaches the required match rate 50%"
+        BundleError, match="no student-ID column reaches the required match rate 50%"
     ):
         run_bundle(target, iready, tmp_path / "lake", parameters={"INPUT_FILE": str(vendor)})
     assert sum(1 for _ in store.iter_records(results)) == before
-    unmatched = list((tmp_path / "lake" / "bundle" / "runs").glob("*/unmatched.csv"))
+    unmatched = list((tmp_path / "lake" / "bundle" / "runs").glob("*/*/unmatched.csv"))
     assert len(unmatched) == 1
     with open(unmatched[0], newline="") as fh:
         assert list(csv.reader(fh)) == rows  # every row, with its original columns
@@ -190,7 +191,7 @@ def test_earthmovers_own_error_is_surfaced_and_nothing_sent(
     vendor.write_text("Student ID,Student State ID,Other\n605001,605001,x\n")
     with pytest.raises(BundleError, match="earthmover run failed for the bundle"):
         run_bundle(target, iready, tmp_path / "lake", parameters={"INPUT_FILE": str(vendor)})
-    assert not list((tmp_path / "lake").glob("bundle/runs/*/output/*.jsonl"))
+    assert not list((tmp_path / "lake").glob("bundle/runs/*/*/output/*.jsonl"))
 
 
 SYNTHETIC = Path(__file__).resolve().parent / "bundles" / "synthetic_vendor"
@@ -231,11 +232,12 @@ def test_synthetic_bundle_picks_the_state_id_column_and_lands_subscores_on_the_r
         target, SYNTHETIC, tmp_path / "lake", parameters={"INPUT_FILE": str(vendor)}
     )
     assert summary["status"] == "completed", summary
-    chosen = summary["crosswalk"]["chosen"]
+    (run,) = summary["runs"]
+    chosen = run["crosswalk"]["chosen"]
     assert (chosen["source_column_name"], chosen["edfi_column_name"]) == ("StudentStateId", "State")
     assert chosen["num_matches"] == len(rows) - len(unknown)
-    assert summary["crosswalk"]["unmatched_rows"] == len(unknown)
-    assert summary["earthmover"] == {
+    assert run["crosswalk"]["unmatched_rows"] == len(unknown)
+    assert run["earthmover"] == {
         "assessments": 1,
         "objectiveAssessments": 2,
         "studentAssessments": len(rows) - len(unknown),
@@ -258,6 +260,6 @@ def test_synthetic_bundle_picks_the_state_id_column_and_lands_subscores_on_the_r
             "SYN-LITERACY-READING": row["Reading"],
             "SYN-LITERACY-WRITING": row["Writing"],
         }
-    (unmatched_file,) = (tmp_path / "lake" / "bundle" / "runs").glob("*/unmatched.csv")
+    (unmatched_file,) = (tmp_path / "lake" / "bundle" / "runs").glob("*/*/unmatched.csv")
     with open(unmatched_file, newline="") as fh:
         assert list(csv.DictReader(fh)) == unknown
