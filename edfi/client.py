@@ -597,6 +597,8 @@ class EdFiClient:
         params: Mapping[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
         json_body: Any = None,
+        content: bytes | None = None,
+        content_type: str | None = None,
         ok: tuple[int, ...] = (200, 201, 204),
         retry_statuses: frozenset[int] = RETRY_STATUSES,
         parse_json: bool = False,
@@ -605,8 +607,11 @@ class EdFiClient:
 
         With ``parse_json`` a body that is not JSON counts as a transient failure
         (a truncated proxy response) and is retried like one, then reported.
+        A body is ``json_body`` (serialized here) or raw ``content`` of ``content_type``
+        (a multipart upload).
         """
-        content = orjson.dumps(json_body) if json_body is not None else None
+        if json_body is not None:
+            content, content_type = orjson.dumps(json_body), "application/json"
         full_url = str(httpx.URL(url).copy_merge_params(params)) if params else url
         attempt = 0
         renewals = 0
@@ -629,7 +634,7 @@ class EdFiClient:
                         "Accept": "application/json",
                     }
                     if content is not None:
-                        hdrs["Content-Type"] = "application/json"
+                        hdrs["Content-Type"] = content_type or "application/octet-stream"
                     if headers:
                         for name, value in headers.items():
                             for same in [k for k in hdrs if k.lower() == name.lower()]:

@@ -26,14 +26,16 @@ from prefect.artifacts import (
 )
 
 from blocks import EdFiConnection, LakeStorage, aload_block
-from edfi.client import EdFiClient
+from edfi.client import Connection, EdFiClient
 from edfi.errors import SendError
-from edfi.rejects import RejectsStore, summarize
+from edfi.lake import Lake
+from edfi.rejects import UPSERT, Reject, RejectsStore, summarize
 from edfi.schedule import Outcome
 from edfi.send import Sender, SendOptions, write_connection
 from edfi.sendstate import SendState, target_id
 from edfi.xml.bulk import BulkLoad, RejectSource, ResourceRow
-from edfi.xml.reader import XmlLoad, list_files
+from edfi.xml.bulkapi import BulkUpload, bulk_url
+from edfi.xml.reader import XmlLoad, interchange_name, list_files
 from edfi.xml.spool import SpoolReport, XmlSpool
 from tasks.bulk_load import load_resource, read_xml
 
@@ -51,7 +53,7 @@ async def bulk_load(
     data: str | None = None,
     interchanges: list[str] | str | None = None,
     validate_xsd: bool = True,
-    method: Literal["api"] = "api",
+    method: Literal["api", "bulk"] = "api",
     force: bool = False,
     resend_rejects: bool = False,
     school_year: int | None = None,
@@ -71,7 +73,11 @@ async def bulk_load(
         interchanges: only these interchanges (``Student``, ``StudentEnrollment``, …).
         validate_xsd: validate each file against the DS 5.2 interchange schema first
             (an invalid file is skipped whole and listed with its line).
-        method: ``api``: transactional POSTs through the sender.
+        method: ``api``: records mapped here, transactional POSTs through the sender;
+            ``bulk``: the files handed to the server's legacy Bulk Load Services
+            (``/bulk/v1``: declared, uploaded in chunks, committed, polled), its
+            exceptions kept as rejects. ``force`` and the state do not apply to it: the
+            server loads whole files (an upsert, so a rerun is harmless).
         force: send elements the target already accepted unchanged.
         resend_rejects: send the last run's rejects again (after the target, or the
             records, were fixed) instead of reading ``data``.
@@ -84,8 +90,13 @@ async def bulk_load(
     Returns the run summary: status, counts, one row per resource, where the rejects are.
     """
     logger = get_run_logger()
-    if method != "api":
-        raise SendError(f"method {method!r} is not supported yet; use 'api'.")
+    if method not in ("api", "bulk"):
+        raise SendError(f"method {method!r} is not supported; use 'api' or 'bulk'.")
+    if method == "bulk" and resend_rejects:
+        raise SendError(
+            "resend_rejects works with method='api' only: the bulk services load whole files; "
+            "fix the files and load them again."
+        )
     if not resend_rejects and not data:
         raise SendError("Set `data`: the folder or file URL of the XML interchange files.")
     block: EdFiConnection = await aload_block(connection, EdFiConnection)
@@ -98,6 +109,12 @@ async def bulk_load(
     started = dt.datetime.now(dt.UTC)
     run_id = started.strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
     conn = write_connection(block.connection(), write_concurrency)
+
+    if method == "bulk":
+        assert data is not None
+        return await _bulk_method(
+            conn, year, data, interchanges, store, lake, run_id, started, data_storage_options
+        )
 
     async with EdFiClient(conn) as client:
         model = await client.load_model(year)
@@ -280,3 +297,124 @@ def _problems_markdown(rejects: list[Any], file_problems: list[dict[str, Any]]) 
                 f"| {g['resource']} | {g['count']} | {g['cause']} | {'; '.join(g['where'])} |"
             )
     return "\n".join(lines)
+
+
+async def _bulk_method(
+    conn: Connection,
+    year: int | None,
+    data: str,
+    interchanges: list[str] | str | None,
+    store: RejectsStore,
+    lake: Lake,
+    run_id: str,
+    started: dt.datetime,
+    storage_options: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """``method="bulk"``: the files through ``/bulk/v1``; exceptions become rejects."""
+    logger = get_run_logger()
+    files = list_files(data, storage_options)
+    if interchanges:
+        wanted = {
+            interchange_name(i.strip())
+            for i in (interchanges.split(",") if isinstance(interchanges, str) else interchanges)
+            if i.strip()
+        }
+        files = [f for f in files if interchange_name(_stem(f)) in wanted]
+        if not files:
+            raise SendError(f"No file of {data} holds the interchanges {sorted(wanted)}.")
+    async with EdFiClient(conn) as client:
+        await client.discover()
+        seen: set[str] = set()
+
+        def progress(status: dict[str, Any]) -> None:
+            if status.get("status") not in seen:
+                seen.add(str(status.get("status")))
+                logger.info("Bulk operation %s: %s", status.get("id"), status.get("status"))
+
+        result = await BulkUpload(client, bulk_url(client, year), on_status=progress).run(
+            files, storage_options
+        )
+    rejects: list[Reject] = []
+    file_problems: list[dict[str, Any]] = []
+    for f in result.files:
+        for e in f.exceptions:
+            if e.get("element") is None and e.get("resource") is None:
+                file_problems.append(
+                    {"file": f.file, "line": int(e.get("lineNumber") or 0), "message": e["message"]}
+                )
+                continue
+            rejects.append(
+                Reject(
+                    str(e.get("resource") or ""),
+                    UPSERT,
+                    e.get("code"),
+                    str(e.get("message")),
+                    origin={
+                        "file": f.file,
+                        "line": e.get("lineNumber"),
+                        "element": e.get("element"),
+                        "interchange": f.interchange,
+                    },
+                )
+            )
+    for p in file_problems:
+        logger.error("Skipped %s (line %d): %s", p["file"], p["line"], p["message"])
+    manifest = store.write(run_id, rejects) if rejects else None
+    seconds = round((dt.datetime.now(dt.UTC) - started).total_seconds(), 2)
+    rows = [
+        {
+            "file": f.file,
+            "interchange": f.interchange,
+            "bytes": f.size,
+            "status": f.status,
+            "loaded": f.loaded,
+            "exceptions": len(f.exceptions),
+        }
+        for f in result.files
+    ]
+    sent = sum(f.loaded for f in result.files)
+    failed = len(rejects) + len(file_problems)
+    status = "failed" if failed else "completed"
+    summary: dict[str, Any] = {
+        "run_id": run_id,
+        "status": status,
+        "method": "bulk",
+        "operation": result.id,
+        "sent": sent,
+        "failed": len(rejects),
+        "files": len(result.files),
+        "file_problems": file_problems,
+        "uploads": rows,
+        "seconds": seconds,
+        "phases": result.seconds,
+        "records_per_second": round(sent / seconds, 1) if seconds else 0.0,
+        "rejects": manifest,
+    }
+    await acreate_table_artifact(
+        table=rows,
+        key="edfi-bulk-load-summary",
+        description=f"Bulk load {run_id} through /bulk/v1 ({status}): {sent} loaded, "
+        f"{failed} failed, in {seconds}s",
+    )
+    if failed:
+        await acreate_markdown_artifact(
+            markdown=_problems_markdown(rejects, file_problems),
+            key="edfi-bulk-load-rejects",
+            description=f"What bulk load {run_id} could not load",
+        )
+        raise SendError(
+            f"Bulk load {run_id} (bulk operation {result.id}): {failed} failed "
+            f"({len(file_problems)} files skipped, {len(rejects)} records refused); the "
+            "rejects name each one"
+            + (f" ({manifest['count']} kept on the state storage)." if manifest else ".")
+        )
+    logger.info("Loaded %d records through /bulk/v1 in %.1fs", sent, seconds)
+    return summary
+
+
+def _stem(url: str) -> str:
+    """``.../Interchange-Student.xml.gz`` -> ``Interchange-Student``."""
+    name = url.rsplit("/", 1)[-1]
+    for suffix in (".gz", ".xml"):
+        name = name.removesuffix(suffix)
+    return name

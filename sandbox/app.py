@@ -12,6 +12,8 @@ parameter names match case-insensitively, as on the ODS/API):
     GET  /changeQueries/v1/availableChangeVersions
     GET|POST /data/v3/{ns}/{resource}        (+ /deletes, /keyChanges, /partitions)
     GET|PUT|DELETE /data/v3/{ns}/{resource}/{id}
+    POST /bulk/v1/bulkOperations, /bulk/v1/uploads/{file_id}/chunk|commit (``sandbox.bulk``)
+    GET  /bulk/v1/bulkOperations/{id}[/exceptions/{file_id}]
 
 The table is ``ROUTES``; ``sandbox.auth`` grants and checks tokens,
 ``sandbox.faults`` injects failures, ``sandbox.handlers`` answers, and
@@ -33,6 +35,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from edfi.model import ApiModel, Resource
 
+from . import bulk
 from . import handlers as h
 from .auth import Auth, Token
 from .faults import Faults, inject
@@ -94,6 +97,12 @@ ROUTES: tuple[Route, ...] = (
         RESOURCE,
         _ITEM_REFUSALS,
     ),
+    # the legacy Bulk Load Services of ODS/API 2.x-3.x (sandbox.bulk)
+    Route("/bulk/v1/bulkOperations", {"POST": bulk.create_operation}, DATA),
+    Route("/bulk/v1/bulkOperations/{id}", {"GET": bulk.get_operation}, DATA),
+    Route("/bulk/v1/bulkOperations/{id}/exceptions/{file_id}", {"GET": bulk.get_exceptions}, DATA),
+    Route("/bulk/v1/uploads/{file_id}/chunk", {"POST": bulk.upload_chunk}, DATA),
+    Route("/bulk/v1/uploads/{file_id}/commit", {"POST": bulk.commit_upload}, DATA),
 )
 
 
