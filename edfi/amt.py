@@ -744,6 +744,42 @@ class ViewResult:
         return {"view": self.view, "rows": self.rows, "seconds": self.seconds}
 
 
+@dataclass
+class YearPart:
+    """What building every view of one school year made (``GoldBuild.build_year``)."""
+
+    year: int
+    results: list[ViewResult]
+    unmapped: list[dict[str, Any]]
+    started: dt.datetime
+    finished: dt.datetime
+
+    def as_row(self) -> dict[str, Any]:
+        seconds = round((self.finished - self.started).total_seconds(), 2)
+        return {
+            "school_year": self.year,
+            "started": self.started.isoformat(),
+            "finished": self.finished.isoformat(),
+            "seconds": seconds,
+        }
+
+
+def merge_unmapped(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Each year's unmapped descriptor values as one row per value, their counts added."""
+    merged: dict[tuple[str, str], dict[str, Any]] = {}
+    for one in rows:
+        row = dict(one)
+        key = (row["descriptor"], row["value"])
+        if key in merged:
+            merged[key]["rows"] += row["rows"]
+            merged[key]["used_in"] = sorted({*merged[key]["used_in"], *row["used_in"]})
+            merged[key]["school_years"].append(row["school_year"])
+        else:
+            row["school_years"] = [row.pop("school_year")]
+            merged[key] = row
+    return list(merged.values())
+
+
 def _sql_texts() -> dict[str, str]:
     folder = importlib_resources.files("edfi") / "sql"
     return {p.name: p.read_text("utf-8") for p in folder.iterdir() if p.name.endswith(".sql")}
@@ -817,6 +853,8 @@ class GoldBuild:
         self.results: dict[str, ViewResult] = {}
         self._sessions: dict[int, _YearSession] = {}
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self._unmapped: list[dict[str, Any]] = []
+        self._added: set[int] = set()
 
     def unchanged(self) -> dict[str, Any] | None:
         """The committed manifest, when it was built from exactly these inputs."""
@@ -837,38 +875,83 @@ class GoldBuild:
     def run_view(self, view: str) -> ViewResult:
         """Build one view for every school year; it must come after the views it reads."""
         started = time.perf_counter()
-        sql = _sql(view)
         missing = [d for d in _view_deps(view) if d not in self.results]
         if missing:
             raise GoldError(f"{view} reads {', '.join(sorted(missing))}, which is not built yet.")
         result = ViewResult(view, 0, 0.0)
         for year in self.years:
-            s = self.session(year)
-            s.ensure_tables(sql)
-            path = f"{self.base}/{view}/school_year={year}.parquet"
-            self.lake.makedirs(f"{self.base}/{view}")
-            try:
-                s.ensure_helpers(sql)
-                rows, columns = self._write(s, sql, path)
-            except duckdb.Error as exc:
-                raise GoldError(f"{view} (school year {year}) failed: {exc}") from exc
+            if self._tmp is None and not self.lake.local:
+                self._tmp = tempfile.TemporaryDirectory(prefix="edfi-gold-")
+            rows, columns, path = self._build(
+                self.session(year), view, year, self._tmp.name if self._tmp else None
+            )
             result.rows += rows
-            s.register_output(view, [path])
             result.files.append(path)
             result.columns = columns
         result.seconds = round(time.perf_counter() - started, 3)
         self.results[view] = result
         return result
 
-    def _write(self, s: _YearSession, sql: str, path: str) -> tuple[int, list[str]]:
+    def build_year(self, year: int, views: Iterable[str] | None = None) -> YearPart:
+        """Every view of one school year, in a session of its own: the unit one worker
+        builds. Years share nothing but the version folder, so they can be built at once,
+        in threads or in other processes (this object pickles while it holds no session)."""
+        if year not in self.tables:
+            raise GoldError(f"This build holds no school year {year}; it holds {self.years}.")
+        began = dt.datetime.now(dt.UTC)
+        session = _YearSession(
+            self.lake, year, self.tables[year], self.descriptor_map, self.as_of, self.threads
+        )
+        results: list[ViewResult] = []
+        try:
+            with tempfile.TemporaryDirectory(prefix="edfi-gold-") as tmp:
+                for view in view_order(views):
+                    started = time.perf_counter()
+                    rows, columns, path = self._build(session, view, year, tmp)
+                    seconds = round(time.perf_counter() - started, 3)
+                    results.append(ViewResult(view, rows, seconds, [path], columns))
+            unmapped = session.unmapped()
+        finally:
+            session.close()
+        return YearPart(year, results, unmapped, began, dt.datetime.now(dt.UTC))
+
+    def add_year(self, part: YearPart) -> None:
+        """Take one year's views into the version (years in build order, as ``run_view``)."""
+        for r in part.results:
+            merged = self.results.setdefault(r.view, ViewResult(r.view, 0, 0.0))
+            merged.rows += r.rows
+            merged.seconds = round(merged.seconds + r.seconds, 3)
+            merged.files.extend(r.files)
+            merged.columns = r.columns
+        self._unmapped.extend(part.unmapped)
+        self._added.add(part.year)
+
+    def _build(
+        self, s: _YearSession, view: str, year: int, tmp: str | None
+    ) -> tuple[int, list[str], str]:
+        """One view of one year into the version folder; registered for the views after it."""
+        sql = _sql(view)
+        s.ensure_tables(sql)
+        path = f"{self.base}/{view}/school_year={year}.parquet"
+        self.lake.makedirs(f"{self.base}/{view}")
+        try:
+            s.ensure_helpers(sql)
+            rows, columns = self._write(s, sql, path, tmp)
+        except duckdb.Error as exc:
+            raise GoldError(f"{view} (school year {year}) failed: {exc}") from exc
+        s.register_output(view, [path])
+        return rows, columns, path
+
+    def _write(
+        self, s: _YearSession, sql: str, path: str, tmp: str | None
+    ) -> tuple[int, list[str]]:
         """One view's rows as a parquet file, written by DuckDB's own parallel writer: on
-        local disk in place, on other storage into a local file that is then uploaded."""
+        local disk in place, on other storage into a local file (in ``tmp``) then uploaded."""
         columns = [c for c, *_ in s.con.sql(sql).description]
         target = path
         if not self.lake.local:
-            if self._tmp is None:
-                self._tmp = tempfile.TemporaryDirectory(prefix="edfi-gold-")
-            target = f"{self._tmp.name}/{uuid.uuid4().hex}.parquet"
+            assert tmp is not None
+            target = f"{tmp}/{uuid.uuid4().hex}.parquet"
         # Without statistics propagation every column is written as nullable (OPTIONAL), as
         # arrow writes it; with it, DuckDB marks the columns that happen to hold no null as
         # REQUIRED, so a view's schema would depend on its data.
@@ -885,19 +968,13 @@ class GoldBuild:
         return int(copied[0][0]), columns
 
     def unmapped(self) -> list[dict[str, Any]]:
-        """Descriptor values of mapped types, used in the data, that the map ties to nothing."""
-        merged: dict[tuple[str, str], dict[str, Any]] = {}
+        """Descriptor values of mapped types, used in the data, that the map ties to nothing
+        (of the years built here by ``run_view`` and those taken in by ``add_year``)."""
+        rows = list(self._unmapped)
         for year in self.years:
-            for row in self.session(year).unmapped():
-                key = (row["descriptor"], row["value"])
-                if key in merged:
-                    merged[key]["rows"] += row["rows"]
-                    merged[key]["used_in"] = sorted({*merged[key]["used_in"], *row["used_in"]})
-                    merged[key]["school_years"].append(row["school_year"])
-                else:
-                    row["school_years"] = [row.pop("school_year")]
-                    merged[key] = row
-        return list(merged.values())
+            if year not in self._added:
+                rows.extend(self.session(year).unmapped())
+        return merge_unmapped(rows)
 
     def commit(self, unmapped: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
         """Name the version's files in the manifest (the last write), then drop older versions."""

@@ -37,6 +37,7 @@ from edfi.xml.bulk import BulkLoad, RejectSource, ResourceRow
 from edfi.xml.bulkapi import BulkUpload, bulk_url
 from edfi.xml.reader import XmlLoad, interchange_name, list_files
 from edfi.xml.spool import SpoolReport, XmlSpool
+from flows.runners import API_FLOW_WORKERS, file_parallel
 from tasks.bulk_load import load_resource, read_xml
 
 COLUMNS = ("resource", "elements", "sent", "skipped", "invalid", "failed", "blocked", "status")
@@ -46,6 +47,7 @@ COLUMNS = ("resource", "elements", "sent", "skipped", "invalid", "failed", "bloc
     name="edfi-bulk-load",
     description="Ed-Fi XML interchange files -> an Ed-Fi API, mapped exactly from the "
     "schemas, in dependency order, resumable.",
+    task_runner=file_parallel(API_FLOW_WORKERS),  # bounded: see flows.runners
 )
 async def bulk_load(
     connection: EdFiConnection | str,

@@ -38,6 +38,7 @@ from edfi.errors import SendError
 from edfi.paging import read_all
 from edfi.sendstate import target_id
 from edfi.vocabulary import RunStatus
+from flows.runners import API_FLOW_WORKERS, file_parallel
 from flows.send import send
 from tasks.bundle import run_bundle
 
@@ -71,6 +72,7 @@ def _label(bundle: str, params: dict[str, str]) -> str:
     name="edfi-bundle",
     description="Vendor files through earthmover bundles, with the student-ID crosswalk "
     "against the target's roster, validated and sent to an Ed-Fi API.",
+    task_runner=file_parallel(API_FLOW_WORKERS),  # bounded: see flows.runners
 )
 async def bundle(
     bundle: str | None,

@@ -36,6 +36,7 @@ from edfi.extract import (
 from edfi.lake import Lake, LakeError, Lease, LeaseHeld, check_resource_names, take_lease
 from edfi.model import Resource
 from edfi.vocabulary import Mode, ResourceStatus, RunStatus
+from flows.runners import API_FLOW_WORKERS, threads
 from tasks.extract import pull_descriptors, pull_resource
 
 
@@ -99,6 +100,7 @@ def _claim_run(
 @flow(
     name="edfi-extract",
     description="Ed-Fi API -> lake: raw JSONL and typed parquet, full or incremental.",
+    task_runner=threads(API_FLOW_WORKERS),  # bounded: see flows.runners
 )
 async def extract(
     connection: EdFiConnection | str,

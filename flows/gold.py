@@ -2,9 +2,12 @@
 
 The flow is a thin shell around ``edfi.amt``: it resolves the lake block and
 the descriptor map (so a bad map fails before anything is written), runs one
-task per view in build order, then commits the manifest that makes the new
-version visible. DuckDB already uses every core inside one query, so the
-views run one after the other.
+task per school year (every view of that year, in build order, in a DuckDB
+session of its own), then commits the manifest that makes the new version
+visible. DuckDB already uses every core inside one query; years share nothing
+but the version folder, so they run at once: two in the default thread pool,
+or spread over the workers of a Dask cluster (``EDFI_DASK_ADDRESS``, see
+``flows.runners``).
 
 A gold version is a function of what it reads: when the lake's committed
 tables, the descriptor map, the view definitions and the as-of day are those
@@ -23,16 +26,22 @@ from prefect.artifacts import create_table_artifact
 from prefect.states import Completed, State
 
 from blocks import LakeStorage, load_block
-from edfi.amt import GoldBuild, GoldError, load_descriptor_map, view_order
+from edfi.amt import GoldBuild, GoldError, YearPart, load_descriptor_map
 from edfi.lake import Lake
 from edfi.vocabulary import RunStatus
-from tasks.gold import build_view
+from flows.runners import existing_limit, file_parallel
+from tasks.gold import build_year
+
+# Two school years at once: each DuckDB session already uses every core, so more in one
+# process would only multiply the memory held; a Dask cluster spreads them over machines.
+GOLD_WORKERS = 2
 
 
 @flow(
     name="edfi-gold",
     description="Lake -> Analytics Middle Tier (AMT) views as parquet "
     "under gold/, with the descriptor map.",
+    task_runner=file_parallel(GOLD_WORKERS),
 )
 def gold(
     lake: LakeStorage | str,
@@ -71,7 +80,12 @@ def gold(
         build.close()
         return _cached(store, committed, started)
     try:
-        views = [build_view(build, view) for view in view_order()]
+        limit = existing_limit(_storage_api(block, store))
+        futures = [build_year.submit(build, year, limit) for year in build.years]
+        parts: list[YearPart] = [f.result() for f in futures]
+        for part in sorted(parts, key=lambda p: p.year):
+            build.add_year(part)
+        views = [r.as_row() for r in build.results.values()]
         unmapped = build.unmapped()
         manifest = build.commit(unmapped)
     except BaseException:
@@ -95,6 +109,7 @@ def gold(
         "school_years": manifest["school_years"],
         "descriptor_map": source,
         "views": views,
+        "years": [p.as_row() for p in sorted(parts, key=lambda p: p.year)],
         "rows": sum(v["rows"] for v in views),
         "seconds": round(time.perf_counter() - started, 2),
         "unmapped_descriptors": unmapped,
@@ -114,6 +129,15 @@ def gold(
         summary["seconds"],
     )
     return summary
+
+
+def _storage_api(block: LakeStorage, store: Lake) -> str | None:
+    """The API the build's tasks write through: the S3-compatible endpoint (or the bucket
+    of another object store); none for a lake on a local or mounted disk."""
+    endpoint = (block.fsspec_options().get("client_kwargs") or {}).get("endpoint_url")
+    if endpoint:
+        return str(endpoint)
+    return None if store.local else block.url
 
 
 def _cached(store: Lake, manifest: dict[str, Any], started: float) -> State[dict[str, Any]]:

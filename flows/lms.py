@@ -22,6 +22,7 @@ from blocks import EdFiConnection, LakeStorage, LmsDatabase, aload_block
 from edfi.client import EdFiClient
 from edfi.errors import LmsError
 from edfi.lms.harmonize import Rules
+from flows.runners import API_FLOW_WORKERS, threads
 from tasks.lms import harmonize_task, load_task
 
 
@@ -33,6 +34,7 @@ def _join(url: str, path: str) -> str:
     name="edfi-lms",
     description="LMS extractor CSVs -> LMS data store (lms schema) -> harmonized with Ed-Fi "
     "-> lmsx assignments and submissions.",
+    task_runner=threads(API_FLOW_WORKERS),  # bounded: see flows.runners
 )
 async def lms(
     extract: LakeStorage | str,

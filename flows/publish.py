@@ -45,6 +45,7 @@ from edfi.publish import (
 )
 from edfi.send import WRITE_CONCURRENCY
 from edfi.vocabulary import Mode
+from flows.runners import API_FLOW_WORKERS, threads
 from tasks.publish import publish_unit
 
 
@@ -52,6 +53,7 @@ from tasks.publish import publish_unit
     name="edfi-publish",
     description="Ed-Fi API -> Ed-Fi API in dependency order: key "
     "changes, upserts and deletes, incremental by change version.",
+    task_runner=threads(API_FLOW_WORKERS),  # bounded: see flows.runners
 )
 async def publish(
     source: EdFiConnection | str,

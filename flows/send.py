@@ -51,6 +51,7 @@ from edfi.sendstate import SendState, target_id
 from edfi.validate.inputs import InputReport, parse_methods, validate_input
 from edfi.validate.remote import TargetLookup
 from edfi.vocabulary import ResourceStatus, RunStatus
+from flows.runners import API_FLOW_WORKERS, threads
 from tasks.send import (
     delete_resource,
     descriptor_types,
@@ -77,6 +78,7 @@ async def _run(task_fn: Any, *args: Any) -> Any:
     name="edfi-send",
     description="Ed-Fi JSON files (lightbeam layout) -> validated -> an Ed-Fi API, in "
     "dependency order, resending only what changed or failed.",
+    task_runner=threads(API_FLOW_WORKERS),  # bounded: see flows.runners
 )
 async def send(
     input: LakeStorage | str | None = None,
