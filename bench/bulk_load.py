@@ -4,17 +4,30 @@ The input is a synthetic district exported as interchange XML
 (``edfi-sandbox export-xml``, cached under ``bench/.cache``). Parse+map is the
 reader's two passes (check with XSD validation, then records) on one core:
 elements per CPU-second, and peak RSS to show memory does not grow with the
-district. End to end (``--end-to-end``) bulk-loads the files into a fresh
-empty sandbox process and reports records per second. This is a script, not a
-test: it prints figures for the README. Run it late and quietly:
+district. End to end (``--end-to-end``) loads the files into a fresh sandbox
+process (``--students 0``: the default descriptors, nothing else) by each
+``--method``:
 
-    flock /tmp/edfi-bench.lock .venv/bin/python bench/bulk_load.py --students 1000 5000
+- ``api``: the flow's default -- parse+map here, one POST per record through
+  the shared sender, resources in dependency order;
+- ``bulk``: the legacy ``/bulk/v1`` services -- the files uploaded in chunks,
+  the sandbox parses, maps and writes them itself;
+- ``jsonl``: the same records, already mapped (the spool's JSON lines, built
+  before the clock starts), through the same sender: the API method without
+  the XML, so ``api`` minus ``jsonl`` is what XML costs end to end.
+
+Each reports records/s, the loader's and the sandbox's CPU seconds. This is
+a script, not a test: it prints figures for the README. Run it late:
+
+    flock /tmp/edfi-bench.lock .venv/bin/python bench/bulk_load.py --students 1000 \
+        --end-to-end --latency 0 30 --method api bulk jsonl
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -27,12 +40,14 @@ sys.path.insert(0, str(ROOT))
 import asyncio  # noqa: E402
 import tempfile  # noqa: E402
 
+import psutil  # noqa: E402
 from pydantic import SecretStr  # noqa: E402
 
 from edfi.client import Connection, EdFiClient  # noqa: E402
 from edfi.model import builtin_model  # noqa: E402
 from edfi.send import Item, Sender, SendOptions, write_connection  # noqa: E402
 from edfi.xml.bulk import BulkLoad  # noqa: E402
+from edfi.xml.bulkapi import BulkUpload, bulk_url  # noqa: E402
 from edfi.xml.reader import XmlLoad, list_files  # noqa: E402
 from edfi.xml.spool import XmlSpool  # noqa: E402
 from sandbox.server import open_store, sandbox_process  # noqa: E402
@@ -94,36 +109,80 @@ def child_parse_map(folder: Path, validate: bool) -> dict[str, float]:
 
 
 async def _load(
-    info: dict[str, str], folder: Path, years: list[dict[str, object]]
+    info: dict[str, str], folder: Path, years: list[dict[str, object]], method: str
 ) -> dict[str, float]:
     conn = write_connection(
         Connection(info["base_url"], info["client_id"], SecretStr(info["client_secret"])), 32
+    )
+    server = next(
+        p
+        for p in psutil.Process().children()
+        if info["base_url"].rsplit(":", 1)[1] in " ".join(p.cmdline())
     )
     async with EdFiClient(conn) as client:
         model = await client.load_model()
         sender = Sender(client, model, client.url("dataManagementApi"), SendOptions())
         # the school years every ODS/API ships (no interchange carries them)
         await sender.upsert("/ed-fi/schoolYearTypes", [Item(y) for y in years])
+        spool: XmlSpool | None = None
+        if method == "jsonl":  # the records mapped before the clock starts
+            spool = XmlSpool(XmlLoad(list_files(str(folder)), model))
+            spool.build()
+        server0 = _cpu(server)
         wall0, cpu0 = time.perf_counter(), time.process_time()
-        with XmlSpool(XmlLoad(list_files(str(folder)), model)) as spool:
-            report = spool.build()
-            parse_cpu = time.process_time() - cpu0
-            result = await BulkLoad(model, spool, sender).run()
+        parse_cpu = 0.0
+        if method == "bulk":
+            op = await BulkUpload(client, bulk_url(client)).run(list_files(str(folder)))
+            sent = sum(f.loaded for f in op.files)
+            failed = sum(len(f.exceptions) for f in op.files)
+            phases = op.seconds
+        else:
+            if spool is None:
+                spool = XmlSpool(XmlLoad(list_files(str(folder)), model))
+                spool.build()
+                parse_cpu = time.process_time() - cpu0
+            with spool:
+                result = await BulkLoad(model, spool, sender).run()
+            sent = sum(r.sent for r in result.rows.values())
+            failed = result.failed
+            phases = {}
         wall = time.perf_counter() - wall0
         cpu = time.process_time() - cpu0
-    sent = sum(r.sent for r in result.rows.values())
-    assert result.failed == 0 and not report.file_problems, result.rejects[:3]
-    return {
+        server_cpu = _cpu(server) - server0
+    assert failed == 0, f"{failed} failed"
+    out: dict[str, float] = {
         "records": sent,
         "seconds": round(wall, 1),
         "records_per_s": round(sent / wall),
         "loader_cpu_s": round(cpu, 1),
-        "parse_map_share_of_loader_cpu": round(parse_cpu / cpu, 2),
+        "sandbox_cpu_s": round(server_cpu, 1),
+        "loader_cpu_ms_per_1000": round(1000 * 1000 * cpu / sent),
+        "sandbox_cpu_ms_per_1000": round(1000 * 1000 * server_cpu / sent),
+        **{f"{k}_s": v for k, v in phases.items()},
+        "sandbox_peak_rss_mib": _peak_rss_mib(server.pid),
     }
+    if method == "api":
+        out["parse_map_share_of_loader_cpu"] = round(parse_cpu / cpu, 2)
+        out["parse_map_share_of_all_cpu"] = round(parse_cpu / (cpu + server_cpu), 2)
+    return out
 
 
-def end_to_end(students: int, latency: float) -> dict[str, float]:
-    """Bulk-load the exported district into a fresh, empty sandbox process."""
+def _peak_rss_mib(pid: int) -> int:
+    """A process's peak resident memory (Linux ``VmHWM``), in MiB."""
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024)
+    return 0
+
+
+def _cpu(proc: psutil.Process) -> float:
+    t = proc.cpu_times()
+    return float(t.user + t.system)
+
+
+def end_to_end(students: int, latency: float, method: str) -> dict[str, float]:
+    """Load the exported district into a fresh sandbox process (default descriptors only)."""
     folder = exported(students)
     with tempfile.TemporaryDirectory(prefix="edfi-bench-") as tmp:
         model = builtin_model()
@@ -134,7 +193,7 @@ def end_to_end(students: int, latency: float) -> dict[str, float]:
         ]
         faults = f"latency_ms={latency:g}" if latency else None
         with sandbox_process(students=0, db=f"{tmp}/target.sqlite", faults=faults) as info:
-            return asyncio.run(_load(info, folder, years))
+            return asyncio.run(_load(info, folder, years, method))
 
 
 def main() -> None:
@@ -145,6 +204,10 @@ def main() -> None:
     parser.add_argument("--no-validate", action="store_true", help="skip XSD validation")
     parser.add_argument("--end-to-end", action="store_true", help="also load into a sandbox")
     parser.add_argument("--latency", type=float, nargs="+", default=[0])
+    parser.add_argument(
+        "--method", nargs="+", default=["api", "bulk", "jsonl"], choices=["api", "bulk", "jsonl"]
+    )
+    parser.add_argument("--no-parse-map", action="store_true", help="end to end only")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -155,12 +218,15 @@ def main() -> None:
     for n in args.students:
         folder = exported(n)
         size = sum(p.stat().st_size for p in folder.glob("*.xml")) / 2**20
-        result = child_parse_map(folder, not args.no_validate)
-        print(json.dumps({"students": n, "xml_mib": round(size, 1), **result}), flush=True)
+        if not args.no_parse_map:
+            result = child_parse_map(folder, not args.no_validate)
+            print(json.dumps({"students": n, "xml_mib": round(size, 1), **result}), flush=True)
         if args.end_to_end:
             for latency in args.latency:
-                e2e = end_to_end(n, latency)
-                print(json.dumps({"students": n, "latency_ms": latency, **e2e}), flush=True)
+                for method in args.method:
+                    e2e = end_to_end(n, latency, method)
+                    row = {"students": n, "latency_ms": latency, "method": method, **e2e}
+                    print(json.dumps({**row, "load_avg": os.getloadavg()[0]}), flush=True)
 
 
 if __name__ == "__main__":

@@ -315,15 +315,15 @@ async def _bulk_method(
     """``method="bulk"``: the files through ``/bulk/v1``; exceptions become rejects."""
     logger = get_run_logger()
     files = list_files(data, storage_options)
-    if interchanges:
-        wanted = {
+    wanted = (
+        {
             interchange_name(i.strip())
             for i in (interchanges.split(",") if isinstance(interchanges, str) else interchanges)
             if i.strip()
         }
-        files = [f for f in files if interchange_name(_stem(f)) in wanted]
-        if not files:
-            raise SendError(f"No file of {data} holds the interchanges {sorted(wanted)}.")
+        if interchanges
+        else None
+    )
     async with EdFiClient(conn) as client:
         await client.discover()
         seen: set[str] = set()
@@ -334,7 +334,7 @@ async def _bulk_method(
                 logger.info("Bulk operation %s: %s", status.get("id"), status.get("status"))
 
         result = await BulkUpload(client, bulk_url(client, year), on_status=progress).run(
-            files, storage_options
+            files, storage_options, wanted
         )
     rejects: list[Reject] = []
     file_problems: list[dict[str, Any]] = []
@@ -412,11 +412,3 @@ async def _bulk_method(
         )
     logger.info("Loaded %d records through /bulk/v1 in %.1fs", sent, seconds)
     return summary
-
-
-def _stem(url: str) -> str:
-    """``.../Interchange-Student.xml.gz`` -> ``Interchange-Student``."""
-    name = url.rsplit("/", 1)[-1]
-    for suffix in (".gz", ".xml"):
-        name = name.removesuffix(suffix)
-    return name

@@ -134,7 +134,7 @@ class BulkUpload:
         *,
         chunk_size: int = CHUNK,
         uploads_at_once: int = 4,
-        poll_max_seconds: float = 5.0,
+        poll_max_seconds: float = 1.0,
         timeout_seconds: float = 6 * 3600,
         on_status: Callable[[dict[str, Any]], None] | None = None,
     ):
@@ -147,16 +147,34 @@ class BulkUpload:
         self.on_status = on_status
 
     async def run(
-        self, files: Sequence[str], storage_options: dict[str, Any] | None = None
+        self,
+        files: Sequence[str],
+        storage_options: dict[str, Any] | None = None,
+        interchanges: set[str] | None = None,
     ) -> OperationResult:
+        """Load ``files`` (only those holding one of ``interchanges``, when given)."""
         local = await asyncio.to_thread(_Local, files, storage_options)
         try:
-            return await self._run(list(files), local.paths)
+            return await self._run(list(files), local.paths, interchanges)
         finally:
             local.close()
 
-    async def _run(self, files: list[str], paths: list[str]) -> OperationResult:
+    async def _run(
+        self, files: list[str], paths: list[str], only: set[str] | None
+    ) -> OperationResult:
         kinds = [await asyncio.to_thread(interchange_of, p) for p in paths]
+        chosen = [
+            (url, kind, p)
+            for url, kind, p in zip(files, kinds, paths, strict=True)
+            if only is None or kind in only
+        ]
+        if not chosen:
+            raise XmlInputError(f"no file holds the interchanges {sorted(only or ())}")
+        files, kinds, paths = (
+            [c[0] for c in chosen],
+            [c[1] for c in chosen],
+            [c[2] for c in chosen],
+        )
         results = [
             FileResult(url, kind, os.path.getsize(p))
             for url, kind, p in zip(files, kinds, paths, strict=True)
