@@ -27,6 +27,7 @@ import subprocess
 import sys
 import time
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -148,7 +149,8 @@ def run_ours(folder: Path, url: str) -> float:
     return time.perf_counter() - start
 
 
-def run_toolkit(folder: Path, url: Any) -> float:
+def run_toolkit(folder: Path, url: Any, timeout: float | None) -> float | None:
+    """The Toolkit's time, or None when stopped at ``timeout`` seconds (see ``progress``)."""
     if not PEER.exists():
         raise SystemExit(f"{PEER} not found: make the Toolkit's venv first (see the docstring)")
     args = [
@@ -159,12 +161,35 @@ def run_toolkit(folder: Path, url: Any) -> float:
         "--log-level", "WARNING",
     ]  # fmt: skip
     start = time.perf_counter()
-    subprocess.run(args, check=True, stdout=subprocess.DEVNULL)
+    try:
+        subprocess.run(args, check=True, stdout=subprocess.DEVNULL, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return None
     return time.perf_counter() - start
 
 
-def contents(url: Any) -> dict[str, set[tuple[Any, ...]]]:
-    """Every compared table as a set of rows, foreign keys replaced by the parents' keys."""
+def progress(url: Any) -> list[float]:
+    """Seconds from the first to each processed file, from ``ProcessedFiles.UploadDateTime``."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        times = [
+            t
+            for (t,) in conn.execute(
+                sa.text("select uploaddatetime from lms.processedfiles order by uploaddatetime")
+            )
+        ]
+    engine.dispose()
+    return [(t - times[0]).total_seconds() for t in times]
+
+
+def contents(url: Any, folder: Path) -> dict[str, set[tuple[Any, ...]]]:
+    """Every compared table as a set of rows, foreign keys replaced by the parents' keys.
+
+    Surrogate ids are the one thing normalized away (each row is keyed by its own and its
+    parents' SourceSystemIdentifier); the tables this extract leaves empty, and
+    ``LMSGrade`` (ours only), are compared by row count."""
     import sqlalchemy as sa
 
     engine = sa.create_engine(url)
@@ -178,8 +203,54 @@ def contents(url: Any) -> dict[str, set[tuple[Any, ...]]]:
                 joins.append(f"join lms.{ptable} p{i} on p{i}.{pid} = t.{fk}")
             sql = f"select {', '.join(select)} from lms.{table} t {' '.join(joins)}"
             out[table] = {tuple(r) for r in conn.execute(sa.text(sql))}
+        # ProcessedFiles: the path relative to the extract (both record it under the same
+        # folder; normalized in case one records it absolute), resource, rows; not the time.
+        root = str(folder.resolve()).replace("\\", "/").rstrip("/") + "/"
+        out["processedfiles"] = {
+            (str(p).replace("\\", "/").removeprefix(root), r.lower(), n)
+            for p, r, n in conn.execute(
+                sa.text("select fullpath, resourcename, numberofrows from lms.processedfiles")
+            )
+        }
+        # Row counts of every other table in the lms schema (staging tables excepted).
+        for (name,) in conn.execute(
+            sa.text(
+                "select table_name from information_schema.tables where table_schema = 'lms' "
+                "and table_name not like 'stg%' order by table_name"
+            )
+        ):
+            if name not in out and name != "schemamigration":
+                count = conn.execute(sa.text(f"select count(*) from lms.{name}")).scalar_one()
+                out[name] = {("row", i) for i in range(count)}
     engine.dispose()
     return out
+
+
+def _load() -> str:
+    return "load average " + " ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+def compare(a: dict[str, set[tuple[Any, ...]]], b: dict[str, set[tuple[Any, ...]]]) -> None:
+    # The Toolkit soft-deletes submission types by source system: each section's assignments
+    # file marks every other section's types deleted. Ours scopes them by section, so they
+    # stay; compare them without DeletedAt and count those.
+    t = "assignmentsubmissiontype"
+    theirs_deleted = sum(1 for r in b[t] if r[1] is not None)
+    ours_deleted = sum(1 for r in a[t] if r[1] is not None)
+    print(
+        f"  {t}: {theirs_deleted} of {len(b[t])} soft-deleted by the Toolkit "
+        f"(scoped by source system), {ours_deleted} by ours"
+    )
+    a[t] = {(r[0], r[2]) for r in a[t]}
+    b[t] = {(r[0], r[2]) for r in b[t]}
+    for table in sorted(a.keys() | b.keys()):
+        mine, theirs = a.get(table, set()), b.get(table, set())
+        same = mine == theirs
+        print(f"  {table}: ours {len(mine)} rows, toolkit {len(theirs)} rows, "
+              f"{'identical' if same else 'DIFFERENT'}")  # fmt: skip
+        if not same:
+            print("    only ours:", sorted(mine - theirs, key=str)[:3])
+            print("    only toolkit:", sorted(theirs - mine, key=str)[:3])
 
 
 def main() -> None:
@@ -190,10 +261,22 @@ def main() -> None:
     parser.add_argument(
         "--no-toolkit", action="store_true", help="time our loader only (no comparison)"
     )
+    parser.add_argument(
+        "--toolkit-timeout",
+        type=float,
+        default=None,
+        help="stop the Toolkit after this many seconds and report how far it got",
+    )
+    parser.add_argument(
+        "--toolkit-stop-at",
+        default=None,
+        metavar="HH:MM",
+        help="stop the Toolkit at this UTC time of day (for a run that must end by then)",
+    )
     args = parser.parse_args()
     folder, counts = ensure_extract(args.students, args.assignments)
     files = sum(1 for _ in folder.rglob("*.csv"))
-    print(f"extract {folder}: {files} files, rows {counts}")
+    print(f"extract {folder}: {files} files, rows {counts}; {_load()}", flush=True)
     ours: list[float] = []
     toolkit: list[float] = []
     sqlite: list[float] = []
@@ -202,40 +285,42 @@ def main() -> None:
         mine, theirs = new_database(), new_database()
         try:
             ours.append(run_ours(folder, mine.render_as_string(hide_password=False)))
+            print(f"ours (PostgreSQL, COPY): {ours[-1]:.1f} s, {_load()}", flush=True)
+            db = CACHE / f"lms-bench-{uuid.uuid4().hex[:6]}.sqlite"
+            try:
+                sqlite.append(run_ours(folder, f"sqlite:///{db}"))
+                print(f"ours (SQLite):           {sqlite[-1]:.1f} s, {_load()}", flush=True)
+            finally:
+                for p in db.parent.glob(db.name + "*"):
+                    p.unlink()
             if args.no_toolkit:
                 continue
-            toolkit.append(run_toolkit(folder, theirs))
-            if not compared:
-                a, b = contents(mine), contents(theirs)
-                # The Toolkit soft-deletes submission types by source system: each section's
-                # assignments file marks every other section's types deleted. Ours scopes them
-                # by section, so they stay; compare them without DeletedAt and count those.
-                t = "assignmentsubmissiontype"
-                theirs_deleted = sum(1 for r in b[t] if r[1] is not None)
-                ours_deleted = sum(1 for r in a[t] if r[1] is not None)
+            timeout = args.toolkit_timeout
+            if args.toolkit_stop_at:
+                now = datetime.now(UTC)
+                hour, minute = map(int, args.toolkit_stop_at.split(":"))
+                stop = now.replace(hour=hour, minute=minute, second=0, microsecond=0)
+                timeout = (stop - now).total_seconds() % 86400
+            took = run_toolkit(folder, theirs, timeout)
+            if took is None:
+                done, mine_done = progress(theirs), progress(mine)
+                n = len(done)
                 print(
-                    f"  {t}: {theirs_deleted} of {len(b[t])} soft-deleted by the Toolkit "
-                    f"(scoped by source system), {ours_deleted} by ours"
+                    f"edfi-lms-ds-loader 1.2.2: stopped after {timeout:.0f} s, "
+                    f"{n} of {files} files loaded ({done[-1] if done else 0:.0f} s from its "
+                    f"first to its last); ours took {mine_done[n - 1] if n else 0:.0f} s "
+                    f"for the same first {n} files; {_load()}",
+                    flush=True,
                 )
-                a[t] = {(r[0], r[2]) for r in a[t]}
-                b[t] = {(r[0], r[2]) for r in b[t]}
-                for table in TABLES:
-                    same = a[table] == b[table]
-                    print(f"  {table}: ours {len(a[table])} rows, toolkit {len(b[table])} rows, "
-                          f"{'identical' if same else 'DIFFERENT'}")  # fmt: skip
-                    if not same:
-                        print("    only ours:", sorted(a[table] - b[table], key=str)[:3])
-                        print("    only toolkit:", sorted(b[table] - a[table], key=str)[:3])
+                break
+            toolkit.append(took)
+            print(f"edfi-lms-ds-loader 1.2.2: {took:.1f} s, {_load()}", flush=True)
+            if not compared:
+                compare(contents(mine, folder), contents(theirs, folder))
                 compared = True
         finally:
             drop_database(mine)
             drop_database(theirs)
-        db = CACHE / f"lms-bench-{uuid.uuid4().hex[:6]}.sqlite"
-        try:
-            sqlite.append(run_ours(folder, f"sqlite:///{db}"))
-        finally:
-            for p in db.parent.glob(db.name + "*"):
-                p.unlink()
     print(f"ours (PostgreSQL, COPY): {', '.join(f'{t:.1f}' for t in ours)} s")
     print(f"ours (SQLite):            {', '.join(f'{t:.1f}' for t in sqlite)} s")
     if toolkit:
