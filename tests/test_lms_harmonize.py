@@ -335,3 +335,55 @@ def test_schoology_students_without_a_submission_get_missing_or_upcoming(
             if b["assignmentReference"]["assignmentIdentifier"] == new_assignment
         ]
         assert all("submissionDateTime" not in b for b in bodies)
+
+
+def test_ambiguous_section_or_mail_is_an_exception_never_a_guess(
+    small_district: RunningSandbox, tmp_path: Path
+) -> None:
+    """A sectionIdentifier two schools use, a mail two students share: reported, and a match
+    stored before is taken back (a later lmsx write must not go to the wrong record)."""
+    extract = build_extract(60, seed=7, days=1)
+    write_day(extract, 0, str(tmp_path / "x"))
+    store = create_engine(f"sqlite:///{tmp_path / 'lms.sqlite'}")
+    load_directory(str(tmp_path / "x"), store, now=extract.day_times[0])
+    index, _ = asyncio.run(_index(small_district))
+    with store.begin() as conn:
+        first = match(conn, index, Rules(), Exceptions())
+    lms_section, sis = sorted(extract.matched_sections["Canvas"].items())[0]
+    other = dict(index.sections[sis][0])
+    school = other["courseOfferingReference"]["schoolId"]
+    other["courseOfferingReference"] = {**other["courseOfferingReference"], "schoolId": 999}
+    other["id"] = "f" * 32
+    index.sections[sis].append(other)
+    google_user, uid = sorted(extract.matched_users["Google"].items())[0]
+    mail = next(m for m, uids in index.emails.items() if uids == {uid})
+    index.emails[mail] = {uid, "someone-else"}
+    ex = Exceptions()
+    with store.begin() as conn:
+        second = match(conn, index, Rules(), ex)
+    assert second == {"users": first["users"] - 1, "sections": first["sections"] - 1}
+    reported = {(r["SourceSystemIdentifier"], r["Reason"]) for r in ex.sections}
+    schools = ", ".join(sorted([str(school), "999"]))
+    assert (lms_section, f"sectionIdentifier {sis!r} is used by schools {schools}") in reported
+    assert (google_user, f"EmailAddress {mail!r} is the electronic mail of 2 students") in {
+        (r["SourceSystemIdentifier"], r["Reason"]) for r in ex.users
+    }
+    t = tables("sqlite")
+    users, sections = t.main["users"], t.main["sections"]
+    with store.connect() as conn:
+        assert (
+            conn.execute(
+                sa.select(sections.c.EdFiSectionId).where(
+                    sections.c.SourceSystemIdentifier == lms_section
+                )
+            ).scalar_one()
+            is None
+        )
+        assert (
+            conn.execute(
+                sa.select(users.c.EdFiStudentId).where(
+                    users.c.SourceSystemIdentifier == google_user
+                )
+            ).scalar_one()
+            is None
+        )

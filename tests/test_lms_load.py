@@ -576,3 +576,42 @@ def test_a_plain_sqlalchemy_sqlite_engine_works(tmp_path: Path) -> None:
     assert load_directory(str(root), plain, now=D1).summary()["inserted"] == 1
     with plain.connect() as conn:
         assert conn.exec_driver_sql("select Name from LMSUser").scalars().all() == ["User 1"]
+
+
+def test_a_file_failing_midway_leaves_nothing_of_it(engine: sa.Engine, tmp_path: Path) -> None:
+    """The database fails on a file's last statement: its inserts, updates and soft deletes
+    roll back with it, earlier files stay, and the next run loads it whole."""
+    root = tmp_path / "x"
+    write(root, "users/2024-09-02-06-00-00.csv", "users", [user("1"), user("2")])
+    load_directory(str(root), engine, now=D1)
+    write(
+        root,
+        "users/2024-09-03-06-00-00.csv",
+        "users",
+        [user("1", lmd="2024-09-03 00:00:00", Name="Renamed"), user("3")],
+    )
+
+    def fail_on_record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.lstrip().upper().startswith("INSERT") and "processedfiles" in (
+            statement.lower()
+        ):
+            raise sa.exc.OperationalError(statement, {}, Exception("server closed the connection"))
+
+    sa.event.listen(engine, "before_cursor_execute", fail_on_record)
+    try:
+        with pytest.raises(LmsDatabaseError, match="server closed the connection"):
+            load_directory(str(root), engine, now=D2)
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", fail_on_record)
+    assert rows(engine, "users", "Name") == {
+        ("1", "Canvas", None, "User 1"),
+        ("2", "Canvas", None, "User 2"),
+    }
+    assert count(engine, tables(engine.dialect.name).processed_files) == 1
+    again = load_directory(str(root), engine, now=D3)
+    assert [(f.inserted, f.updated, f.deleted) for f in again.loaded] == [(1, 1, 1)]
+    assert rows(engine, "users", "Name") == {
+        ("1", "Canvas", None, "Renamed"),
+        ("2", "Canvas", D3, "User 2"),
+        ("3", "Canvas", None, "User 3"),
+    }
