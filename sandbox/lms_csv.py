@@ -6,14 +6,19 @@ users, sections and section associations; each section gets assignments and
 each enrolled student a submission; Canvas adds grades and sign-ins,
 Schoology attendance, Google section activities. Over several days the
 extract changes as a real one does: day 1 adds an assignment, changes a
-submission's grade and a user's name, and drops a user and a submission;
-day 2 brings both back and drops an assignment. A few users and sections
+submission's grade (Schoology: its status) and a user's name, and drops a user
+and a submission; day 2 brings both back, drops an assignment, and a student
+leaves a section (their submissions stay). A few users and sections
 deliberately match nothing in Ed-Fi (an unknown SIS id, an unknown email, an
 unknown section identifier), for the harmonizer's exception reports.
 
 The shapes differ the way the real extractors' do: Google files start with a
-UTF-8 byte-order mark and write ISO dates with ``T`` and ``Z``; Schoology
-spells its folder keys ``Section=``/``Assignment=`` and writes US dates.
+UTF-8 byte-order mark and write ISO dates with ``T`` and ``Z``. Schoology's
+follow the Toolkit's Schoology extractor: a submission is identified as
+``<section>#<assignment>#<user>``, has a status (``on-time``, ``late``,
+``draft``) and a time but no points or grade (Schoology's API gives none), and
+assignments have no submission types, start or end; Schoology has no
+``missing`` submissions at all: the harmonizer synthesizes them.
 """
 
 from __future__ import annotations
@@ -65,8 +70,6 @@ def _fmt(lms: str, when: datetime | None) -> str:
         return ""
     if lms == "Google":
         return when.strftime("%Y-%m-%dT%H:%M:%SZ")
-    if lms == "Schoology":
-        return f"{when.month}/{when.day}/{when.year} {when:%H:%M:%S}"
     return when.strftime("%Y-%m-%d %H:%M:%S")
 
 
@@ -96,12 +99,12 @@ _CATEGORIES = {"Canvas": "Assignment", "Google": "ASSIGNMENT", "Schoology": "ass
 _TYPES = {
     "Canvas": ("online_upload", "online_text_entry"),
     "Google": ("ASSIGNMENT",),
-    "Schoology": ("assignment",),
+    "Schoology": (),
 }
 _STATUS = {
     "Canvas": ("graded", "late", "missing"),
     "Google": ("TURNED_IN", "RETURNED", "CREATED"),
-    "Schoology": ("on-time", "late", "missing"),
+    "Schoology": ("on-time", "late", "draft"),
 }
 
 
@@ -242,9 +245,9 @@ def _assignment(lms: str, sec: _Section, k: int, base: datetime) -> dict[str, An
         "StartDateTime": base - timedelta(days=2),
         "EndDateTime": due + timedelta(days=7),
         "DueDateTime": due,
-        "SubmissionType": list(_TYPES[lms]),
+        "SubmissionType": list(_TYPES[lms]) or None,
         "MaxPoints": 100,
-    }
+    } | ({"StartDateTime": None, "EndDateTime": None} if lms == "Schoology" else {})
 
 
 def _submission(
@@ -252,8 +255,18 @@ def _submission(
 ) -> dict[str, Any]:
     status = rng.choice(_STATUS[lms])
     points = rng.randint(55, 100) if status != _STATUS[lms][2] else None
+    ident = assignment["SourceSystemIdentifier"]
+    if lms == "Schoology":
+        section = assignment["LMSSectionSourceSystemIdentifier"]
+        return {
+            "SourceSystemIdentifier": f"{section}#{ident}#{user}",
+            "AssignmentSourceSystemIdentifier": ident,
+            "LMSUserSourceSystemIdentifier": user,
+            "SubmissionStatus": status,
+            "SubmissionDateTime": assignment["DueDateTime"] - timedelta(hours=5),
+        }
     return {
-        "SourceSystemIdentifier": f"{assignment['SourceSystemIdentifier']}-{user}",
+        "SourceSystemIdentifier": f"{ident}-{user}",
         "AssignmentSourceSystemIdentifier": assignment["SourceSystemIdentifier"],
         "LMSUserSourceSystemIdentifier": user,
         "SubmissionStatus": status,
@@ -282,7 +295,7 @@ def _row(resource: str, lms: str, values: dict[str, Any], stamp: datetime) -> di
         if isinstance(value, datetime):
             text = _fmt(lms, value)
         elif col.kind == "list":
-            text = str(list(value or []))
+            text = "" if value is None else str(list(value))
         elif value is None:
             text = ""
         else:
@@ -294,9 +307,6 @@ def _row(resource: str, lms: str, values: dict[str, Any], stamp: datetime) -> di
 def _day_files(world: _World, lms: str, stamp: datetime, day: int) -> list[CsvFile]:
     """One LMS's full snapshot for one day."""
     name = f"{stamp:%Y-%m-%d-%H-%M-%S}.csv"
-    sec_key, asg_key = (
-        ("Section", "Assignment") if lms == "Schoology" else ("section", "assignment")
-    )
     created = stamp - timedelta(days=day)
     files: list[CsvFile] = []
 
@@ -324,7 +334,7 @@ def _day_files(world: _World, lms: str, stamp: datetime, day: int) -> list[CsvFi
         ),
     )
     for s in sections:
-        base = f"{sec_key}={s.lms_id}"
+        base = f"section={s.lms_id}"
         members = [u for u in s.students if u in world.users[lms]]
         if s.teacher:
             members = [s.teacher, *members]
@@ -348,7 +358,7 @@ def _day_files(world: _World, lms: str, stamp: datetime, day: int) -> list[CsvFi
             ident = a["SourceSystemIdentifier"]
             add(
                 "submissions",
-                f"{base}/{asg_key}={ident}/submissions",
+                f"{base}/assignment={ident}/submissions",
                 world.submissions[lms].get(ident, []),
             )
         students = [u for u in members if world.users[lms][u]["UserRole"] == "student"]
@@ -434,7 +444,13 @@ def _edit(world: _World, day: int, stamp: datetime, removed: dict[str, Any]) -> 
             world.submissions[lms][new["SourceSystemIdentifier"]] = []
             first_asg = world.assignments[lms][first.lms_id][0]["SourceSystemIdentifier"]
             subs = world.submissions[lms][first_asg]
-            subs[0] = {**subs[0], "Grade": "A", "EarnedPoints": 99, "LastModifiedDate": stamp}
+            # Schoology submissions carry no grade: their status changes instead
+            change: dict[str, Any] = (
+                {"SubmissionStatus": "late"}
+                if lms == "Schoology"
+                else {"Grade": "A", "EarnedPoints": 99}
+            )
+            subs[0] = {**subs[0], **change, "LastModifiedDate": stamp}
             removed[f"{lms}:submission"] = (first_asg, subs.pop())
             student = last.students[0]
             removed[f"{lms}:user"] = (student, world.users[lms].pop(student))
@@ -452,6 +468,9 @@ def _edit(world: _World, day: int, stamp: datetime, removed: dict[str, Any]) -> 
             world.submissions[lms][asg].append(sub)
             gone = world.assignments[lms][last.lms_id].pop()
             world.submissions[lms].pop(gone["SourceSystemIdentifier"], None)
+            if len(first.students) > 2:
+                # a student leaves the first section; their submissions stay in the LMS
+                first.students.pop(1)
 
 
 def build_extract(

@@ -330,6 +330,10 @@ class Plan:
     deleted_assignments: set[tuple[str, ...]] = field(default_factory=set)
     deleted_submissions: set[tuple[str, str]] = field(default_factory=set)
     """(assignmentSubmissionIdentifier, namespace): the student may no longer match."""
+    stored_submissions: set[tuple[str, str]] = field(default_factory=set)
+    """(identifier, namespace) of every submission row in the store, deleted or not."""
+    synthesizing: set[str] = field(default_factory=set)
+    """Namespaces whose assignments got synthesized submissions."""
 
 
 def plan(conn: Connection, index: EdFiIndex, rules: Rules, ex: Exceptions, now: datetime) -> Plan:
@@ -460,6 +464,7 @@ def plan(conn: Connection, index: EdFiIndex, rules: Rules, ex: Exceptions, now: 
     )
     for a_id, u_id, ssi, system, status, when, points, grade, deleted, student, u_ssi in rows:
         ns = rules.namespace(system)
+        out.stored_submissions.add((ssi, ns))
         if deleted is not None or a_id in gone:
             # a submission goes with its soft-deleted assignment
             out.deleted_submissions.add((ssi, ns))
@@ -472,6 +477,7 @@ def plan(conn: Connection, index: EdFiIndex, rules: Rules, ex: Exceptions, now: 
     synth = [
         a for a, (_, _, system) in sent_assignments.items() if system in rules.synthesize_missing
     ]
+    out.synthesizing = {sent_assignments[a][0][1] for a in synth}
     if synth:
         enrolled = conn.execute(
             sa.select(
@@ -480,7 +486,9 @@ def plan(conn: Connection, index: EdFiIndex, rules: Rules, ex: Exceptions, now: 
                 users.c.SourceSystemIdentifier,
                 users.c.EdFiStudentId,
                 asg.c.SourceSystem,
+                sections.c.SourceSystemIdentifier,
             )
+            .join(sections, sections.c.LMSSectionIdentifier == asg.c.LMSSectionIdentifier)
             .join(assoc, assoc.c.LMSSectionIdentifier == asg.c.LMSSectionIdentifier)
             .join(users, users.c.LMSUserIdentifier == assoc.c.LMSUserIdentifier)
             .where(
@@ -490,14 +498,17 @@ def plan(conn: Connection, index: EdFiIndex, rules: Rules, ex: Exceptions, now: 
                 sa.func.lower(users.c.UserRole) == "student",
             )
         )
-        for a_id, u_id, u_ssi, student, system in enrolled:
+        for a_id, u_id, u_ssi, student, system, sec_ssi in enrolled:
             if (a_id, u_id) in seen:
                 continue
             a_key, due, _ = sent_assignments[a_id]
             status = "missing" if due is not None and due < now else "Upcoming"
+            # the Toolkit's identifier, which is also the one Schoology's extractor gives
+            # the student's real submission: when it comes, it replaces this one in place
+            ident = f"{sec_ssi}#{a_key[0]}#{u_ssi}"
             _submission(
                 out, index, ex, rules, sent_assignments[a_id], uid_by_id,
-                (f"{a_key[0]}-{u_ssi}", system, status, None, None, None, student, u_ssi),
+                (ident, system, status, None, None, None, student, u_ssi),
             )  # fmt: skip
     return out
 
@@ -590,7 +601,18 @@ def changes(index: EdFiIndex, planned: Plan) -> Changes:
         parent = (ref.get("assignmentIdentifier"), ref.get("namespace"))
         if key in planned.submissions:
             continue
-        if (key[0], key[1]) in planned.deleted_submissions or parent in planned.deleted_assignments:
+        # a synthesized submission no longer implied (the student left the section or
+        # submitted under another identifier) is ours to take back; the Toolkit leaves it
+        stale = (
+            key[1] in planned.synthesizing
+            and parent in planned.assignments
+            and (key[0], key[1]) not in planned.stored_submissions
+        )
+        if (
+            stale
+            or (key[0], key[1]) in planned.deleted_submissions
+            or parent in planned.deleted_assignments
+        ):
             out.delete_submissions.append(
                 {
                     "assignmentSubmissionIdentifier": key[0],
