@@ -98,7 +98,7 @@ def vendor_file(path: Path, rows: int, students: int) -> int:
     known = 0
     with path.open("w", newline="") as fh:
         writer = csv.writer(fh)
-        writer.writerow([*CANDIDATES, "TestDate", "Overall", "Reading", "Writing"])
+        writer.writerow([*CANDIDATES, "TestDate", "Grade", "Overall", "Reading", "Writing"])
         for i in range(rows):
             s, round_ = i % students, i // students
             sid = state(s) if i % 9 else f"SX{i}"
@@ -111,6 +111,7 @@ def vendor_file(path: Path, rows: int, students: int) -> int:
                     f"V{(i * 7919) % 1_000_003}",
                     uid(s) if i % 2 else "",
                     f"2026-{1 + round_ % 12:02d}-{1 + round_ // 12:02d}",
+                    "Fourth grade",
                     500 + i % 300,
                     200 + i % 100,
                     300 + i % 100,

@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 
 from edfi.bundle import BundleError, open_bundle, problems
+from edfi.errors import SendError
 from sandbox.server import RunningSandbox, running_sandbox
-from tests.conftest import connection_block
+from tests.conftest import connection_block, run_extract
 
 SAMPLES = ("sample_anonymized_file_math.csv", "sample_anonymized_file_ela.csv")
 
@@ -216,6 +217,7 @@ def test_synthetic_bundle_picks_the_state_id_column_and_lands_subscores_on_the_r
                 "StudentStateId": state if i % 6 else f"S-UNKNOWN-{i}",
                 "VendorId": f"V{(i * 104729) % 99991}",
                 "TestDate": "2026-01-15",
+                "Grade": "Fourth grade",
                 "Overall": str(500 + i),
                 "Reading": str(200 + i),
                 "Writing": str(300 + i),
@@ -263,3 +265,111 @@ def test_synthetic_bundle_picks_the_state_id_column_and_lands_subscores_on_the_r
     (unmatched_file,) = (tmp_path / "lake" / "bundle" / "runs").glob("*/*/unmatched.csv")
     with open(unmatched_file, newline="") as fh:
         assert list(csv.DictReader(fh)) == unknown
+
+
+def test_every_problem_of_every_run_is_named_before_anything_runs(
+    target: RunningSandbox, iready: Path, prefect_harness: None, tmp_path: Path
+) -> None:
+    from flows.bundle import BundleRun
+
+    with pytest.raises(BundleError) as caught:
+        run_bundle(
+            target,
+            iready,
+            tmp_path / "lake",
+            parameters={},
+            more_bundles=[
+                BundleRun(bundle=str(SYNTHETIC), parameters={"INPUT_FILE": "/nowhere/a.csv"})
+            ],
+        )
+    assert str(caught.value) == (
+        "i-Ready: The bundle 'i-Ready Diagnostic Math and ELA Assessments' needs the "
+        "parameter(s) INPUT_FILE; give them in the flow's parameters. synthetic_vendor "
+        "a.csv: The input file INPUT_FILE=/nowhere/a.csv does not exist."
+    )
+    assert not (tmp_path / "lake").exists()  # nothing partial is visible
+
+
+def state_codes(store: Any) -> dict[str, str]:
+    """The target's students by their State identification code."""
+    out = {}
+    for r in store.iter_records(store.model.find("studentEducationOrganizationAssociations")):
+        for c in r.get("studentIdentificationCodes", []):
+            if c["studentIdentificationSystemDescriptor"].endswith("#State"):
+                out[c["identificationCode"]] = r["studentReference"]["studentUniqueId"]
+    return out
+
+
+def test_files_fan_out_with_the_roster_from_a_lake_and_a_missing_descriptor_is_resent(
+    target: RunningSandbox, prefect_harness: None, tmp_path: Path
+) -> None:
+    """Two vendor drops, one task each; the roster read from an extract lake; the second
+    drop's grade is a descriptor the target lacks: its records are rejected with the
+    reason, and once the district adds the descriptor a rerun sends exactly them."""
+    from blocks import LakeStorage
+
+    extract_lake = tmp_path / "extract"
+    done = run_extract(
+        target, str(extract_lake), resources=["ed-fi/studentEducationOrganizationAssociations"]
+    )
+    assert done["status"] == "completed", done
+    store = target.store()
+    students = sorted(state_codes(store).items())[:6]
+    files = []
+    for n, (date, grade) in enumerate((("2026-02-02", "Fourth grade"), ("2026-03-02", "Year 4"))):
+        vendor = tmp_path / f"drop{n}.csv"
+        with open(vendor, "w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(
+                ["StudentStateId", "VendorId", "TestDate", "Grade", "Overall", "Reading", "Writing"]
+            )
+            for i, (state, _) in enumerate(students):
+                writer.writerow([state, f"V{i}", date, grade, 400 + i, 100 + i, 200 + i])
+        files.append(str(vendor))
+    results = store.model.find("studentAssessments")
+
+    def landed(date: str) -> set[str]:
+        return {
+            r["studentReference"]["studentUniqueId"]
+            for r in store.iter_records(results)
+            if r["assessmentReference"]["assessmentIdentifier"] == "SYN-LITERACY"
+            and r["administrationDate"].startswith(date)  # a date-time on the target
+        }
+
+    def run() -> dict[str, Any]:
+        return run_bundle(
+            target,
+            SYNTHETIC,
+            tmp_path / "lake",
+            parameters={},
+            input_files=files,
+            roster_lake=LakeStorage(url=str(extract_lake)),
+            force_match_rates=True,
+        )
+
+    with pytest.raises(SendError) as caught:
+        run()
+    message = str(caught.value)
+    assert message.startswith("synthetic_vendor drop1.csv: 6 records failed (studentAssessments 6)")
+    assert (
+        "GradeLevelDescriptor value 'uri://ed-fi.org/GradeLevelDescriptor#Year 4' does not "
+        "exist in the target" in message
+    )
+    uids = {uid for _, uid in students}
+    assert landed("2026-02-02") == uids
+    assert landed("2026-03-02") == set()
+    # each file had its own task and run folder, crosswalked against the lake's roster
+    folders = sorted(p.name for p in (tmp_path / "lake" / "bundle" / "runs").glob("*/*"))
+    assert folders == ["00-synthetic_vendor-drop0-csv", "01-synthetic_vendor-drop1-csv"]
+
+    store.upsert(  # the district adds the grade level its vendor uses
+        store.model.find("gradeLevelDescriptors"),
+        {
+            "namespace": "uri://ed-fi.org/GradeLevelDescriptor",
+            "codeValue": "Year 4",
+            "shortDescription": "Year 4",
+        },
+    )
+    again = run()
+    assert [s["sent"] for s in again["send"]] == [0, 6]  # only the rejected records
+    assert landed("2026-03-02") == uids
