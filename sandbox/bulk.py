@@ -20,8 +20,9 @@ Loading uses the same reader and mapper as the ``bulk_load`` flow
 across them), validated against the interchange schema (an invalid file is
 skipped whole, one exception naming its line), and each record is written as
 a POST would write it (``Store.upsert``: validated, descriptors checked,
-references resolved), each its own transaction, so one bad record never
-fails the others. It runs in a worker thread, resources in dependency order.
+references resolved), each all or nothing (a savepoint; 500 commit together,
+which halves the CPU per record), so one bad record never fails the others.
+It runs in a worker thread, resources in dependency order.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import threading
 import time
 import uuid
 import weakref
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -44,7 +46,7 @@ from starlette.datastructures import UploadFile as FormFile
 from starlette.responses import Response
 
 from edfi.xml.reader import XmlLoad, interchange_name
-from edfi.xml.spool import XmlSpool
+from edfi.xml.spool import XmlItem, XmlSpool
 from edfi.xml.xsd import builtin_schema
 
 from .problems import ApiError, bad_request, data_validation_failed, no_such_data
@@ -66,6 +68,7 @@ MAX_CHUNK = 150 * 1024 * 1024  # the ODS/API's largest chunk
 FORMAT = "text/xml"
 EXPIRE_SECONDS = 3600.0  # an operation not committed within this is Expired
 MAX_EXCEPTIONS_PAGE = 500
+BATCH = 500  # records per commit (other writers wait for a batch: ~50 ms)
 _BLOCK = 1 << 20
 
 
@@ -296,23 +299,40 @@ class BulkService:
             order = [p for p in model.load_order() if p in present and model[p].is_descriptor]
             order += [p for p in model.load_order() if p in present and p not in order]
             for path in order:
-                resource = model[path]
-                for item in spool.items(path):
-                    f = by_path[item.origin.file]
-                    o = item.origin
-                    if item.record is None:
-                        f.exceptions.append(
-                            _exception(o.element, o.line, item.error or "not a record", 400, path)
-                        )
-                        continue
-                    try:
-                        op.store.upsert(resource, item.record)
-                    except ApiError as err:
-                        f.exceptions.append(
-                            _exception(o.element, o.line, _message(err), err.status, path)
-                        )
-                    else:
-                        f.loaded += 1
+                items = spool.items(path)
+                while True:
+                    # a batch commits together, each record still its own savepoint
+                    with op.store.batch():
+                        written = self._write(op, path, items, by_path)
+                    if written < BATCH:
+                        break
+
+    def _write(
+        self, op: Operation, path: str, items: Iterator[XmlItem], by_path: dict[str, UploadFile]
+    ) -> int:
+        """Up to ``BATCH`` items of one resource written; how many were taken."""
+        resource = self.sandbox.model[path]
+        taken = 0
+        for item in items:
+            taken += 1
+            f = by_path[item.origin.file]
+            o = item.origin
+            if item.record is None:
+                f.exceptions.append(
+                    _exception(o.element, o.line, item.error or "not a record", 400, path)
+                )
+            else:
+                try:
+                    op.store.upsert(resource, item.record)
+                except ApiError as err:
+                    f.exceptions.append(
+                        _exception(o.element, o.line, _message(err), err.status, path)
+                    )
+                else:
+                    f.loaded += 1
+            if taken == BATCH:
+                break
+        return taken
 
 
 def _exception(

@@ -201,14 +201,36 @@ class Store:
 
     @contextmanager
     def _transaction(self, conn: sqlite3.Connection) -> Iterator[None]:
-        """All of a write or none of it: a failed validation leaves no trace."""
-        conn.execute("BEGIN")
+        """All of a write or none of it: a failed validation leaves no trace.
+
+        Inside ``batch()`` a write is a savepoint: still all or nothing, committed
+        with the batch.
+        """
+        nested = conn.in_transaction
+        conn.execute("SAVEPOINT write" if nested else "BEGIN")
         try:
             yield
         except BaseException:
-            conn.execute("ROLLBACK")
+            conn.execute("ROLLBACK TO write" if nested else "ROLLBACK")
+            if nested:
+                conn.execute("RELEASE write")
             raise
-        conn.execute("COMMIT")
+        conn.execute("RELEASE write" if nested else "COMMIT")
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Writes of this thread commit together (``/bulk/v1`` loads: a commit per record
+        cost as much as the record); each stays its own all-or-nothing savepoint. Other
+        writers wait for the batch: keep it short."""
+        with self._write_lock:
+            conn = self._conn()
+            conn.execute("BEGIN")
+            try:
+                yield
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
 
     def _meta(self, name: str) -> str | None:
         row = self._conn().execute("SELECT value FROM meta WHERE name=?", (name,)).fetchone()
