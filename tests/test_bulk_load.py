@@ -353,6 +353,14 @@ def test_bulk_protocol_refuses_bad_uploads(target: RunningSandbox) -> None:
         missing = http.post(f"{bulk}/uploads/{f['id']}/commit")
         assert missing.status_code == 400 and "bytes 5-9" in missing.json()["detail"]
         assert http.get(f"{bulk}/bulkOperations/{uuid4().hex}").status_code == 404
+        # an operation not committed in time expires: its files take no more bytes
+        from sandbox.bulk import service
+
+        service(target.sandbox).expire_seconds = 0
+        expired = http.get(f"{bulk}/bulkOperations/{op['id']}").json()
+        assert (expired["status"], expired["uploadFiles"][0]["status"]) == ("Expired", "Expired")
+        late = http.post(chunk, params={"offset": 5, "size": 5}, files={"file": b"rchan"})
+        assert late.status_code == 400 and "expired" in late.json()["detail"]
 
 
 def test_bulk_services_list_exceptions_per_file(target: RunningSandbox, tmp_path: Path) -> None:
