@@ -192,7 +192,8 @@ def contents(url: Any, folder: Path) -> dict[str, set[tuple[Any, ...]]]:
     ``LMSGrade`` (ours only), are compared by row count."""
     import sqlalchemy as sa
 
-    engine = sa.create_engine(url)
+    # one snapshot: a store still loading is read as of one moment (see compare_partial)
+    engine = sa.create_engine(url, isolation_level="REPEATABLE READ")
     out: dict[str, set[tuple[Any, ...]]] = {}
     with engine.connect() as conn:
         for table, (cols, parents) in TABLES.items():
@@ -235,14 +236,15 @@ def compare(a: dict[str, set[tuple[Any, ...]]], b: dict[str, set[tuple[Any, ...]
     # file marks every other section's types deleted. Ours scopes them by section, so they
     # stay; compare them without DeletedAt and count those.
     t = "assignmentsubmissiontype"
-    theirs_deleted = sum(1 for r in b[t] if r[1] is not None)
-    ours_deleted = sum(1 for r in a[t] if r[1] is not None)
-    print(
-        f"  {t}: {theirs_deleted} of {len(b[t])} soft-deleted by the Toolkit "
-        f"(scoped by source system), {ours_deleted} by ours"
-    )
-    a[t] = {(r[0], r[2]) for r in a[t]}
-    b[t] = {(r[0], r[2]) for r in b[t]}
+    if t in a and t in b:
+        theirs_deleted = sum(1 for r in b[t] if r[1] is not None)
+        ours_deleted = sum(1 for r in a[t] if r[1] is not None)
+        print(
+            f"  {t}: {theirs_deleted} of {len(b[t])} soft-deleted by the Toolkit "
+            f"(scoped by source system), {ours_deleted} by ours"
+        )
+        a[t] = {(r[0], r[2]) for r in a[t]}
+        b[t] = {(r[0], r[2]) for r in b[t]}
     for table in sorted(a.keys() | b.keys()):
         mine, theirs = a.get(table, set()), b.get(table, set())
         same = mine == theirs
@@ -251,6 +253,51 @@ def compare(a: dict[str, set[tuple[Any, ...]]], b: dict[str, set[tuple[Any, ...]
         if not same:
             print("    only ours:", sorted(mine - theirs, key=str)[:3])
             print("    only toolkit:", sorted(theirs - mine, key=str)[:3])
+
+
+RESOURCE_OF = {
+    "lmsuser": "users",
+    "lmssection": "sections",
+    "lmsuserlmssectionassociation": "section-associations",
+    "assignment": "assignments",
+    "assignmentsubmissiontype": "assignments",
+    "assignmentsubmission": "submissions",
+}
+
+
+def compare_partial(a: dict[str, set[tuple[Any, ...]]], b: dict[str, set[tuple[Any, ...]]]) -> None:
+    """Ours (complete) against a Toolkit store stopped midway: the tables whose files it has
+    all loaded compare whole; submissions compare for the assignments whose file it loaded
+    (each file a full snapshot of its assignment, so those rows are final)."""
+    per_resource: dict[str, int] = {}
+    for _, resource, _ in a["processedfiles"]:
+        per_resource[resource] = per_resource.get(resource, 0) + 1
+    for _, resource, _ in b["processedfiles"]:
+        per_resource[resource] -= 1
+    complete = {r for r, left in per_resource.items() if left == 0}
+    done = {
+        path.split("/")[1].split("=", 1)[1]
+        for path, resource, _ in b["processedfiles"]
+        if resource == "submissions"
+    }
+    print(f"  Toolkit's files all loaded for: {', '.join(sorted(complete))}; "
+          f"submissions of {len(done)} assignments")  # fmt: skip
+    print(f"  processedfiles: the Toolkit's {len(b['processedfiles'])} all among ours: "
+          f"{b['processedfiles'] <= a['processedfiles']}")  # fmt: skip
+    keep: dict[str, set[tuple[Any, ...]]] = {}
+    theirs: dict[str, set[tuple[Any, ...]]] = {}
+    for table, resource in RESOURCE_OF.items():
+        if resource in complete:
+            keep[table], theirs[table] = a[table], b[table]
+        elif table == "assignmentsubmission":
+            width = len(TABLES[table][0])  # the assignment's key follows the columns
+            keep[table] = {r for r in a[table] if r[width] in done}
+            # the Toolkit records a file as processed after committing its rows, so a
+            # snapshot may hold rows of the file in flight: leave those out as well
+            theirs[table] = {r for r in b[table] if r[width] in done}
+            print(f"  assignmentsubmission: {len(b[table]) - len(theirs[table])} Toolkit rows "
+                  "of a file not yet recorded as processed left out")  # fmt: skip
+    compare(keep, theirs)
 
 
 def main() -> None:
@@ -268,6 +315,12 @@ def main() -> None:
         help="stop the Toolkit after this many seconds and report how far it got",
     )
     parser.add_argument(
+        "--compare",
+        nargs=2,
+        metavar=("OURS_DB", "TOOLKIT_DB"),
+        help="only compare two stores on the server (the Toolkit's may still be loading)",
+    )
+    parser.add_argument(
         "--toolkit-stop-at",
         default=None,
         metavar="HH:MM",
@@ -275,6 +328,14 @@ def main() -> None:
     )
     args = parser.parse_args()
     folder, counts = ensure_extract(args.students, args.assignments)
+    if args.compare:
+        import sqlalchemy as sa
+
+        mine, theirs = (sa.make_url(PG_URL).set(database=d) for d in args.compare)
+        a, b = contents(mine, folder), contents(theirs, folder)
+        print(f"{len(b['processedfiles'])} of the Toolkit's files loaded; {_load()}")
+        compare_partial(a, b)
+        return
     files = sum(1 for _ in folder.rglob("*.csv"))
     print(f"extract {folder}: {files} files, rows {counts}; {_load()}", flush=True)
     ours: list[float] = []
@@ -312,6 +373,7 @@ def main() -> None:
                     f"for the same first {n} files; {_load()}",
                     flush=True,
                 )
+                compare_partial(contents(mine, folder), contents(theirs, folder))
                 break
             toolkit.append(took)
             print(f"edfi-lms-ds-loader 1.2.2: {took:.1f} s, {_load()}", flush=True)
