@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import dataclasses
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -101,6 +102,24 @@ def test_match_and_plan_against_the_sandbox(small_district: RunningSandbox, tmp_
         "uri://ed-fi.org/edfilms/AssignmentCategoryDescriptor/Canvas#Assignment"
     )
     assert first["sectionReference"]["sectionIdentifier"] in index.sections
+    # a descriptor the target lacks: its submissions are reported with the reason, the
+    # descriptor with how many records needed it, everything else planned as before
+    uri = "uri://ed-fi.org/edfilms/SubmissionStatusDescriptor/Google#TURNED_IN"
+    needing = {k for k, b in planned.submissions.items() if b["submissionStatusDescriptor"] == uri}
+    assert needing
+    without = dataclasses.replace(
+        index, descriptors={k: v for k, v in index.descriptors.items() if k != uri.lower()}
+    )
+    ex2 = Exceptions()
+    with store.connect() as conn:
+        lacking = plan(conn, without, Rules(), ex2, NOW)
+    assert set(lacking.submissions) == set(planned.submissions) - needing
+    assert dict(ex2.descriptors) == {**ex.descriptors, uri: len(needing)}
+    new = [r for r in ex2.submissions if r not in ex.submissions]
+    assert sorted(r["SourceSystemIdentifier"] for r in new) == sorted(k[0] for k in needing)
+    assert {r["Reason"] for r in new} == {
+        "the target lacks the SubmissionStatus descriptor for 'TURNED_IN'"
+    }
     todo = changes(index, planned)
     assert len(todo.upsert_assignments) == len(planned.assignments)
     assert len(todo.upsert_submissions) == len(planned.submissions)
