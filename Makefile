@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: demo test lint bench-sandbox bench-extract clean
+.PHONY: demo test lint bench-sandbox bench-extract screenshots clean
 
 # PYTHONWARNINGS: setuptools warns about the editable layout on every install (nothing to act on)
 $(STAMP): pyproject.toml
@@ -30,6 +30,11 @@ bench-sandbox: $(STAMP)
 
 bench-extract: $(STAMP)
 	$(PY) bench/extract.py --students 25000
+
+# the README's Prefect UI pictures (docs/img/): a real server, the demo flows, headless Chromium
+screenshots: $(STAMP)
+	PYTHONWARNINGS=ignore $(PY) -m pip install --quiet -e '.[screenshots]'
+	$(PY) scripts/screenshots.py
 
 clean:
 	rm -rf $(VENV) .venv-peers .cache lake bench/.cache build *.egg-info \
