@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from .client import EdFiClient
+from .client import EdFiClient, RequestCounts, counting
 
 # exceptions live in edfi.errors; re-exported so old imports keep working
 from .errors import ExtractError as ExtractError
@@ -76,6 +76,17 @@ class ResourceResult:
     change_version: int | None = None
     message: str = ""
     invalid_utf8_replaced: int = 0  # byte sequences stored as U+FFFD (invalid_utf8="replace")
+    # what the client did beneath the pull (see edfi.client.RequestCounts)
+    requests: int = 0
+    retries: int = 0
+    throttled: int = 0
+    token_renewals: int = 0
+
+    def count(self, counts: RequestCounts) -> ResourceResult:
+        """These request counts in the row (a retried pull: the counts of every attempt)."""
+        for name, value in counts.columns().items():
+            setattr(self, name, value)
+        return self
 
     def as_row(self) -> dict[str, Any]:
         return asdict(self)
@@ -93,6 +104,23 @@ class PullOptions:
     owner: str = ""  # this run's process, as table leases name it (default: run id and pid)
     lease_wait: float = 3600.0  # seconds to wait for a table another run is writing
     pulled_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+
+
+def summary_order(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows as a person reads a run's summary: failures first, then the largest resources,
+    descriptors last (an API has a hundred or more, nearly all a few rows each)."""
+
+    def key(row: dict[str, Any]) -> tuple[bool, bool, int, int, str, int]:
+        return (
+            row.get("status") != ResourceStatus.FAILED,
+            str(row.get("resource", "")).endswith("Descriptors"),
+            -int(row.get("records") or 0),  # pulled by this run, then the table's size
+            -int(row.get("rows") or 0),
+            str(row.get("resource", "")),
+            int(row.get("school_year") or 0),
+        )
+
+    return sorted(rows, key=key)
 
 
 def select_resources(
@@ -141,8 +169,34 @@ async def extract_resource(
     (up to ``options.lease_wait``) instead of pulling the same table at once. The
     commit is a compare-and-swap of the state read at the start: if another run
     committed in between (its lease had expired), this pull is discarded and the
-    table is pulled again from the newer state.
+    table is pulled again from the newer state. The result carries the request
+    counts of the pull (retries, throttling, token renewals).
     """
+    with counting() as counts:
+        result = await _extract_resource(
+            client,
+            lake,
+            resource,
+            data_url=data_url,
+            school_year=school_year,
+            max_cv=max_cv,
+            mode=mode,
+            options=options,
+        )
+    return result.count(counts)
+
+
+async def _extract_resource(
+    client: EdFiClient,
+    lake: Lake,
+    resource: Resource,
+    *,
+    data_url: str,
+    school_year: int,
+    max_cv: int,
+    mode: Mode,
+    options: PullOptions,
+) -> ResourceResult:
     what = f"{resource.full_name} ({school_year})"
     owner = options.owner or f"{options.run_id}/{os.getpid()}"
     for attempt in range(COMMIT_ATTEMPTS):

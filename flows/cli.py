@@ -32,7 +32,8 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from edfi import errors
@@ -297,16 +298,17 @@ def _missing_required(flow_fn: Any, params: Mapping[str, Any]) -> list[str]:
 
 
 def _rows(summary: Mapping[str, Any]) -> tuple[list[dict[str, Any]], list[str]]:
-    """The summary's per-unit rows, failures first, then the largest."""
+    """The summary's per-unit rows: failures first, then the largest, descriptors last."""
     rows = summary.get("resources") or summary.get("views") or []
     if not rows:
         return [], []
     columns = [c for c in rows[0] if c not in ("errors", "message", "files")]
     size = next((c for c in ("records", "rows", "read", "written") if c in columns), None)
 
-    def order(r: Mapping[str, Any]) -> tuple[int, float]:
+    def order(r: Mapping[str, Any]) -> tuple[int, int, float]:
         failed = str(r.get("status", "")) in (ResourceStatus.FAILED, ResourceStatus.BLOCKED)
-        return (0 if failed else 1, -float(r.get(size) or 0) if size else 0.0)
+        descriptor = str(r.get("resource", "")).endswith("Descriptors")
+        return (0 if failed else 1, int(descriptor), -float(r.get(size) or 0) if size else 0.0)
 
     return sorted(rows, key=order), columns
 
@@ -330,6 +332,53 @@ def report(command: str, summary: Any, out: Any = sys.stdout) -> int:
     return 0 if status in OK_RUNS else 1
 
 
+@contextmanager
+def progress_bar(show: bool | None, title: str) -> Iterator[None]:
+    """A terminal progress bar fed by the flow's progress (see ``flows.progress``).
+
+    Shown when stderr is a terminal, or always with ``--progress``; a flow that
+    reports no progress shows none.
+    """
+    if show is False or (show is None and not sys.stderr.isatty()):
+        yield
+        return
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TaskID,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    from flows.progress import RunProgress, listening
+
+    bars: dict[str, TaskID] = {}
+    tty = sys.stderr.isatty()
+    console = Console(
+        stderr=True, force_terminal=True if show else None, width=None if tty else 120
+    )
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[records]:,} records"),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[last]}"),
+        console=console,
+        transient=False,
+    ) as bar:
+
+        def update(run: RunProgress) -> None:
+            if run.key not in bars:
+                bars[run.key] = bar.add_task(title, total=run.total, records=0, last="")
+            bar.update(bars[run.key], completed=run.done, records=run.records, last=run.last)
+
+        with listening(update):
+            yield
+
+
 def run(flow_fn: Callable[..., Any], params: Mapping[str, Any]) -> Any:
     result = flow_fn(**params)
     if inspect.isawaitable(result):
@@ -349,6 +398,12 @@ def build_parser(flows: Mapping[str, Any]) -> tuple[argparse.ArgumentParser, dic
     )
     parser.add_argument(
         "-q", "--quiet", action="store_true", help="only warnings and errors from the flow's log"
+    )
+    parser.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="a progress bar on stderr (default: when stderr is a terminal)",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="FLOW")
     how: dict[str, Any] = {}
@@ -377,7 +432,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     except UsageError as exc:
         parser.error(f"{args.command}: {exc}")
     try:
-        summary = run(flow_fn, params)
+        with progress_bar(args.progress, args.command):
+            summary = run(flow_fn, params)
     except KeyboardInterrupt:
         print(f"edfi-flows {args.command}: interrupted", file=sys.stderr)
         sys.exit(130)

@@ -16,15 +16,11 @@ import uuid
 from typing import Any, Literal
 
 from prefect import flow, get_run_logger
-from prefect.artifacts import (
-    acreate_progress_artifact,
-    acreate_table_artifact,
-    aupdate_progress_artifact,
-)
+from prefect.artifacts import acreate_table_artifact
 
 from blocks import EdFiConnection, LakeStorage, aload_block
 from edfi.amt import load_descriptor_map
-from edfi.client import EdFiClient, EdFiError
+from edfi.client import EdFiClient, EdFiError, RequestCounts, counting
 from edfi.extract import (
     NO_YEAR,
     ExtractError,
@@ -32,12 +28,47 @@ from edfi.extract import (
     ResourceResult,
     newest_change_version,
     select_resources,
+    summary_order,
 )
 from edfi.lake import Lake, LakeError, Lease, LeaseHeld, check_resource_names, take_lease
 from edfi.model import Resource
 from edfi.vocabulary import Mode, ResourceStatus, RunStatus
+from flows.progress import RunProgress
 from flows.runners import API_FLOW_WORKERS, threads
 from tasks.extract import pull_descriptors, pull_resource
+
+SUMMARY_COLUMNS = (
+    "resource",
+    "school_year",
+    "status",
+    "mode",
+    "records",
+    "deletes",
+    "key_changes",
+    "rows",
+    "bytes",
+    "seconds",
+    "requests",
+    "retries",
+    "throttled",
+    "token_renewals",
+    "message",
+)
+"""The summary table artifact's columns, in order."""
+
+
+def task_label(name: str, year: int | None) -> str:
+    """A task run's name: ``ed-fi/students``, or ``ed-fi/students 2025`` on a year-specific API."""
+    return name if year is None else f"{name} {year}"
+
+
+def _log_counts(logger: Any, what: str, counts: RequestCounts) -> None:
+    """One line per resource for what the client did beneath it: a warning for retries
+    (a server struggling, or a limit too high), information for token renewals alone."""
+    if counts.retries:
+        logger.warning("%s: %s", what, counts.describe())
+    elif counts.token_renewals:
+        logger.info("%s: %s", what, counts.describe())
 
 
 def _run_signature(base_url: str, years: list[int | None], resources: list[str], mode: str) -> str:
@@ -260,12 +291,12 @@ async def _extract(
         descriptors = [r for r in chosen if r.is_descriptor]
         work = [(y, r) for y in years for r in data]
         steps = len(work) + (len(years) if descriptors else 0)
-        progress_id = await acreate_progress_artifact(
-            progress=0.0,
+        progress = await RunProgress(
             key="edfi-extract-progress",
-            description=f"Extract run {run_id}: {len(years) * len(chosen)} resource pulls",
-        )
-        done = 0
+            total=steps,
+            # a unit is a resource, or all descriptors of a school year
+            title=f"Extract run {run_id}",
+        ).start()
         gate = asyncio.Semaphore(max(1, resource_parallelism))
         options = PullOptions(
             page_size=conn.page_size,
@@ -280,22 +311,25 @@ async def _extract(
         )
 
         async def one(year: int | None, resource: Resource) -> dict[str, Any]:
-            nonlocal done
             partition = year if year is not None else NO_YEAR
-            label = f"{resource.full_name} {partition}"
+            label = task_label(resource.full_name, year)
+            # counted here as well as in the core: a failed pull (and a retried task)
+            # still shows what the client went through
+            counts = RequestCounts()
             async with gate:
                 try:
-                    row = await pull_resource(
-                        client,
-                        store,
-                        resource,
-                        label=label,
-                        data_url=client.url("dataManagementApi", year),
-                        school_year=partition,
-                        max_cv=max_cvs[year],
-                        mode="full" if resource.path in refresh else mode,
-                        options=options,
-                    )
+                    with counting(counts):
+                        row = await pull_resource(
+                            client,
+                            store,
+                            resource,
+                            label=label,
+                            data_url=client.url("dataManagementApi", year),
+                            school_year=partition,
+                            max_cv=max_cvs[year],
+                            mode="full" if resource.path in refresh else mode,
+                            options=options,
+                        )
                 except (EdFiError, LakeError, OSError) as exc:
                     logger.error("%s failed: %s", label, exc)
                     row = ResourceResult(
@@ -309,28 +343,33 @@ async def _extract(
                         ResourceStatus.FAILED,
                         message=f"{type(exc).__name__}: {exc}",
                     ).as_row()
-            done += 1
-            await aupdate_progress_artifact(progress_id, 100.0 * done / steps)
+            row.update(counts.columns())
+            _log_counts(logger, label, counts)
+            await progress.advance(label, row["records"])
             return row
 
         async def year_descriptors(year: int | None) -> list[dict[str, Any]]:
-            nonlocal done
             partition = year if year is not None else NO_YEAR
+            # each descriptor resource's row has its own counts; the log gets one line
+            # for them all
             async with gate:
-                found = await pull_descriptors(
-                    client,
-                    store,
-                    descriptors,
-                    label=f"descriptors {partition}",
-                    data_url=client.url("dataManagementApi", year),
-                    school_year=partition,
-                    max_cv=max_cvs[year],
-                    mode=mode,
-                    refresh=refresh,
-                    options=options,
-                )
-            done += 1
-            await aupdate_progress_artifact(progress_id, 100.0 * done / steps)
+                with counting() as counts:
+                    found = await pull_descriptors(
+                        client,
+                        store,
+                        descriptors,
+                        label=task_label("descriptors", year),
+                        data_url=client.url("dataManagementApi", year),
+                        school_year=partition,
+                        max_cv=max_cvs[year],
+                        mode=mode,
+                        refresh=refresh,
+                        options=options,
+                    )
+            _log_counts(logger, task_label("descriptors", year), counts)
+            await progress.advance(
+                task_label("descriptors", year), sum(r["records"] for r in found)
+            )
             return found
 
         try:
@@ -351,6 +390,7 @@ async def _extract(
         rows: list[dict[str, Any]] = []
         for item in results:
             rows.extend(item if isinstance(item, list) else [item])
+        rows = summary_order(rows)
 
     failed = [r for r in rows if r["status"] == ResourceStatus.FAILED]
     summary = {
@@ -367,27 +407,11 @@ async def _extract(
         "seconds": round((dt.datetime.now(dt.UTC) - started).total_seconds(), 2),
         "requests": client.stats.requests,
         "retries": client.stats.retries,
+        "throttled": sum(r["throttled"] for r in rows),
+        "token_renewals": sum(r["token_renewals"] for r in rows),
     }
     await acreate_table_artifact(
-        table=[
-            {
-                k: r[k]
-                for k in (
-                    "resource",
-                    "school_year",
-                    "status",
-                    "mode",
-                    "records",
-                    "deletes",
-                    "key_changes",
-                    "rows",
-                    "bytes",
-                    "seconds",
-                    "message",
-                )
-            }
-            for r in rows
-        ],
+        table=[{k: r[k] for k in SUMMARY_COLUMNS} for r in rows],
         key="edfi-extract-summary",
         description=f"Extract run {run_id} into {store.url}: {summary['records']} records, "
         f"{len(failed)} failed",
@@ -400,7 +424,7 @@ async def _extract(
     )
     store.write_json(store.run_path(run_id), run_doc)
     if failed:
-        names = ", ".join(f"{r['resource']} ({r['school_year']})" for r in failed[:10])
+        names = ", ".join(task_label(r["resource"], r["school_year"] or None) for r in failed[:10])
         raise ExtractError(
             f"{len(failed)} of {len(rows)} resource pulls failed and were not committed: "
             f"{names}. The first error: {failed[0]['message']}"

@@ -64,6 +64,7 @@ def test_extract_from_the_command_line(
 ) -> None:
     lake_dir = tmp_path / "lake"
     done = cli(
+        "--progress",  # the bar a terminal shows, though stderr is a pipe here
         "extract",
         "--base-url",
         sandbox.base_url,
@@ -101,6 +102,9 @@ def test_extract_from_the_command_line(
     }
     assert {row["status"] for row in body} == {"pulled"}
     assert lines[-1].startswith(f"extract: completed, {sum(pulled.values()):,} records")
+    # the progress bar ends at every resource pulled, with the records they held
+    assert "3/3" in done.stderr
+    assert f"{sum(pulled.values()):,} records" in done.stderr
 
 
 def test_a_failed_run_exits_1_with_the_reason_and_no_traceback(
