@@ -55,10 +55,17 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_sandbox(students: int, port: int) -> tuple[subprocess.Popen[str], dict[str, Any]]:
-    """Start the CLI and return it with its first stdout line (where and how to log in)."""
+def database(students: int, openapi: str | None) -> Path:
+    """The saved district for a size and model (the same file ``bench/extract.py`` uses)."""
     cache = ROOT / "bench" / ".cache"
     cache.mkdir(parents=True, exist_ok=True)
+    return cache / f"sandbox-{students}{f'-{openapi}' if openapi else ''}.sqlite"
+
+
+def start_sandbox(
+    students: int, port: int, openapi: str | None = None
+) -> tuple[subprocess.Popen[str], dict[str, Any]]:
+    """Start the CLI and return it with its first stdout line (where and how to log in)."""
     cmd = [
         sys.executable,
         "-m",
@@ -69,7 +76,8 @@ def start_sandbox(students: int, port: int) -> tuple[subprocess.Popen[str], dict
         "--students",
         str(students),
         "--db",
-        str(cache / f"sandbox-{students}.sqlite"),
+        str(database(students, openapi)),
+        *(["--openapi", openapi] if openapi else []),
     ]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
@@ -88,6 +96,43 @@ def start_sandbox(students: int, port: int) -> tuple[subprocess.Popen[str], dict
                 proc.terminate()
                 raise SystemExit("the sandbox did not start listening") from None
             time.sleep(0.1)
+
+
+def _peak_rss_mb(pid: int) -> float:
+    """The process's peak resident memory (Linux ``VmHWM``)."""
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def start_only(students: int, openapi: str | None) -> None:
+    """Start (and stop) the sandbox: generation when new, then a start on the saved file."""
+    runs = ["generate", "reuse"] if not database(students, openapi).exists() else ["reuse"]
+    for run in runs:
+        started = time.perf_counter()
+        proc, info = start_sandbox(students, free_port(), openapi)
+        wall = time.perf_counter() - started
+        try:
+            peak = _peak_rss_mb(proc.pid)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+        print(
+            json.dumps(
+                {
+                    "students": students,
+                    "model": openapi or "full",
+                    "start": run,
+                    "ready_seconds": info["ready_seconds"],
+                    "wall_seconds": round(wall, 2),
+                    "peak_rss_mb": round(peak),
+                    "database_mb": round(database(students, openapi).stat().st_size / 2**20),
+                }
+            ),
+            flush=True,
+        )
 
 
 def login(info: dict[str, Any]) -> dict[str, str]:
@@ -193,9 +238,24 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=0, help="default: a free port")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--pages", type=int, default=20, help="pages at each end")
+    parser.add_argument(
+        "--openapi",
+        default=None,
+        help="the model served: default the whole DS 5.0 API, 'compact' the district's "
+        "48 resources (as before the full model)",
+    )
+    parser.add_argument(
+        "--start-only",
+        action="store_true",
+        help="only start the sandbox: seconds to ready and peak RSS, generating the "
+        "database first if it is not saved yet (then starting again on the saved one)",
+    )
     args = parser.parse_args(argv)
+    if args.start_only:
+        start_only(args.students, args.openapi)
+        return
 
-    proc, info = start_sandbox(args.students, args.port or free_port())
+    proc, info = start_sandbox(args.students, args.port or free_port(), args.openapi)
     try:
         print(
             json.dumps(

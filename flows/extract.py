@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import time
 import uuid
 from typing import Any, Literal
 
@@ -69,6 +70,20 @@ def _log_counts(logger: Any, what: str, counts: RequestCounts) -> None:
         logger.warning("%s: %s", what, counts.describe())
     elif counts.token_renewals:
         logger.info("%s: %s", what, counts.describe())
+
+
+class _Timings:
+    """Seconds each phase of a run took (connect, model, prepare, pull, finish): what a run
+    costs besides pulling is what a small district notices, so the summary itemizes it."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def mark(self, phase: str) -> None:
+        now = time.perf_counter()
+        self.seconds[phase] = round(now - self._last, 3)
+        self._last = now
 
 
 def _run_signature(base_url: str, years: list[int | None], resources: list[str], mode: str) -> str:
@@ -232,10 +247,12 @@ async def _extract(
     store.check_writable()  # a bad URL or bucket fails here, before the API is asked
     years: list[int | None] = list(school_years or conn_block.school_years) or [None]
     started = dt.datetime.now(dt.UTC)
+    timings = _Timings()
 
     async with EdFiClient(conn) as client:
         disc = await client.discover()
         await client.token()  # bad credentials fail here, before anything is written
+        timings.mark("connect")
         model = await client.load_model(years[0])
         chosen = select_resources(model, resources, exclude)
         check_resource_names(chosen)  # names from the server shape paths: refuse bad ones now
@@ -249,6 +266,7 @@ async def _extract(
                     "ed-fi/students (nothing was pulled)."
                 ) from None
         snapshot = disc.snapshots
+        timings.mark("model")
         logger.info(
             "Ed-Fi API %s (data models %s): %d resources x %d school year(s); "
             "%s paging, snapshots %s",
@@ -372,6 +390,7 @@ async def _extract(
             )
             return found
 
+        timings.mark("prepare")
         try:
             results = await asyncio.gather(
                 *(year_descriptors(y) for y in (years if descriptors else [])),
@@ -392,6 +411,7 @@ async def _extract(
             rows.extend(item if isinstance(item, list) else [item])
         rows = summary_order(rows)
 
+    timings.mark("pull")
     failed = [r for r in rows if r["status"] == ResourceStatus.FAILED]
     summary = {
         "run_id": run_id,
@@ -405,6 +425,7 @@ async def _extract(
         "bytes": sum(r["bytes"] for r in rows),
         "invalid_utf8_replaced": sum(r.get("invalid_utf8_replaced", 0) for r in rows),
         "seconds": round((dt.datetime.now(dt.UTC) - started).total_seconds(), 2),
+        "started_at": started.isoformat(),
         "requests": client.stats.requests,
         "retries": client.stats.retries,
         "throttled": sum(r["throttled"] for r in rows),
@@ -423,6 +444,8 @@ async def _extract(
         resources=rows,
     )
     store.write_json(store.run_path(run_id), run_doc)
+    timings.mark("finish")
+    summary["timings"] = timings.seconds
     if failed:
         names = ", ".join(task_label(r["resource"], r["school_year"] or None) for r in failed[:10])
         raise ExtractError(

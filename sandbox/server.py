@@ -230,6 +230,7 @@ def sandbox_process(
     client_secret: str | None = None,
     host: str = "127.0.0.1",
     template: bool = True,
+    openapi: str | None = None,
 ) -> Iterator[dict[str, Any]]:
     """``edfi-sandbox serve`` in a child process (its own GIL: for benchmarks and big tests).
 
@@ -263,6 +264,8 @@ def sandbox_process(
         cmd += ["--client-secret", client_secret]
     if not template:
         cmd.append("--empty")
+    if openapi:
+        cmd += ["--openapi", openapi]  # e.g. "compact" (see load_documents)
     proc = subprocess.Popen(
         cmd, stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parent.parent
     )
