@@ -314,11 +314,13 @@ def stage(
     params: Mapping[str, Any],
     workdir: Path,
     storage_options: Mapping[str, Any] | None = None,
+    input_options: Mapping[str, Any] | None = None,
 ) -> Staged:
     """Fetch the bundle into ``workdir`` and check its parameters and input files.
 
     Nothing is run or written to the lake, so a flow can stage every run, report every
-    problem of every run at once, and only then start any of them.
+    problem of every run at once, and only then start any of them. ``storage_options``
+    open the bundle, ``input_options`` its input files.
     """
     workdir.mkdir(parents=True, exist_ok=True)
     given = {k: str(v) for k, v in params.items()}
@@ -326,7 +328,7 @@ def stage(
         spec = open_bundle(fetch_bundle(source, workdir, storage_options))
     except BundleError as exc:
         return Staged(label, source, Bundle(Path(source), source), given, workdir, (str(exc),))
-    found = problems(spec, given, storage_options=storage_options)
+    found = problems(spec, given, storage_options=input_options)
     return Staged(label, source, spec, given, workdir, tuple(found))
 
 

@@ -141,7 +141,14 @@ async def bundle(
 
     with tempfile.TemporaryDirectory(prefix="edfi-bundle-") as tmp:
         staged = [
-            stage(_label(b, p), b, p, Path(tmp) / f"{i:02d}", store.options_for(b))
+            stage(
+                _label(b, p),
+                b,
+                p,
+                Path(tmp) / f"{i:02d}",
+                store.options_for(b),
+                store.options_for(p.get("INPUT_FILE")),
+            )
             for i, (b, p) in enumerate(requested)
         ]
         found = [f"{s.label}: {p}" if len(staged) > 1 else p for s in staged for p in s.problems]

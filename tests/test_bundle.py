@@ -130,6 +130,8 @@ def test_iready_samples_through_the_crosswalk_into_the_target(
             "State",
         )
         assert chosen["match_rate"] == 1.0
+        # the first file's rates are kept for the bundle and target, the next file reuses them
+        assert run["crosswalk"]["reused"] == (sample != SAMPLES[0])
         assert run["crosswalk"]["unmatched_rows"] == 0
         assert run["earthmover"] == {
             "assessmentReportingMethodDescriptors": 29,
