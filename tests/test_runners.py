@@ -19,6 +19,17 @@ from tests.conftest import new_s3_lake, run_extract
 
 YEARS = [2025, 2026]
 AS_OF = dt.date(2025, 3, 3)
+# what the school, student and attendance views read (the rest, descriptors too, are built
+# empty or unmapped): a short pull
+RESOURCES = [
+    "ed-fi/schools",
+    "ed-fi/localEducationAgencies",
+    "ed-fi/students",
+    "ed-fi/studentSchoolAssociations",
+    "ed-fi/calendarDates",
+    "ed-fi/sessions",
+    "ed-fi/studentSchoolAttendanceEvents",
+]
 
 
 @pytest.mark.parametrize(
@@ -82,7 +93,13 @@ def two_year_lake(prefect_harness: None, tmp_path_factory: pytest.TempPathFactor
 
     url = str(tmp_path_factory.mktemp("two-years"))
     with running_sandbox(students=12, seed=11, years=YEARS) as sb:
-        summary = run_extract(sb, url, mode="full", connection_kwargs={"school_years": YEARS})
+        summary = run_extract(
+            sb,
+            url,
+            mode="full",
+            resources=RESOURCES,
+            connection_kwargs={"school_years": YEARS},
+        )
         assert summary["status"] == "completed"
     return LakeStorage(url=url)
 
