@@ -15,12 +15,17 @@ hundreds of records, a write carries one, so a write is all round trip and
 server transaction. At 30 ms of latency one connection gives about 33 writes/s;
 lightbeam's default pool of 8 (and our read default) caps near 260/s while the
 server idles. 32 in flight keeps an ODS/API busy without crowding its database
-pool (ADO.NET's default is 100 connections), and ``per_resource`` = 24 lets a
-second resource keep moving beside a big one. The client passed in must allow
-that many requests: build it from ``write_connection(conn, concurrency)``.
+pool (ADO.NET's default is 100 connections). ``per_resource`` (24) is a share,
+not a ceiling: while several resources are being written, each may have
+``max(per_resource, concurrency / resources being written)`` writes in flight,
+so a second resource keeps moving beside a big one; a resource written alone
+(the last big one of a run, waiting on nothing) takes the whole budget rather
+than leaving a quarter of it idle. The client passed in must allow that many
+requests: build it from ``write_connection(conn, concurrency)``.
 
 **Retries.** The client retries 5xx, 429 (honouring ``Retry-After``), timeouts
-and dropped connections with backoff. The sender adds ordering conflicts: a
+and dropped connections with backoff (``retry_statuses`` names the statuses:
+a lightbeam config's list, say). The sender adds ordering conflicts: a
 409 "referenced resource does not exist" is retried (``conflict_retries``
 times, exponential backoff from ``retry_delay_ms``) only while a resource the
 record references is still being written in this run (or it references its own
@@ -78,6 +83,7 @@ Prefect.
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import re
 import time
@@ -87,7 +93,7 @@ from typing import Any
 
 import orjson
 
-from .client import Connection, EdFiClient
+from .client import RETRY_STATUSES, Connection, EdFiClient
 from .errors import EdFiResponseError, SendError
 from .model import ApiModel, Reference, Shape, abstract_field
 from .rejects import DELETE, UPDATE, UPSERT, Reject, origin_dict
@@ -161,6 +167,8 @@ class SendOptions:
     )
     forbidden_as_warning: bool = False
     max_failures: int | None = None
+    # statuses the client retries a write on (with backoff; 429 honours Retry-After)
+    retry_statuses: frozenset[int] = RETRY_STATUSES
 
     def __post_init__(self) -> None:
         if self.concurrency < 1 or self.per_resource < 1:
@@ -245,6 +253,8 @@ class Sender:
         self.deferred: dict[str, list[Item]] = {}
         self._gate = asyncio.Semaphore(self.options.concurrency)
         self._active: dict[str, int] = {}  # resources being written now (call count)
+        self._lanes: dict[str, _Lane] = {}  # each resource's share of the budget
+        self._share_now = self.options.concurrency
         self._refused: dict[str, set[tuple[Any, ...]]] = {}  # resource -> refused natural keys
         self._refused_uris: dict[str, set[str]] = {}  # descriptor resource -> refused URIs
         self._targets: dict[str, frozenset[str]] = {}
@@ -362,16 +372,21 @@ class Sender:
     ) -> ResourceResult:
         result = ResourceResult(path, operation)
         started = time.perf_counter()
-        self._active[path] = self._active.get(path, 0) + 1
+        lane = self._enter(path)
 
         async def handle(item: Item) -> None:
             result.read += 1
-            await one(item, result)
+            await lane.acquire()
+            try:
+                await one(item, result)
+            finally:
+                lane.release()
 
+        workers = max(self.options.per_resource, self.options.concurrency)
         try:
-            await drain(_aiter(items), handle, self.options.per_resource, lambda: self._stopped)
+            await drain(_aiter(items), handle, workers, lambda: self._stopped)
         finally:
-            self._active[path] -= 1
+            self._leave(path)
             result.seconds = round(time.perf_counter() - started, 3)
             self.totals.setdefault(path, ResourceResult(path, operation)).add(result)
         if self._stopped:
@@ -380,6 +395,32 @@ class Sender:
                 f"{self.options.max_failures}); the rejects name each one."
             )
         return result
+
+    def _share(self) -> int:
+        """Writes in flight one resource may have now (see the module docstring)."""
+        return self._share_now
+
+    def _enter(self, path: str) -> _Lane:
+        self._active[path] = self._active.get(path, 0) + 1
+        lane = self._lanes.get(path)
+        if lane is None:
+            lane = self._lanes[path] = _Lane(self._share)
+        self._rebalance()
+        return lane
+
+    def _leave(self, path: str) -> None:
+        self._active[path] -= 1
+        self._rebalance()
+
+    def _rebalance(self) -> None:
+        """A resource started or finished: the others' shares changed, wake who may now go."""
+        writing = sum(1 for n in self._active.values() if n)
+        self._share_now = max(
+            self.options.per_resource, -(-self.options.concurrency // max(1, writing))
+        )
+        for path, lane in self._lanes.items():
+            if self._active.get(path):
+                lane.wake()
 
     async def _request(
         self, path: str, method: str, url: str, body: dict[str, Any] | None, result: ResourceResult
@@ -393,7 +434,9 @@ class Sender:
         while True:
             try:
                 async with self._gate:
-                    await self.client.request(method, url, json_body=body)
+                    await self.client.request(
+                        method, url, json_body=body, retry_statuses=self.options.retry_statuses
+                    )
                 return
             except EdFiResponseError as exc:
                 if exc.status != 409 or attempt >= self.options.conflict_retries:
@@ -441,7 +484,11 @@ class Sender:
         params = {k: _query_value(v) for k, v in key.items()}
         async with self._gate:
             resp = await self.client.request(
-                "GET", f"{self.base_url}{path}", params=params, parse_json=True
+                "GET",
+                f"{self.base_url}{path}",
+                params=params,
+                parse_json=True,
+                retry_statuses=self.options.retry_statuses,
             )
         found = resp.json() or []
         return found[0] if isinstance(found, list) and found else None
@@ -591,6 +638,48 @@ class Sender:
             except TypeError:
                 continue
         return None
+
+
+class _Lane:
+    """One resource's writes in flight, at most ``limit()`` (which moves as resources come and go).
+
+    A semaphore whose size can change: ``wake`` lets waiters in up to the
+    current limit, and is called on every release and whenever another
+    resource starts or finishes.
+    """
+
+    __slots__ = ("busy", "limit", "waiters")
+
+    def __init__(self, limit: Callable[[], int]) -> None:
+        self.limit = limit
+        self.busy = 0
+        self.waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    async def acquire(self) -> None:
+        if self.busy < self.limit() and not self.waiters:
+            self.busy += 1
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.waiters.append(waiter)
+        try:
+            await waiter  # ``wake`` counts the slot as taken before it wakes us
+        except BaseException:
+            if waiter.done() and not waiter.cancelled():
+                self.release()  # woken and cancelled at once: give the slot back
+            elif waiter in self.waiters:
+                self.waiters.remove(waiter)
+            raise
+
+    def release(self) -> None:
+        self.busy -= 1
+        self.wake()
+
+    def wake(self) -> None:
+        while self.waiters and self.busy < self.limit():
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                self.busy += 1
+                waiter.set_result(None)
 
 
 def reject_item(reject: Reject) -> Item:

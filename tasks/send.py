@@ -7,14 +7,14 @@ the row from the state either way.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from prefect import task
 from prefect.cache_policies import NONE
 from prefect.states import Completed, Failed, State
 
-from edfi.filesend import FileSend, ResourceResult
+from edfi.filesend import ResourceResult
+from edfi.sendrun import DESCRIPTORS, SendRun
 from edfi.validate.inputs import InputReport
 
 
@@ -34,17 +34,15 @@ def _state(result: ResourceResult, verb: str) -> State[Any]:
 
 
 @task(name="send-resource", task_run_name="send {path}", cache_policy=NONE)
-async def send_resource(job: FileSend, path: str) -> State[Any]:
+async def send_resource(run: SendRun, path: str) -> State[Any]:
     """Upsert one resource's records; requests are retried inside the client, not by Prefect."""
-    return _state(await job.send_resource(path), "sent")
+    (result,) = await run.run_unit(path, [path])
+    return _state(result, "sent")
 
 
 @task(name="send-descriptors", task_run_name="descriptors ({count} types)", cache_policy=NONE)
-async def _descriptor_types(
-    job: FileSend, paths: list[str], delete: bool, count: int
-) -> State[Any]:
-    run = job.delete_resource if delete else job.send_resource
-    results = list(await asyncio.gather(*(run(p) for p in paths)))
+async def _descriptor_types(run: SendRun, paths: list[str], count: int) -> State[Any]:
+    results = await run.run_unit(DESCRIPTORS, paths)
     failed = [r for r in results if not r.status.ok]
     if failed:
         return Failed(
@@ -59,27 +57,29 @@ async def _descriptor_types(
     )
 
 
-def descriptor_types(job: FileSend, paths: list[str], delete: bool, **kwargs: Any) -> Any:
+def descriptor_types(run: SendRun, paths: list[str], **kwargs: Any) -> Any:
     """Every descriptor type in one task (they depend on nothing; a task each costs more)."""
-    return _descriptor_types(job, paths, delete, len(paths), **kwargs)
+    return _descriptor_types(run, paths, len(paths), **kwargs)
 
 
 @task(name="resend-deferred", task_run_name="resend deferred {path}", cache_policy=NONE)
-async def resend_deferred(job: FileSend, path: str) -> State[Any]:
+async def resend_deferred(run: SendRun, path: str) -> State[Any]:
     """POST again the records the target refused with 403 before their associations existed."""
-    return _state(await job.resend_deferred(path), "sent")
+    assert run.job is not None
+    return _state(await run.job.resend_deferred(path), "sent")
 
 
 @task(name="delete-resource", task_run_name="delete {path}", cache_policy=NONE)
-async def delete_resource(job: FileSend, path: str) -> State[Any]:
+async def delete_resource(run: SendRun, path: str) -> State[Any]:
     """Delete one resource's records by natural key."""
-    return _state(await job.delete_resource(path), "deleted")
+    (result,) = await run.run_unit(path, [path])
+    return _state(result, "deleted")
 
 
 @task(name="validate-input", cache_policy=NONE)
-async def validate_input_task(run: Any) -> State[Any]:
+async def validate_input_task(run: SendRun) -> State[Any]:
     """Every validation layer over every selected resource; Failed when a record is invalid."""
-    report: InputReport = await run()
+    report: InputReport = await run.validate()
     if report.failed:
         return Failed(
             message=f"{report.failed} of {report.records} records are invalid", data=report
