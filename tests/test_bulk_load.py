@@ -363,7 +363,9 @@ def test_bulk_protocol_refuses_bad_uploads(target: RunningSandbox) -> None:
         assert late.status_code == 400 and "expired" in late.json()["detail"]
 
 
-def test_bulk_services_list_exceptions_per_file(target: RunningSandbox, tmp_path: Path) -> None:
+def test_bulk_services_list_exceptions_per_file(
+    target: RunningSandbox, tmp_path: Path, prefect_harness: None
+) -> None:
     """An XSD-invalid file is one exception with its line, nothing of it loaded; a record
     the target refuses is an exception with element, line and the server's message; the
     rest of the operation loads."""
@@ -440,3 +442,25 @@ def test_bulk_services_list_exceptions_per_file(target: RunningSandbox, tmp_path
     )
     # the target has no grade level descriptors: the message is the one a POST would get
     assert "GradeLevelDescriptor#Ninth grade' does not exist" in e["message"]
+
+    # the flow: the run fails naming what failed; the refused record is a reject with its place
+    with pytest.raises(SendError, match=r"2 failed \(1 files skipped, 1 records refused\)"):
+        run(target, tmp_path / "lake", data=str(tmp_path), method="bulk")
+    from edfi.lake import Lake
+    from edfi.rejects import RejectsStore
+
+    folder = next((tmp_path / "lake" / "_bulk_load_rejects").iterdir())
+    run_id = next(p.name for p in folder.iterdir() if p.is_dir())
+    [reject] = RejectsStore(Lake(str(tmp_path / "lake")), "_bulk_load_rejects", folder.name).read(
+        run_id
+    )
+    assert (reject.resource, reject.status, reject.origin) == (
+        "/ed-fi/studentSchoolAssociations",
+        400,
+        {
+            "file": str(enrollment),
+            "line": 2,
+            "element": "StudentSchoolAssociation",
+            "interchange": "InterchangeStudentEnrollment",
+        },
+    )
