@@ -11,6 +11,7 @@ from the flow's event loop.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -44,8 +45,12 @@ class RunProgress:
     done: int = 0
     last: str = ""
     records: int = 0
+    every: float = 1.0
+    """Seconds between artifact updates (each is a call to the Prefect server); the last
+    unit's update is always sent, and listeners hear of every unit."""
     _artifact: UUID | None = field(default=None, repr=False)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
+    _sent: float = field(default=0.0, repr=False)
 
     @property
     def percent(self) -> float:
@@ -69,13 +74,17 @@ class RunProgress:
         self.last = what
         self.records += records
         self._tell()
-        if self._artifact is not None:
-            # one update at a time, each with the figures as they are when it is sent:
-            # updates of units finishing together cannot land out of order
-            async with self._lock:
-                await aupdate_progress_artifact(
-                    self._artifact, self.percent, description=self.description
-                )
+        if self._artifact is None:
+            return
+        if self.done < self.total and time.monotonic() - self._sent < self.every:
+            return
+        self._sent = time.monotonic()
+        # one update at a time, each with the figures as they are when it is sent:
+        # updates of units finishing together cannot land out of order
+        async with self._lock:
+            await aupdate_progress_artifact(
+                self._artifact, self.percent, description=self.description
+            )
 
     def _tell(self) -> None:
         for listener in list(_LISTENERS):
