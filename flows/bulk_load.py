@@ -28,7 +28,6 @@ from prefect.artifacts import (
 from blocks import EdFiConnection, LakeStorage, aload_block
 from edfi.client import Connection, EdFiClient
 from edfi.errors import SendError
-from edfi.lake import Lake
 from edfi.rejects import UPSERT, Reject, RejectsStore, summarize
 from edfi.schedule import Outcome
 from edfi.send import Sender, SendOptions, write_connection
@@ -115,7 +114,7 @@ async def bulk_load(
     if method == "bulk":
         assert data is not None
         return await _bulk_method(
-            conn, year, data, interchanges, store, lake, run_id, started, data_storage_options
+            conn, year, data, interchanges, store, run_id, started, data_storage_options
         )
 
     async with EdFiClient(conn) as client:
@@ -307,7 +306,6 @@ async def _bulk_method(
     data: str,
     interchanges: list[str] | str | None,
     store: RejectsStore,
-    lake: Lake,
     run_id: str,
     started: dt.datetime,
     storage_options: dict[str, Any] | None,
