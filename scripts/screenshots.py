@@ -183,7 +183,9 @@ def shoot(ui: str, ids: dict[str, Any], out: Path, chromium: str) -> list[Path]:
         browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS, headless=True)
         page = browser.new_page(viewport={"width": 1280, "height": 760})
         for name, url, text, height, whole in pages:
-            page.set_viewport_size({"width": 1280, "height": height})
+            # the summary table is wide: room for its counts beside the resource names
+            width = 1900 if name == "extract-summary.png" else 1280
+            page.set_viewport_size({"width": width, "height": height})
             page.goto(url)
             try:
                 page.get_by_text(text).first.wait_for(timeout=60_000)
