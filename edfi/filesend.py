@@ -31,6 +31,7 @@ from typing import Any, Literal
 
 import orjson
 
+from edfi.client import RequestCounts, counting
 from edfi.errors import SendError
 from edfi.jsonfiles import Item, Origin, Records, parse_line
 from edfi.model import ApiModel, Resource
@@ -156,6 +157,8 @@ class ResourceResult:
     started: float = 0.0
     finished: float = 0.0
     message: str = ""
+    # what the client did below the records: requests, retries, 429s, token renewals
+    counts: RequestCounts = field(default_factory=RequestCounts)
 
     @property
     def seconds(self) -> float:
@@ -183,6 +186,7 @@ class ResourceResult:
             )
             mine.lines.extend(group.lines)
         self.finished = max(self.finished, other.finished)
+        self.counts.add(other.counts)
         self.status = _status(self, sent=True)
 
     def row(self, t0: float | None = None) -> dict[str, Any]:
@@ -201,6 +205,7 @@ class ResourceResult:
             "deleted": self.deleted,
             "failed": self.failed,
             "seconds": self.seconds,
+            **self.counts.columns(),
             "message": self.message,
             **timing,
         }
@@ -494,7 +499,8 @@ class FileSend:
 
         before = len(self.sender.rejects)
         try:
-            sent = await self.sender.upsert(path, items(), on_sent=accepted)
+            with counting(result.counts):
+                sent = await self.sender.upsert(path, items(), on_sent=accepted)
             result.sent = sent.sent
             result.deferred = sent.deferred
         except SendError as exc:  # max_failures reached inside the sender
@@ -520,7 +526,8 @@ class FileSend:
                 state.accepted(key_digest(resource, sent.body), body_digest(sent.body))
 
         pending = self.sender.deferred.pop(path, [])
-        again = await self.sender.upsert(path, pending, deferrable=False, on_sent=accepted)
+        with counting(result.counts):
+            again = await self.sender.upsert(path, pending, deferrable=False, on_sent=accepted)
         if state is not None:
             state.compact()
         result.sent = again.sent
@@ -574,7 +581,8 @@ class FileSend:
 
         before = len(self.sender.rejects)
         try:
-            done = await self.sender.delete(path, items())
+            with counting(result.counts):
+                done = await self.sender.delete(path, items())
             result.deleted, result.skipped = done.sent, done.skipped
         except SendError as exc:
             result.message = str(exc)

@@ -48,7 +48,7 @@ from typing import Any
 
 import orjson
 
-from .client import Connection, EdFiClient, EdFiResponseError
+from .client import Connection, EdFiClient, EdFiResponseError, RequestCounts, counting
 
 # exceptions live in edfi.errors; re-exported so old imports keep working
 from .errors import GraphError
@@ -134,10 +134,20 @@ class ResourceStats:
     deleted: int = 0
     key_changed: int = 0
     seconds: float = 0.0
+    # what the clients (source and target) did below the records (``edfi.client.counting``)
+    requests: int = 0
+    retries: int = 0
+    throttled: int = 0
+    token_renewals: int = 0
     message: str = ""
 
     def as_row(self) -> dict[str, Any]:
         return {**asdict(self), "status": str(self.status)}
+
+    def count(self, counts: RequestCounts) -> None:
+        """Take this resource's request counts so far (every stage's units)."""
+        for name, value in counts.columns().items():
+            setattr(self, name, value)
 
     def take(self, result: ResourceResult, counted_as: str) -> None:
         """Add a sender call's counts; ``counted_as`` names the column its writes go to."""
@@ -390,6 +400,7 @@ class Publisher:
         self.source_year = source_year
         self.target_year = target_year
         self.stats: dict[str, ResourceStats] = {}
+        self.request_counts: dict[str, RequestCounts] = {}  # per resource, all its stages
         self.sender: Sender | None = None  # made by prepare(), once the target's model is known
         self.broken: set[str] = set()  # resources a unit of which raised or was blocked
         self.unit_errors: dict[Unit, BaseException] = {}
@@ -664,18 +675,11 @@ class Publisher:
         and the scheduler then blocks every unit that depends on it.
         """
         stats = self.stats.setdefault(unit.path, ResourceStats(unit.path))
+        counts = self.request_counts.setdefault(unit.path, RequestCounts())
         started = time.perf_counter()
         try:
-            if unit.stage == KEY_CHANGES:
-                await self._key_changes(unit.path, stats)
-            elif unit.stage == UPSERTS:
-                await self._upserts(unit.path, stats)
-            elif unit.stage == RETRY:
-                await self._retry_forbidden(unit.path, stats)
-            elif unit.stage == DELETES:
-                await self._deletes(unit.path, stats)
-            else:
-                raise PublishError(f"unknown stage {unit.stage!r}")
+            with counting(counts):
+                await self._stage(unit, stats)
         except BaseException as exc:
             self.broken.add(unit.path)
             self.unit_errors[unit] = exc
@@ -684,11 +688,24 @@ class Publisher:
             raise
         finally:
             stats.seconds = round(stats.seconds + time.perf_counter() - started, 3)
+            stats.count(counts)
         if unit.path not in self.broken:
             stats.status = (
                 ResourceStatus.FAILED if stats.records_failed else ResourceStatus.PUBLISHED
             )
         return stats
+
+    async def _stage(self, unit: Unit, stats: ResourceStats) -> None:
+        if unit.stage == KEY_CHANGES:
+            await self._key_changes(unit.path, stats)
+        elif unit.stage == UPSERTS:
+            await self._upserts(unit.path, stats)
+        elif unit.stage == RETRY:
+            await self._retry_forbidden(unit.path, stats)
+        elif unit.stage == DELETES:
+            await self._deletes(unit.path, stats)
+        else:
+            raise PublishError(f"unknown stage {unit.stage!r}")
 
     async def run(
         self,
@@ -960,6 +977,10 @@ TABLE_COLUMNS = (
     "deleted",
     "key_changed",
     "seconds",
+    "requests",
+    "retries",
+    "throttled",
+    "token_renewals",
     "message",
 )
 TOTALS = ("read", "written", "skipped", "failed", "blocked", "warnings", "deleted", "key_changed")
@@ -995,6 +1016,15 @@ def run_summary(
         "rejects": outcome["rejects"],
         "last_change_version": outcome["state"].get("last_change_version"),
     }
+
+
+def summary_table(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The summary's rows as the run's table: failures first (then blocked), then the largest."""
+    rows = sorted(
+        summary["resources"],
+        key=lambda r: (-(r["failed"] + r["blocked"]), -r["read"], r["resource"]),
+    )
+    return [{k: r[k] for k in TABLE_COLUMNS} for r in rows]
 
 
 def rejects_markdown(rejects: Sequence[Reject], manifest: Mapping[str, Any] | None) -> str:

@@ -26,7 +26,7 @@ import asyncio
 import datetime as dt
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -398,12 +398,18 @@ class SendRun:
             "seconds": seconds,
             "requests": stats.requests if stats else 0,
             "retries": stats.retries if stats else 0,
-            "resources": [r.row(t0) for r in _table_order(self.results)],
+            "resources": [r.row(t0) for r in self.results],
             "rejects": self.rejects_at,
             "rejects_summary": summarize(rejects)[:TOP_CAUSES],
             "results_file": self.settings.results_file,
             "results": document,
         }
+
+    def table(self) -> list[dict[str, Any]]:
+        """The summary table: failures first (most failed records first), then the largest."""
+        t0 = self.job.t0 if self.job is not None else None
+        ordered = sorted(self.results, key=lambda r: (-r.failed, -r.processed, r.resource))
+        return [r.row(t0) for r in ordered]
 
     def causes(self) -> list[tuple[str, str, str, int, str]]:
         """(resource, status or method, message, records, first file:line), most first."""
@@ -452,8 +458,3 @@ class SendRun:
             f"first at {top[4]}).{where} Fix them and run again: failed records are always "
             "retried."
         )
-
-
-def _table_order(results: Sequence[ResourceResult]) -> list[ResourceResult]:
-    """Failures first (most failed records first), then the largest resources."""
-    return sorted(results, key=lambda r: (-r.failed, -r.processed, r.resource))

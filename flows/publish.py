@@ -27,7 +27,6 @@ from edfi.client import EdFiClient
 from edfi.lake import LakeError, take_lease
 from edfi.publish import (
     DEFAULT_AUTHORIZATION_RETRY,
-    TABLE_COLUMNS,
     Publisher,
     PublishError,
     PublishOptions,
@@ -41,6 +40,7 @@ from edfi.publish import (
     resolve_year,
     run_summary,
     split_names,
+    summary_table,
     tuned,
 )
 from edfi.send import WRITE_CONCURRENCY
@@ -272,7 +272,7 @@ async def publish(
         seconds = round((dt.datetime.now(dt.UTC) - started).total_seconds(), 2)
         summary = run_summary(publisher, outcome, base, seconds, requests)
         await acreate_table_artifact(
-            table=[{k: r[k] for k in TABLE_COLUMNS} for r in summary["resources"]],
+            table=summary_table(summary),
             key="edfi-publish-summary",
             description=f"Publish run {run_id} ({summary['status']}): {summary['written']} "
             f"written, {summary['deleted']} deleted, {summary['key_changed']} key changes, "

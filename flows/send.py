@@ -154,9 +154,9 @@ async def send(
             await run.send(_unit_task(run), _resend_task(run))
         summary = run.finish(client.stats)
 
-    rows, status, failed = summary["resources"], summary["status"], summary["failed"]
+    status, failed = summary["status"], summary["failed"]
     await acreate_table_artifact(
-        table=rows,
+        table=run.table(),
         key="edfi-send-summary",
         description=f"Send run {run.run_id} ({status}, {mode}): {summary['sent']} sent, "
         f"{summary['skipped']} unchanged, {summary['deleted']} deleted, {failed} failed "

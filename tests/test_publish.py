@@ -277,6 +277,13 @@ def test_target_faults_end_in_the_same_state(
         )
         assert summary["status"] == "completed", summary
         assert summary["requests"]["retries"] > 0
+        # each row counts its own retries and 429s (the rest are the run's reads of metadata)
+        rows = summary["resources"]
+        assert 0 < sum(r["retries"] for r in rows) <= summary["requests"]["retries"]
+        assert sum(r["throttled"] for r in rows) > 0
+        assert sum(r["requests"] for r in rows) <= sum(
+            summary["requests"][side] for side in ("source", "target")
+        )
         assert_same(small_district.store(), target.store(), published(summary))
 
 
@@ -412,3 +419,7 @@ def test_refused_records_fail_their_task_and_their_row(
     assert {status[p] for p in EVENTS} == {"failed"}
     assert status["/ed-fi/students"] == "published"
     assert all(r["failed"] > 0 for r in rows if r["resource"] in EVENTS)
+    # the table lists failures first, then the largest resources, with the client's counts
+    failing = [r["failed"] + r["blocked"] > 0 for r in rows]
+    assert failing == sorted(failing, reverse=True) and failing[0]
+    assert all(r["requests"] > 0 and r["throttled"] == 0 for r in rows if r["read"])

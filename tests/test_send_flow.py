@@ -87,6 +87,20 @@ async def task_states(flow_run_id: Any, expected: int) -> dict[str, str]:
     return states
 
 
+async def summary_table(flow_run_id: Any) -> list[dict[str, Any]]:
+    """The rows of a flow run's summary table artifact."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    async with get_client() as client:
+        artifacts = await client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["edfi-send-summary"]))
+        )
+    data = next(a.data for a in artifacts if a.flow_run_id == flow_run_id)
+    rows: list[dict[str, Any]] = json.loads(data) if isinstance(data, str) else data
+    return rows
+
+
 def held(sb: RunningSandbox) -> dict[str, list[bytes]]:
     """The slice's resources that hold records in the source (the others stay empty)."""
     return snapshot(sb.store(), MODEL, [p for p in SLICE if p in SENT])
@@ -165,6 +179,11 @@ def test_throttled_failing_dropping_target_ends_exact(
     summary = run_send(target, tmp_path / "lake", input=str(folder), validate="schema")
     assert (summary["sent"], summary["failed"]) == (TOTAL, 0)
     assert summary["retries"] >= 40  # ~23% of ~470 POSTs were refused or cut at first
+    # each resource's row counts the retries and 429s of its own writes
+    rows = summary["resources"]
+    assert 0 < sum(r["retries"] for r in rows) <= summary["retries"]
+    assert sum(r["throttled"] for r in rows) > 0
+    assert sum(r["requests"] for r in rows) >= TOTAL
     assert held(target) == want
 
 
@@ -191,6 +210,12 @@ def test_rejected_record_is_resent_next_run_and_a_change_updates_in_place(
         "send /ed-fi/studentEducationOrganizationAssociations",
     }
     assert tasks["send /ed-fi/students"] == "FAILED"
+    # the summary table: the three failing resources first, then the largest
+    table = asyncio.run(summary_table(flow_state.state_details.flow_run_id))
+    assert [r["failed"] for r in table[:4]] == [1, 1, 1, 0]
+    rest = [r["processed"] for r in table[3:]]
+    assert rest == sorted(rest, reverse=True)
+    assert all(r["requests"] >= r["sent"] for r in table) and table[0]["requests"] > 0
     assert tasks["send /ed-fi/schools"] == "COMPLETED"
     assert [s for n, s in tasks.items() if n.startswith("descriptors (")] == ["COMPLETED"]
     assert message.startswith(
