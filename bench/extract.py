@@ -116,6 +116,44 @@ def run_flow(info: dict[str, Any], concurrency: int, page_size: int) -> None:
     )
 
 
+def run_fixed(info: dict[str, Any], concurrency: int, page_size: int) -> None:
+    """The flow three times in one process over an API with (almost) nothing to pull: what
+    a run costs besides the records, the first run paying Prefect's start as well."""
+    import datetime as dt
+
+    from pydantic import SecretStr
+
+    from blocks import EdFiConnection, LakeStorage
+    from flows.extract import extract
+
+    conn = EdFiConnection(
+        base_url=info["base_url"],
+        client_id=info["client_id"],
+        client_secret=SecretStr(info["client_secret"]),
+        max_concurrency=concurrency,
+        page_size=page_size,
+    )
+    runs = []
+    for _ in range(3):
+        lake = tempfile.mkdtemp(prefix="bench-lake-")
+        called = time.time()
+        summary = asyncio.run(extract(conn, LakeStorage(url=lake), mode="full"))
+        wall = time.time() - called
+        shutil.rmtree(lake, ignore_errors=True)
+        started = dt.datetime.fromisoformat(summary["started_at"]).timestamp()
+        runs.append(
+            {
+                "prefect_start": round(started - called, 2),
+                **summary["timings"],
+                "after_flow": round(wall - (started - called) - summary["seconds"], 2),
+                "records": summary["records"],
+                "requests": summary["requests"],
+                "resources": len(summary["resources"]),
+            }
+        )
+    _report(runs[0]["records"], 0.0, 0.0, runs=runs)
+
+
 def run_raw(info: dict[str, Any], concurrency: int, page_size: int) -> None:
     """The same requests the flow makes -- counts, partitions, page-token chains under
     ``Use-Snapshot`` -- with the same concurrency, bodies read and discarded."""
@@ -227,17 +265,40 @@ def main() -> None:
         help="the sandbox's model: default the whole DS 5.0 API, 'compact' the district's "
         "48 resources (as before the full model)",
     )
+    parser.add_argument(
+        "--fixed-cost",
+        action="store_true",
+        help="only the flow's fixed cost: three runs in one process over a --students 0 "
+        "sandbox (every resource, default descriptors only), each run itemized",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         spec = json.loads(args.child)
-        runner = {"flow": run_flow, "raw": run_raw, "peer": run_peer}[spec["role"]]
+        runner = {"flow": run_flow, "raw": run_raw, "peer": run_peer, "fixed": run_fixed}[
+            spec["role"]
+        ]
         runner(spec["info"], spec["concurrency"], spec["page_size"])
         return
 
     sys.path.insert(0, str(ROOT))
     from sandbox.server import sandbox_process  # the peer child's venv does not have it
 
+    if args.fixed_cost:
+        for latency in args.latency:
+            CACHE.mkdir(parents=True, exist_ok=True)
+            with sandbox_process(
+                students=0,
+                db=CACHE / f"sandbox-0{f'-{args.openapi}' if args.openapi else ''}.sqlite",
+                faults=f"latency_ms={latency}" if latency else None,
+                openapi=args.openapi,
+            ) as info:
+                result = child("fixed", info, args)
+            print(f"== added latency {latency:g} ms; load average {os.getloadavg()[0]:.1f}")
+            for i, run in enumerate(result["runs"], 1):
+                print(f"run {i}: " + ", ".join(f"{k} {v}" for k, v in run.items()))
+            print(f"process exit (teardown) {result['teardown']:.2f}")
+        return
     peer = not (args.skip_peer or args.memory_only) and ensure_peers()
     print(
         f"district: {args.students} students; concurrency {args.concurrency}, "
