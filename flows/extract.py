@@ -35,6 +35,7 @@ from edfi.extract import (
 from edfi.lake import Lake, LakeError, Lease, LeaseHeld, check_resource_names, take_lease
 from edfi.model import Resource
 from edfi.vocabulary import Mode, ResourceStatus, RunStatus
+from flows.limits import api_slots
 from flows.progress import RunProgress
 from flows.runners import API_FLOW_WORKERS, threads
 from tasks.extract import pull_descriptors, pull_resource
@@ -264,7 +265,8 @@ async def _extract(
     started = dt.datetime.now(dt.UTC)
     timings = _Timings()
 
-    async with EdFiClient(conn) as client:
+    # a slot of the API's global concurrency limit, if it has one (flows.limits)
+    async with api_slots(conn.base_url), EdFiClient(conn) as client:
         disc = await client.discover()
         await client.token()  # bad credentials fail here, before anything is written
         timings.mark("connect")

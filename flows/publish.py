@@ -45,6 +45,7 @@ from edfi.publish import (
 )
 from edfi.send import WRITE_CONCURRENCY
 from edfi.vocabulary import Mode
+from flows.limits import api_slots
 from flows.runners import API_FLOW_WORKERS, threads
 from tasks.publish import publish_unit
 
@@ -183,7 +184,12 @@ async def publish(
         )
     )
     try:
-        async with EdFiClient(src_conn) as src, EdFiClient(tgt_conn) as tgt:
+        # a slot of each API's global concurrency limit, if it has one (flows.limits)
+        async with (
+            api_slots(src_block.base_url, tgt_block.base_url),
+            EdFiClient(src_conn) as src,
+            EdFiClient(tgt_conn) as tgt,
+        ):
             publisher = Publisher(
                 src,
                 tgt,
