@@ -468,17 +468,17 @@ def test_scale_out_refuses_bad_parameters_before_starting_anything(prefect_harne
     from flows.many import extract_many, publish_many
 
     cases: list[tuple[Any, str]] = [
-        (extract_many("district-a"), "must be a non-empty list of block names"),
-        (extract_many(["a", "b", "a"]), "names a more than once"),
-        (extract_many(["a", "b"], lake="one-lake"), "every district would write the one lake"),
-        (extract_many(["a"], lake="{county}-lake"), "use {district} for the name"),
-        (extract_many(["a"], parameters={"lake": "x"}), "parameters must not set lake"),
-        (extract_many(["a"], per_api_limit=0), "per_api_limit must be at least 1"),
-        (publish_many([], target="t"), "sources must be a non-empty list"),
-        (publish_many(["s"], target="t", target_limit=0), "target_limit must be at least 1"),
+        (lambda: extract_many([]), "must be a non-empty list of block names"),
+        (lambda: extract_many(["a", "b", "a"]), "names a more than once"),
+        (lambda: extract_many(["a", "b"], lake="one-lake"), "every district would write the one"),
+        (lambda: extract_many(["a"], lake="{county}-lake"), "use {district} for the name"),
+        (lambda: extract_many(["a"], parameters={"lake": "x"}), "parameters must not set lake"),
+        (lambda: extract_many(["a"], per_api_limit=0), "per_api_limit must be at least 1"),
+        (lambda: publish_many([], target="t"), "sources must be a non-empty list"),
+        (lambda: publish_many(["s"], target="t", target_limit=0), "target_limit must be at least"),
     ]
     for call, message in cases:
         with pytest.raises(ValueError, match=re.escape(message)):
-            asyncio.run(call)
+            asyncio.run(call())
     with pytest.raises(BlockError, match=r"No saved 'Ed-Fi Connection' block is named 'gone-a'"):
         asyncio.run(extract_many(["gone-a", "gone-b"]))
