@@ -34,6 +34,7 @@ from edfi.extract import (
 )
 from edfi.lake import Lake, LakeError, Lease, LeaseHeld, check_resource_names, take_lease
 from edfi.model import Resource
+from edfi.paging import ReadPlan, total_count
 from edfi.vocabulary import Mode, ResourceStatus, RunStatus
 from flows.limits import api_slots
 from flows.progress import RunProgress
@@ -86,6 +87,29 @@ def _opaque(value: T) -> T:
     CPU seconds of a 367-resource run that pulls almost nothing).
     """
     return cast(T, quote(value))
+
+
+async def _empty_resources(
+    client: EdFiClient,
+    years: list[int | None],
+    resources: list[Resource],
+    max_cvs: dict[int | None, int],
+    snapshot: bool,
+) -> set[tuple[int | None, str]]:
+    """(year, path) of the resources whose server count is 0 up to this run's change version.
+
+    A count that fails is not empty: that resource gets its own task, which reports it.
+    """
+
+    async def empty(year: int | None, resource: Resource) -> bool:
+        max_cv = max_cvs[year]
+        url = f"{client.url('dataManagementApi', year)}{resource.path}"
+        plan = ReadPlan(url, None, max_cv if max_cv >= 0 else None, snapshot)
+        return await total_count(client, plan) == 0
+
+    pairs = [(y, r) for y in years for r in resources]
+    found = await asyncio.gather(*(empty(y, r) for y, r in pairs), return_exceptions=True)
+    return {(y, r.path) for (y, r), is_empty in zip(pairs, found, strict=True) if is_empty is True}
 
 
 class _Timings:
@@ -324,8 +348,19 @@ async def _extract(
             (r for r in chosen if not r.is_descriptor), key=lambda r: -model.levels[r.path]
         )
         descriptors = [r for r in chosen if r.is_descriptor]
-        work = [(y, r) for y in years for r in data]
-        steps = len(work) + (len(years) if descriptors else 0)
+        # resources the server holds nothing of (most of a full Ed-Fi API) are pulled
+        # together, one task per year like the descriptors: a Prefect task each costs
+        # more than their one request. Only the grouping depends on this count; each
+        # pull counts again under its lease.
+        empty = await _empty_resources(client, years, data, max_cvs, snapshot)
+        work = [(y, r) for y in years for r in data if (y, r.path) not in empty]
+        groups = [(y, "descriptors", descriptors) for y in years if descriptors]
+        groups += [
+            (y, "empty resources", quiet)
+            for y in years
+            if (quiet := [r for r in data if (y, r.path) in empty])
+        ]
+        steps = len(work) + len(groups)
         progress = await RunProgress(
             key="edfi-extract-progress",
             total=steps,
@@ -383,17 +418,19 @@ async def _extract(
             await progress.advance(label, row["records"])
             return row
 
-        async def year_descriptors(year: int | None) -> list[dict[str, Any]]:
+        async def year_group(
+            year: int | None, name: str, members: list[Resource]
+        ) -> list[dict[str, Any]]:
             partition = year if year is not None else NO_YEAR
-            # each descriptor resource's row has its own counts; the log gets one line
-            # for them all
+            label = task_label(name, year)
+            # each resource's row has its own counts; the log gets one line for them all
             async with gate:
                 with counting() as counts:
                     found = await pull_descriptors(
                         _opaque(client),
                         _opaque(store),
-                        _opaque(descriptors),
-                        label=task_label("descriptors", year),
+                        _opaque(members),
+                        label=label,
                         data_url=client.url("dataManagementApi", year),
                         school_year=partition,
                         max_cv=max_cvs[year],
@@ -401,16 +438,14 @@ async def _extract(
                         refresh=_opaque(refresh),
                         options=_opaque(options),
                     )
-            _log_counts(logger, task_label("descriptors", year), counts)
-            await progress.advance(
-                task_label("descriptors", year), sum(r["records"] for r in found)
-            )
+            _log_counts(logger, label, counts)
+            await progress.advance(label, sum(r["records"] for r in found))
             return found
 
         timings.mark("prepare")
         try:
             results = await asyncio.gather(
-                *(year_descriptors(y) for y in (years if descriptors else [])),
+                *(year_group(y, name, members) for y, name, members in groups),
                 *(one(y, r) for y, r in work),
             )
         except Exception as exc:

@@ -107,7 +107,7 @@ async def pull_descriptors(
 
     rows = list(await asyncio.gather(*(one(r) for r in resources)))
     get_run_logger().info(
-        "%s: %d descriptor resources, %d records, %d failed",
+        "%s: %d resources, %d records, %d failed",
         label,
         len(rows),
         sum(r["records"] for r in rows),

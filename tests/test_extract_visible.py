@@ -53,6 +53,12 @@ def _server_sequence(sb: RunningSandbox, n: int) -> list[int]:
         return [http.get(f"{sb.base_url}/data/v3/ed-fi/schools").status_code for _ in range(n)]
 
 
+def await_result(state: Any) -> dict[str, Any]:
+    """A completed flow run's return value."""
+    result = state.result()
+    return dict(asyncio.run(result) if asyncio.iscoroutine(result) else result)
+
+
 async def _read_back(flow_run_id: Any) -> tuple[list[Any], dict[str, Any]]:
     """The run's task runs (in start order) and its artifacts' data, by key."""
     from prefect.client.orchestration import get_client
@@ -125,9 +131,11 @@ def test_each_resource_counts_exactly_the_retries_the_server_caused(
 ) -> None:
     answers: list[int] = faulted_run["answers"]
     rows = {r["resource"]: r for r in faulted_run["artifacts"]["edfi-extract-summary"][0]}
-    # the run's first data request asks for the newest change version: its stretch ends
-    # at the first success; then each task's requests, one task after the other
-    at = answers.index(200) + 1
+    # the run's first data request asks for the newest change version, then it counts
+    # each resource once to find the empty ones: those stretches end at their
+    # successes (1 + 3); then each task's requests, one task after the other
+    successes = [i for i, status in enumerate(answers) if status == 200]
+    at = successes[len(DATA)] + 1
     expected: dict[str, Counter[str]] = {}
     for task in faulted_run["tasks"]:
         names = DESCRIPTORS if task.name == "descriptors" else [task.name]
@@ -196,15 +204,24 @@ def test_progress_is_an_artifact_and_reaches_listeners(faulted_run: dict[str, An
 def test_year_specific_task_names_carry_the_year(tmp_path: Path) -> None:
     from flows.extract import extract
 
-    with running_sandbox(students=0, years=[2025]) as sb:
+    with running_sandbox(students=5, years=[2025]) as sb:
         state = asyncio.run(
             extract(
                 connection_block(sb, school_years=[2025]),
                 LakeStorage(url=str(tmp_path / "lake")),
-                resources=["ed-fi/schools", "ed-fi/gradeLevelDescriptors"],
+                resources=["ed-fi/schools", "ed-fi/surveys", "ed-fi/gradeLevelDescriptors"],
                 return_state=True,
             )
         )
-    assert state.is_completed()
+        assert state.is_completed()
+        summary = await_result(state)
     tasks, _ = asyncio.run(_read_back(state.state_details.flow_run_id))
-    assert sorted(t.name for t in tasks) == ["descriptors 2025", "ed-fi/schools 2025"]
+    # resources the server holds nothing of are pulled together, in one task per year
+    assert sorted(t.name for t in tasks) == [
+        "descriptors 2025",
+        "ed-fi/schools 2025",
+        "empty resources 2025",
+    ]
+    rows = {r["resource"]: r for r in summary["resources"]}
+    assert rows["ed-fi/surveys"]["status"] == "pulled" and rows["ed-fi/surveys"]["rows"] == 0
+    assert rows["ed-fi/schools"]["rows"] > 0
