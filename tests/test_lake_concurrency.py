@@ -135,14 +135,17 @@ def overlapping_runs(sb: RunningSandbox, storage: LakeStorage) -> None:
     assert summary["status"] == "completed"
     for round_ in range(ROUNDS):
         apply_changes(sb.store(), updates=3, inserts=2, deletes=3, key_changes=1, seed=round_)
-        sb.sandbox.faults = Faults(latency_ms=100)
+        # the first run crawls (a second per request, one resource at a time) until the
+        # second is seen running beside it, however long the second's start-up takes on a
+        # loaded machine; then both go at the usual pace
+        sb.sandbox.faults = Faults(latency_ms=1000)
         try:
             known = {r["run_id"] for r in lake.runs()}
-            # started together, so both are past their start-up while the first pulls
             full = start_run(sb, storage, mode="full", resource_parallelism=1)
             time.sleep(0.5)
             incremental = start_run(sb, storage, resource_parallelism=8)
             docs = both_running(lake, known)
+            sb.sandbox.faults = Faults(latency_ms=100)
             first, second = outcome(full), outcome(incremental)
         finally:
             sb.sandbox.faults = Faults()
