@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from .client import EdFiClient, RequestCounts, counting
+from .client import EdFiClient, RequestCounts
 
 # exceptions live in edfi.errors; re-exported so old imports keep working
 from .errors import ExtractError as ExtractError
@@ -169,34 +169,12 @@ async def extract_resource(
     (up to ``options.lease_wait``) instead of pulling the same table at once. The
     commit is a compare-and-swap of the state read at the start: if another run
     committed in between (its lease had expired), this pull is discarded and the
-    table is pulled again from the newer state. The result carries the request
-    counts of the pull (retries, throttling, token renewals).
+    table is pulled again from the newer state.
+
+    Request counts (retries, throttling, token renewals) are the caller's to take,
+    with ``edfi.client.counting()`` around this call: a pull that fails raises, and
+    a retried task makes the call again, so only the caller sees every request.
     """
-    with counting() as counts:
-        result = await _extract_resource(
-            client,
-            lake,
-            resource,
-            data_url=data_url,
-            school_year=school_year,
-            max_cv=max_cv,
-            mode=mode,
-            options=options,
-        )
-    return result.count(counts)
-
-
-async def _extract_resource(
-    client: EdFiClient,
-    lake: Lake,
-    resource: Resource,
-    *,
-    data_url: str,
-    school_year: int,
-    max_cv: int,
-    mode: Mode,
-    options: PullOptions,
-) -> ResourceResult:
     what = f"{resource.full_name} ({school_year})"
     owner = options.owner or f"{options.run_id}/{os.getpid()}"
     for attempt in range(COMMIT_ATTEMPTS):

@@ -61,6 +61,20 @@ SUMMARY_COLUMNS = (
 """The summary table artifact's columns, in order."""
 
 
+def summary_table(rows: list[dict[str, Any]], year_specific: bool) -> list[dict[str, Any]]:
+    """The summary table artifact's rows: ``SUMMARY_COLUMNS`` of each row, in order.
+
+    An API that is not year-specific has no school year; its tables live under the
+    lake's ``school_year=0`` partition, but a 0 in the table reads as a year, so
+    the cell is left blank (None) there.
+    """
+    table = [{k: r[k] for k in SUMMARY_COLUMNS} for r in rows]
+    if not year_specific:
+        for row in table:
+            row["school_year"] = None
+    return table
+
+
 def task_label(name: str, year: int | None) -> str:
     """A task run's name: ``ed-fi/students``, or ``ed-fi/students 2025`` on a year-specific API."""
     return name if year is None else f"{name} {year}"
@@ -383,8 +397,8 @@ async def _extract(
         async def one(year: int | None, resource: Resource) -> dict[str, Any]:
             partition = year if year is not None else NO_YEAR
             label = task_label(resource.full_name, year)
-            # counted here as well as in the core: a failed pull (and a retried task)
-            # still shows what the client went through
+            # counted here, around the task, not in the core: a failed pull (and a task
+            # retried after one) still shows every request the client made for it
             counts = RequestCounts()
             async with gate:
                 try:
@@ -484,7 +498,7 @@ async def _extract(
         "token_renewals": sum(r["token_renewals"] for r in rows),
     }
     await acreate_table_artifact(
-        table=[{k: r[k] for k in SUMMARY_COLUMNS} for r in rows],
+        table=summary_table(rows, year_specific=years != [None]),
         key="edfi-extract-summary",
         description=f"Extract run {run_id} into {store.url}: {summary['records']} records, "
         f"{len(failed)} failed",

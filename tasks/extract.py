@@ -8,7 +8,7 @@ from typing import Any
 from prefect import get_run_logger, task
 from prefect.cache_policies import NONE
 
-from edfi.client import EdFiClient, EdFiError
+from edfi.client import EdFiClient, EdFiError, counting
 from edfi.extract import PullOptions, ResourceResult, extract_resource
 from edfi.lake import Lake, LakeError
 from edfi.model import Resource
@@ -87,23 +87,26 @@ async def pull_descriptors(
     """
 
     async def one(resource: Resource) -> dict[str, Any]:
-        try:
-            result = await extract_resource(
-                client,
-                lake,
-                resource,
-                data_url=data_url,
-                school_year=school_year,
-                max_cv=max_cv,
-                mode="full" if resource.path in refresh else mode,
-                options=options,
-            )
-            return result.as_row()
-        except (EdFiError, LakeError, OSError) as exc:
-            get_run_logger().error("%s %s failed: %s", resource.full_name, school_year, exc)
-            return ResourceResult(
-                resource.full_name, school_year, ResourceStatus.FAILED, message=str(exc)
-            ).as_row()
+        # each resource's row shows its own requests, a failed one's too (the flow
+        # counts the whole task only for its log line)
+        with counting() as counts:
+            try:
+                result = await extract_resource(
+                    client,
+                    lake,
+                    resource,
+                    data_url=data_url,
+                    school_year=school_year,
+                    max_cv=max_cv,
+                    mode="full" if resource.path in refresh else mode,
+                    options=options,
+                )
+            except (EdFiError, LakeError, OSError) as exc:
+                get_run_logger().error("%s %s failed: %s", resource.full_name, school_year, exc)
+                result = ResourceResult(
+                    resource.full_name, school_year, ResourceStatus.FAILED, message=str(exc)
+                )
+        return result.count(counts).as_row()
 
     rows = list(await asyncio.gather(*(one(r) for r in resources)))
     get_run_logger().info(

@@ -146,6 +146,11 @@ def test_each_resource_counts_exactly_the_retries_the_server_caused(
         at += n
     assert sum(sum(c.values()) for c in expected.values()) > 3  # the faults were felt
     assert rows["ed-fi/calendars"]["requests"] == 0  # it failed before asking anything
+    # each pulled resource's requests, counted once: its count, its partitions (one, for
+    # a few records), the page and the empty page that ends the chain, and a request
+    # more for every retry
+    for name in ["ed-fi/students", "ed-fi/schools", *DESCRIPTORS]:
+        assert rows[name]["requests"] == 4 + rows[name]["retries"], name
     for name in DATA:
         assert rows[name]["retries"] == sum(expected[name].values()), name
         assert rows[name]["throttled"] == expected[name]["429"], name
@@ -186,6 +191,8 @@ def test_the_summary_table_lists_failures_then_the_largest_then_descriptors(
     assert middle[0]["records"] >= middle[1]["records"] > 0
     assert middle[0]["resource"] == "ed-fi/students"  # 20 students, fewer schools
     assert {r["resource"] for r in rows[3:]} == set(DESCRIPTORS)
+    # the API is not year-specific: no school year, not a year 0
+    assert [r["school_year"] for r in rows] == [None] * 5
     for column in ("requests", "retries", "throttled", "token_renewals"):
         assert all(isinstance(r[column], int) for r in rows), column
     assert "1 failed" in description
@@ -215,7 +222,7 @@ def test_year_specific_task_names_carry_the_year(tmp_path: Path) -> None:
         )
         assert state.is_completed()
         summary = await_result(state)
-    tasks, _ = asyncio.run(_read_back(state.state_details.flow_run_id))
+    tasks, artifacts = asyncio.run(_read_back(state.state_details.flow_run_id))
     # resources the server holds nothing of are pulled together, in one task per year
     assert sorted(t.name for t in tasks) == [
         "descriptors 2025",
@@ -224,4 +231,6 @@ def test_year_specific_task_names_carry_the_year(tmp_path: Path) -> None:
     ]
     rows = {r["resource"]: r for r in summary["resources"]}
     assert rows["ed-fi/surveys"]["status"] == "pulled" and rows["ed-fi/surveys"]["rows"] == 0
+    table, _ = artifacts["edfi-extract-summary"]
+    assert [r["school_year"] for r in table] == [2025, 2025, 2025]
     assert rows["ed-fi/schools"]["rows"] > 0
