@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Mapping
+from functools import cached_property
 from typing import Any
 
 import anyio
@@ -38,6 +39,7 @@ from edfi.model import ApiModel, Resource
 from . import bulk
 from . import handlers as h
 from .auth import Auth, Token
+from .dependencies import OdsDependencies
 from .faults import Faults, inject
 from .problems import (
     PROBLEM_JSON,
@@ -379,19 +381,13 @@ class Sandbox:
                 ],
             )
 
+    @cached_property
+    def dependencies(self) -> OdsDependencies:
+        """The load order as the ODS/API computes it (descriptors first, persons split)."""
+        return OdsDependencies(self.model)
+
     def graphml(self) -> str:
-        lines = [
-            '<?xml version="1.0" encoding="utf-8"?>',
-            '<graphml xmlns="http://graphml.graphdrawing.org/xmlns">',
-            '  <graph id="EdFi Dependencies" edgedefault="directed">',
-        ]
-        for p in self.model.load_order():
-            lines.append(f'    <node id="{p}" />')
-        for p in self.model.load_order():
-            for d in sorted(self.model.dependencies[p]):
-                lines.append(f'    <edge source="{d}" target="{p}" />')
-        lines += ["  </graph>", "</graphml>"]
-        return "\n".join(lines) + "\n"
+        return self.dependencies.as_graphml()
 
 
 def _split_host(host: str) -> tuple[str, str]:

@@ -132,7 +132,7 @@ async def xsd(sb: Sandbox, call: Call) -> Response:
 async def dependencies(sb: Sandbox, call: Call) -> Response:
     if "application/graphml" in call.request.headers.get("accept", ""):
         return Response(sb.graphml(), media_type="application/graphml")
-    return json_response(sb.model.dependency_list())
+    return json_response(sb.dependencies.as_json())
 
 
 # -- change queries ----------------------------------------------------------------------

@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
+from edfi.graph import DependencyGraph, parse_graphml
 from edfi.model import builtin_model, load_model
 from sandbox.server import RunningSandbox, free_port, running_sandbox
 from sandbox.store import Window
@@ -363,30 +364,83 @@ def test_metadata_documents_describe_the_builtin_model(running: RunningSandbox) 
     assert any(r.is_descriptor for r in resources_only)
 
 
-def test_dependencies_json_and_graphml(running: RunningSandbox) -> None:
-    url = running.base_url + "/metadata/data/v3/dependencies"
-    as_json = httpx.get(url)
-    assert as_json.status_code == 200
-    entries = as_json.json()
-    model = builtin_model()
-    assert [e["resource"] for e in entries] == model.load_order()
-    assert all(e["operations"] == ["Create", "Update"] for e in entries)
-    order = {e["resource"]: e["order"] for e in entries}
-    assert order["/ed-fi/schoolYearTypes"] == 1
-    assert order["/ed-fi/gradeLevelDescriptors"] == 1
-    assert order["/ed-fi/studentSchoolAssociations"] > order["/ed-fi/schools"]
+def _dependencies(running: RunningSandbox) -> list[dict[str, Any]]:
+    r = httpx.get(running.base_url + "/metadata/data/v3/dependencies")
+    assert r.status_code == 200
+    entries: list[dict[str, Any]] = r.json()
+    return entries
 
+
+def test_dependencies_order_every_resource_after_what_it_references(
+    running: RunningSandbox,
+) -> None:
+    """lightbeam sends resources by the ``Create`` entries' order, one after another: a
+    resource beside the descriptors it names (contacts used to be at 1) is sent first."""
+    entries = _dependencies(running)
+    model = builtin_model()
+    create = {e["resource"]: e["order"] for e in entries if "Create" in e["operations"]}
+    update = {e["resource"]: e["order"] for e in entries if e["operations"] == ["Update"]}
+    assert set(create) == set(model.resources)
+    assert len(entries) == len(model.resources) + 3
+    for r in model:
+        needs = set(model.dependencies[r.path]) | {d for _, d in r.shape.descriptor_paths()}
+        needs.discard(r.path)
+        late = sorted(d for d in needs if create[d] >= create[r.path])
+        assert not late, f"{r.path} at {create[r.path]} is not after {late}"
+    assert all(create[p] == 1 for p in model.resources if model[p].is_descriptor)
+    assert create["/ed-fi/contacts"] == 3
+    assert create["/ed-fi/students"] == 3
+    assert update == {"/ed-fi/staffs": 9, "/ed-fi/students": 14, "/ed-fi/contacts": 15}
+    assert create["/ed-fi/studentSectionAssociations"] > create["/ed-fi/studentSchoolAssociations"]
+    assert create["/lmsx/assignmentSubmissions"] > create["/ed-fi/studentSchoolAssociations"]
+    assert [e["order"] for e in entries] == sorted(e["order"] for e in entries)
+
+
+def test_dependencies_match_the_ods_api_for_data_standard_5_2(
+    running: RunningSandbox, spec_dir: Path
+) -> None:
+    """The ODS/API's own output (its approval tests, DS 5.2.0): every entry of a resource
+    both models have carries the same order, and they come in the same sequence."""
+    official = json.loads(
+        (spec_dir / "dependencies" / "deps_5.2.0.json").read_text(encoding="utf-8-sig")
+    )
+    entries = _dependencies(running)
+    ours = {e["resource"] for e in entries}
+    theirs = [(e["resource"], e["operations"], e["order"]) for e in official]
+    both = {r for r, _, _ in theirs} & ours
+    assert len(both) == 326
+    assert [t for t in theirs if t[0] in both] == [
+        (e["resource"], e["operations"], e["order"]) for e in entries if e["resource"] in both
+    ]
+
+
+def test_dependencies_graphml_edges_follow_the_order(running: RunningSandbox) -> None:
+    url = running.base_url + "/metadata/data/v3/dependencies"
+    entries = _dependencies(running)
+    node_order = {
+        e["resource"] + ("" if len(e["operations"]) == 2 else "#" + e["operations"][0]): e["order"]
+        for e in entries
+    }
     graph = httpx.get(url, headers={"Accept": "application/graphml"})
     assert graph.status_code == 200
     assert graph.headers["content-type"].startswith("application/graphml")
     ns = {"g": "http://graphml.graphdrawing.org/xmlns"}
     root = ET.fromstring(graph.text)
-    nodes = {n.attrib["id"] for n in root.iterfind(".//g:node", ns)}
-    assert nodes == set(model.resources)
+    nodes = [n.attrib["id"] for n in root.iterfind(".//g:node", ns)]
+    assert nodes == list(node_order)
     edges = [(e.attrib["source"], e.attrib["target"]) for e in root.iterfind(".//g:edge", ns)]
-    assert len(edges) == sum(len(d) for d in model.dependencies.values())
-    assert ("/ed-fi/students", "/ed-fi/studentSchoolAssociations") in edges
-    assert all(order[src] < order[dst] for src, dst in edges)
+    assert ("/ed-fi/students#Create", "/ed-fi/studentSchoolAssociations") in edges
+    assert ("/ed-fi/studentSchoolAssociations", "/ed-fi/students#Update") in edges
+    assert ("/ed-fi/studentSchoolAssociations", "/ed-fi/studentSectionAssociations") in edges
+    assert ("/ed-fi/sexDescriptors", "/ed-fi/students#Create") in edges
+    assert all(node_order[src] < node_order[dst] for src, dst in edges)
+    # what the project's publish flow reads from it: the halves merged, no cycle
+    merged = DependencyGraph(parse_graphml(graph.text))
+    assert set(merged.dependencies) == {e["resource"] for e in entries}
+    assert (
+        merged.levels["/ed-fi/studentSchoolAssociations"]
+        == node_order["/ed-fi/studentSchoolAssociations"]
+    )
 
 
 # -- collections -------------------------------------------------------------------------------
