@@ -47,7 +47,8 @@ LMS = "uri://ed-fi.org/edfilms"
 SOURCE_SYSTEMS = (("Canvas", "Canvas"), ("Google", "Google Classroom"), ("Schoology", "Schoology"))
 
 # (descriptor resource, source system, code values) of the LMS Toolkit (its descriptor
-# files, completed with the values the LMS extension's description lists).
+# files, completed with the values the LMS extension's description lists and the values
+# its extractors write).
 LMSX_VALUES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("assignmentCategoryDescriptors", "Canvas", ("Assignment",)),
     (
@@ -95,6 +96,20 @@ LMSX_VALUES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
             "none",
             "on_paper",
             "external_tool",
+        ),
+    ),
+    # Google Classroom's extractor writes a coursework's workType as its SubmissionType as
+    # well as its AssignmentCategory, but the toolkit's descriptor file lists those codes
+    # only as categories: without these every Google assignment's type (ASSIGNMENT) is a
+    # missing descriptor. Schoology's extractor writes no SubmissionType, so it needs none.
+    (
+        "submissionTypeDescriptors",
+        "Google",
+        (
+            "COURSE_WORK_TYPE_UNSPECIFIED",
+            "ASSIGNMENT",
+            "SHORT_ANSWER_QUESTION",
+            "MULTIPLE_CHOICE_QUESTION",
         ),
     ),
 )

@@ -72,7 +72,7 @@ def load_documents(openapi: list[str] | None) -> tuple[ApiModel, list[dict[str, 
 
 
 # Bump when the generator's output changes, so saved databases are regenerated.
-DISTRICT_VERSION = 2
+DISTRICT_VERSION = 3
 
 
 def _district_tag(students: int, seed: int, year: int, template: bool) -> str:

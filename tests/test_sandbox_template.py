@@ -123,7 +123,7 @@ def test_minimal_template_serves_every_default_descriptor_and_nothing_else(
 ) -> None:
     model = builtin_model()
     shipped = _shipped()
-    assert sum(shipped.values()) == sum(len(v) for v in default_descriptors().values()) == 3241
+    assert sum(shipped.values()) == sum(len(v) for v in default_descriptors().values()) == 3245
     served = {r.path: minimal.count(r.path) for r in model}
     assert {p: n for p, n in served.items() if model[p].is_descriptor and n} == shipped
     others = {p: n for p, n in served.items() if not model[p].is_descriptor and n}
@@ -208,6 +208,25 @@ def test_lms_toolkit_descriptors_per_source_system(minimal: Api) -> None:
         f"uri://ed-fi.org/edfilms/AssignmentCategoryDescriptor/{s}"
         for s in ("Canvas", "Google", "Schoology")
     }
+    # Google Classroom's extractor sends its workType as the submission type too (ASSIGNMENT
+    # used to be reported missing on every Google assignment); Schoology's sends none
+    types: dict[str, set[str]] = {}
+    for d in minimal.all("/lmsx/submissionTypeDescriptors"):
+        types.setdefault(d["namespace"], set()).add(d["codeValue"])
+    base = "uri://ed-fi.org/edfilms/SubmissionTypeDescriptor/"
+    assert set(types) == {base + "Canvas", base + "Google"}
+    assert types[base + "Google"] == {
+        "COURSE_WORK_TYPE_UNSPECIFIED",
+        "ASSIGNMENT",
+        "SHORT_ANSWER_QUESTION",
+        "MULTIPLE_CHOICE_QUESTION",
+    }
+    assert len(types[base + "Canvas"]) == 10
+    assignment = minimal.http.get(
+        "/lmsx/submissionTypeDescriptors",
+        params={"namespace": base + "Google", "codeValue": "ASSIGNMENT"},
+    )
+    assert [d["shortDescription"] for d in assignment.json()] == ["ASSIGNMENT"]
 
 
 def _vendor_assessment(method: str) -> dict[str, Any]:
