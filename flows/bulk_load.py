@@ -10,8 +10,6 @@ so a rerun skips it; every element that failed is kept in the rejects store
 with its file, line and element. The run fails when anything failed.
 """
 
-from __future__ import annotations
-
 import datetime as dt
 import uuid
 from collections import Counter

@@ -11,8 +11,6 @@ through the ``send`` flow one after another (validation, dependency order,
 state, rejects), so a rerun on the same files sends nothing new.
 """
 
-from __future__ import annotations
-
 import asyncio
 import datetime as dt
 import tempfile

@@ -8,8 +8,6 @@ killed half-way is resumed by the next one without pulling finished tables
 again.
 """
 
-from __future__ import annotations
-
 import asyncio
 import datetime as dt
 import time

@@ -15,8 +15,6 @@ the committed version was built from, the run builds nothing and ends Cached
 (its fingerprint lives in the manifest on the lake, not on a worker's disk).
 """
 
-from __future__ import annotations
-
 import datetime as dt
 import time
 from typing import Any
@@ -24,12 +22,14 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 from prefect.states import Completed, State
+from prefect.utilities.asyncutils import run_coro_as_sync
 
 from blocks import LakeStorage, load_block
 from edfi.amt import GoldBuild, GoldError, YearPart, load_descriptor_map
 from edfi.lake import Lake
 from edfi.vocabulary import RunStatus
-from flows.runners import existing_limit, file_parallel
+from flows.limits import existing_limits
+from flows.runners import file_parallel
 from tasks.gold import build_year
 
 # Two school years at once: each DuckDB session already uses every core, so more in one
@@ -80,7 +80,7 @@ def gold(
         build.close()
         return _cached(store, committed, started)
     try:
-        limit = existing_limit(_storage_api(block, store))
+        limit = _storage_limit(_storage_api(block, store))
         futures = [build_year.submit(build, year, limit) for year in build.years]
         parts: list[YearPart] = [f.result() for f in futures]
         for part in sorted(parts, key=lambda p: p.year):
@@ -138,6 +138,15 @@ def _storage_api(block: LakeStorage, store: Lake) -> str | None:
     if endpoint:
         return str(endpoint)
     return None if store.local else block.url
+
+
+def _storage_limit(url: str | None) -> str | None:
+    """The storage API's global concurrency limit when the server has it (asked once per
+    run; the tasks get its name), else None. The flow is sync, the lookup async."""
+    if not url:
+        return None
+    found: dict[str, int] = run_coro_as_sync(existing_limits([url])) or {}
+    return next(iter(found), None)
 
 
 def _cached(store: Lake, manifest: dict[str, Any], started: float) -> State[dict[str, Any]]:

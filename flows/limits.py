@@ -34,7 +34,13 @@ LEASE_SECONDS = 300.0
 
 
 async def existing_limits(urls: list[str]) -> dict[str, int]:
-    """The limits of these APIs that exist on the server, with their sizes."""
+    """The limits of these APIs that exist (and are active) on the server, with their sizes.
+
+    The one lookup of per-API limits: ``api_slots`` holds a slot of each (the API
+    flows), gold passes the name to its tasks, which hold it with ``runners.api_slot``.
+    A limit that is missing or switched off is left out, since waiting on it would
+    only log a warning (missing) or never block (inactive).
+    """
     found: dict[str, int] = {}
     async with get_client() as client:
         for name in sorted({api_limit(u) for u in urls}):

@@ -10,8 +10,6 @@ and harmonizer exceptions land as CSVs under ``reports`` on the extract's
 storage, and a table artifact gives their counts.
 """
 
-from __future__ import annotations
-
 from datetime import datetime
 from typing import Any, Literal
 

@@ -11,8 +11,6 @@ one table artifact (failures first), and fails naming the districts that failed.
 There is no queue of our own: work pools, workers and concurrency limits do it.
 """
 
-from __future__ import annotations
-
 import asyncio
 import json
 from typing import Any

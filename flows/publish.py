@@ -8,8 +8,6 @@ finished. The change version processed and the rejects live on the ``state``
 lake storage, keyed by a hash of the (source, target) pair.
 """
 
-from __future__ import annotations
-
 import datetime as dt
 import uuid
 from typing import Any

@@ -82,27 +82,12 @@ def api_limit(url: str) -> str:
     return "edfi-api-" + re.sub(r"[^A-Za-z0-9.-]", "-", f"{parts.hostname}-{port}")
 
 
-def existing_limit(url: str | None) -> str | None:
-    """The name of the API's global concurrency limit when the server has one (checked once
-    per flow run; a slot of a missing limit would only log a warning per task), else None."""
-    if not url:
-        return None
-    from prefect.client.orchestration import get_client
-    from prefect.exceptions import ObjectNotFound
-
-    name = api_limit(url)
-    with get_client(sync_client=True) as client:
-        try:
-            client.read_global_concurrency_limit_by_name(name)
-        except ObjectNotFound:
-            return None
-    return name
-
-
 @contextmanager
 def api_slot(limit: str | None) -> Iterator[None]:
     """Hold one slot of the global concurrency limit ``limit`` for the block (a whole task,
-    never one request); ``None`` holds nothing. Create the limit with
+    never one request); ``None`` holds nothing (the flow passes the name only when
+    ``flows.limits.existing_limits`` found the limit: a slot of a missing one would only
+    log a warning per task). Create the limit with
     ``prefect gcl create edfi-api-<host>-<port> --limit N`` to bound that API across every
     process and flow run."""
     if not limit:

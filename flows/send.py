@@ -8,8 +8,6 @@ blocks, runs validation as one task and each unit (a resource, or every
 descriptor type) as one task, and publishes the summary as artifacts.
 """
 
-from __future__ import annotations
-
 import inspect
 import warnings
 from typing import Any

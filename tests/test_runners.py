@@ -9,8 +9,11 @@ import importlib
 from collections.abc import Iterator
 from typing import Any
 
+import cloudpickle
 import pytest
+from prefect.exceptions import ParameterTypeError
 from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.utilities.callables import parameter_schema
 
 from edfi import amt
 from flows import runners
@@ -50,10 +53,78 @@ def test_every_flow_sets_a_bounded_thread_pool(module: str, name: str, workers: 
     assert flow.task_runner._max_workers == workers
 
 
+@pytest.mark.parametrize(
+    ("module", "name"),
+    [
+        ("flows.extract", "extract"),
+        ("flows.publish", "publish"),
+        ("flows.send", "send"),
+        ("flows.lms", "lms"),
+        ("flows.bulk_load", "bulk_load"),
+        ("flows.bundle", "bundle"),
+        ("flows.gold", "gold"),
+        ("flows.many", "extract_many"),
+        ("flows.many", "publish_many"),
+    ],
+)
+def test_every_flow_keeps_its_parameter_types_on_the_way_to_a_served_run(
+    module: str, name: str
+) -> None:
+    """``flow.serve()`` hands the flow to a spawned process with cloudpickle, by value (the
+    module's attribute is the Flow, not its function), and a function pickled by value
+    carries only the globals its body uses. Under ``from __future__ import annotations``
+    a type named only in the signature (publish's ``mode: Mode``) was then undefined there
+    and every served run failed validation ("PublishModel is not fully defined")."""
+    flow = getattr(importlib.import_module(module), name)
+    travelled = cloudpickle.loads(cloudpickle.dumps(flow))
+    assert travelled.fn is not flow.fn
+    assert parameter_schema(travelled) == parameter_schema(flow)
+
+
+def test_publish_parameters_validate_after_the_trip() -> None:
+    from flows.publish import publish
+
+    travelled = cloudpickle.loads(cloudpickle.dumps(publish))
+    schema = parameter_schema(travelled).model_dump()
+    assert schema["properties"]["mode"]["enum"] == ["incremental", "full"]
+    assert schema["required"] == ["source", "target", "state"]
+    given = {"source": "district", "target": "state-api", "state": "lake", "mode": "full"}
+    validated = travelled.validate_parameters(given)
+    assert {k: validated[k] for k in given} == given
+    assert validated["include_descriptors"] is False
+    with pytest.raises(ParameterTypeError, match="mode"):
+        travelled.validate_parameters({**given, "mode": "sometimes"})
+
+
 def test_limit_names_are_per_host_and_port() -> None:
     assert runners.api_limit("https://api.district.org/v7/") == "edfi-api-api.district.org-443"
     assert runners.api_limit("http://127.0.0.1:9000") == "edfi-api-127.0.0.1-9000"
     assert runners.api_limit("s3://bucket/lake") == "edfi-api-bucket-443"
+
+
+def test_gold_asks_for_its_storage_limit_through_the_one_lookup(prefect_harness: None) -> None:
+    """gold (sync) and the API flows (async) find per-API limits the same way: a missing
+    or inactive limit is not passed on, an active one by its name."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import (
+        GlobalConcurrencyLimitCreate,
+        GlobalConcurrencyLimitUpdate,
+    )
+
+    from flows.gold import _storage_limit
+
+    endpoint = "http://minio.limits.test:9000"
+    name = runners.api_limit(endpoint)
+    assert _storage_limit(None) is None
+    assert _storage_limit(endpoint) is None
+    with get_client(sync_client=True) as client:
+        client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=2))
+        try:
+            assert _storage_limit(endpoint) == name
+            client.update_global_concurrency_limit(name, GlobalConcurrencyLimitUpdate(active=False))
+            assert _storage_limit(endpoint) is None
+        finally:
+            client.delete_global_concurrency_limit_by_name(name)
 
 
 def test_a_named_scheduler_without_prefect_dask_says_how_to_install(
