@@ -370,6 +370,20 @@ class _Receiver(BaseHTTPRequestHandler):
         pass
 
 
+def _python(
+    deployed: Deployed, *args: str, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """This Python in the deployed checkout, against the deployment's Prefect server."""
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=deployed.checkout,
+        env=deployed.env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 def test_failure_notification_fires_a_webhook(deployed: Deployed) -> None:
     assert deployed.readme_rc == 0, "the README's commands failed; see the first test"
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
@@ -378,24 +392,10 @@ def test_failure_notification_fires_a_webhook(deployed: Deployed) -> None:
     thread.start()
     try:
         hook = f"http://127.0.0.1:{server.server_address[1]}/edfi"
-        created = subprocess.run(
-            [sys.executable, "-m", "flows.notify", "--webhook", hook],
-            cwd=deployed.checkout,
-            env=deployed.env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        created = _python(deployed, "-m", "flows.notify", "--webhook", hook)
         assert created.returncode == 0, created.stdout + created.stderr
         # running it again replaces the automation (one of that name)
-        again = subprocess.run(
-            [sys.executable, "-m", "flows.notify", "--webhook", hook],
-            cwd=deployed.checkout,
-            env=deployed.env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        again = _python(deployed, "-m", "flows.notify", "--webhook", hook)
         assert again.returncode == 0, again.stdout + again.stderr
 
         async def automations() -> list[Any]:
@@ -404,17 +404,11 @@ def test_failure_notification_fires_a_webhook(deployed: Deployed) -> None:
 
         assert len(_run(automations())) == 1
         # a failing run of an edfi flow: a block that does not exist
-        failing = subprocess.run(
-            [
-                sys.executable,
-                "-c",
-                "import asyncio; from flows.extract import extract; "
-                "asyncio.run(extract(connection='no-such-block', lake='no-such-lake'))",
-            ],
-            cwd=deployed.checkout,
-            env=deployed.env,
-            capture_output=True,
-            text=True,
+        failing = _python(
+            deployed,
+            "-c",
+            "import asyncio; from flows.extract import extract; "
+            "asyncio.run(extract(connection='no-such-block', lake='no-such-lake'))",
             timeout=180,
         )
         assert failing.returncode != 0
@@ -482,3 +476,37 @@ def test_scale_out_refuses_bad_parameters_before_starting_anything(prefect_harne
             asyncio.run(call())
     with pytest.raises(BlockError, match=r"No saved 'Ed-Fi Connection' block is named 'gone-a'"):
         asyncio.run(extract_many(["gone-a", "gone-b"]))
+
+
+# what a re-run leaves out: the processes that keep running and the run that waits
+LONG_RUNNING = ("prefect server start", "prefect worker start", "prefect deployment run")
+
+
+def test_readme_deploying_commands_can_run_again(deployed: Deployed) -> None:
+    """An operator re-runs the setup (a new block, a changed prefect.yaml): every command
+    of the README's Deploying block but the long-running ones must succeed a second time
+    against the server the first run set up, and leave the lake queue at one run."""
+    assert deployed.readme_rc == 0, "the README's commands failed; see the first test"
+    port = int(deployed.api_url.split(":")[2].split("/")[0])
+    script = _readme_script(port, deployed.sandbox, deployed.tmp / "lake")
+    again = "\n".join(line for line in script.splitlines() if not line.startswith(LONG_RUNNING))
+    assert len(script.splitlines()) - len(again.splitlines()) == len(LONG_RUNNING)
+    done = subprocess.run(
+        ["bash", "-xec", again],
+        cwd=deployed.checkout,
+        env=deployed.env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-4000:]
+    # the queue existed, so the second command of the pair kept its limit
+    assert "Work queue with name: 'edfi-lake' already exists." in output
+    assert "set-concurrency-limit edfi-lake 1" in output
+
+    async def queue() -> Any:
+        async with _client(deployed.api_url) as client:
+            return await client.read_work_queue_by_name("edfi-lake", work_pool_name="edfi-process")
+
+    assert _run(queue()).concurrency_limit == 1
