@@ -14,8 +14,13 @@ one resource at a time; the flow's write cap of 32 and 8 resources at once.
   (same latency) with its default methods -- lightbeam: schema, descriptors,
   uniqueness; the flow: those plus references within the input.
 
-Reported: records/s, seconds, client CPU ms per 1,000 records, the client's
-peak memory (RSS sampled every 50 ms) and, for send, the target's CPU.
+Each client runs in its own process: lightbeam as its command, the flow as
+``python bench/send.py --flow-child ...`` (a flow run in a fresh interpreter,
+its import time included) against the temporary Prefect server this script
+starts. Reported: records/s, seconds, the client process's CPU ms per 1,000
+records and peak RSS (sampled every 50 ms), for the flow the Prefect server's
+peak RSS and CPU (a separate process: an API server, not the flow's own cost)
+and, for send, the target's CPU.
 
     flock /tmp/edfi-bench.lock .venv/bin/python bench/send.py --students 1000 --latency 30
 """
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -48,7 +54,7 @@ from publish import (  # type: ignore[import-not-found]  # noqa: E402
     cpu_seconds,
     ensure_peers,
     fetch_jsonl,
-    own_cpu,
+    jsonl_marker,
     serve,
 )
 
@@ -63,14 +69,27 @@ class Result:
     peak_mb: float
     target_cpu: float | None
     check: str
+    server: Usage | None = None  # the Prefect server's, for the flow
 
     @property
     def rate(self) -> float:
         return self.records / self.seconds if self.seconds else 0.0
 
 
+@dataclass
+class Usage:
+    """What a helper process (the Prefect server) used during a round."""
+
+    cpu: float
+    peak_mb: float
+
+
 class PeakRss:
-    """The largest RSS of a process while the block runs (sampled every 50 ms)."""
+    """The largest RSS of one process while the block runs (sampled every 50 ms).
+
+    One process, not its tree: the flow's process is measured apart from the
+    Prefect server it talks to, as lightbeam's is apart from the sandbox.
+    """
 
     def __init__(self, pid: int | None = None) -> None:
         self.pid = pid or os.getpid()
@@ -84,7 +103,7 @@ class PeakRss:
             while not self._stop.is_set():
                 self.peak = max(self.peak, proc.memory_info().rss)
                 self._stop.wait(0.05)
-        except psutil.NoSuchProcess:
+        except (psutil.NoSuchProcess, psutil.ZombieProcess):
             pass
 
     def __enter__(self) -> PeakRss:
@@ -100,18 +119,61 @@ class PeakRss:
         return self.peak / 2**20
 
 
-def flow(config: Path, mode: str) -> dict[str, Any]:
-    """The send flow on a lightbeam configuration, unchanged, at the flow's own defaults."""
+def flow_child(config: str, mode: str, out: str) -> None:
+    """In the child process: the send flow on a lightbeam configuration, unchanged, at the
+    flow's own defaults; its counts written to ``out``."""
     from flows.send import send
 
     try:
-        out: dict[str, Any] = asyncio.run(
-            send(lightbeam_config=str(config), mode=mode)  # type: ignore[arg-type]
+        summary: dict[str, Any] = asyncio.run(
+            send(lightbeam_config=config, mode=mode)  # type: ignore[arg-type]
         )
-        return out
     except Exception as exc:  # a failed run still has figures to show
         print(f"flow {mode}: {str(exc)[:400]}", flush=True)
-        return {"processed": 0, "sent": 0, "failed": -1}
+        summary = {"processed": 0, "sent": 0, "failed": -1}
+    counts = {k: summary.get(k) for k in ("processed", "sent", "skipped", "failed")}
+    Path(out).write_text(json.dumps(counts))
+
+
+class PrefectServer:
+    """The temporary Prefect server (Prefect's test harness: a uvicorn subprocess, SQLite)."""
+
+    def __enter__(self) -> PrefectServer:
+        import prefect.settings
+        from prefect.testing.utilities import prefect_test_harness
+
+        self._harness = prefect_test_harness(server_startup_timeout=120)
+        self._harness.__enter__()
+        self.api_url = str(prefect.settings.PREFECT_API_URL.value())
+        self.process = next(
+            p
+            for p in psutil.Process().children()
+            if "prefect.server.api.server:create_app" in " ".join(p.cmdline())
+        )
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._harness.__exit__(None, None, None)
+
+
+def flow(
+    config: Path, mode: str, server: PrefectServer
+) -> tuple[dict[str, Any], float, float, float, Usage]:
+    """The flow in its own process: counts, seconds, CPU seconds, peak MB, the server's use."""
+    out = config.with_suffix(".out.json")
+    out.unlink(missing_ok=True)
+    cpu0, scpu0 = children_cpu(), cpu_seconds(server.process)
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--flow-child", str(config), mode, str(out)],
+        env={**os.environ, "PREFECT_API_URL": server.api_url},
+    )
+    with PeakRss(proc.pid) as peak, PeakRss(server.process.pid) as server_peak:
+        proc.wait()
+    seconds = time.perf_counter() - t0
+    usage = Usage(cpu_seconds(server.process) - scpu0, server_peak.mb)
+    counts = json.loads(out.read_text()) if out.exists() else {"processed": 0, "failed": -1}
+    return counts, seconds, children_cpu() - cpu0, peak.mb, usage
 
 
 def lightbeam_config(
@@ -157,26 +219,29 @@ def lightbeam(command: str, config: Path) -> tuple[float, float, float, str]:
 
 
 def send_rounds(
-    args: argparse.Namespace, run_dir: Path, jsonl: Path, expected: Any
+    args: argparse.Namespace,
+    run_dir: Path,
+    jsonl: Path,
+    expected: Any,
+    server: PrefectServer | None,
 ) -> list[Result]:
     results: list[Result] = []
     total = sum(sum(c.values()) for c in expected.values())
     lmsx = [p.rsplit("/", 1)[-1] for p in expected if p.startswith("/lmsx/")]
-    if args.only in ("flow", "both"):
+    if server is not None:
         db = run_dir / "target-flow.sqlite"
         with serve(0, db, fresh=True, latency=args.latency) as target:
             config = run_dir / "flow-send.yaml"
             lightbeam_config(config, target, jsonl, lmsx, state="flow-state")
-            cpu0, tcpu0 = own_cpu(), cpu_seconds(target["process"])
-            t0 = time.perf_counter()
-            with PeakRss() as peak:
-                summary = flow(config, "validate+send")
-            seconds = time.perf_counter() - t0
-            cpu, tcpu = own_cpu() - cpu0, cpu_seconds(target["process"]) - tcpu0
+            tcpu0 = cpu_seconds(target["process"])
+            summary, seconds, cpu, peak_mb, usage = flow(config, "validate+send", server)
+            tcpu = cpu_seconds(target["process"]) - tcpu0
         written, check = compare(expected, db)
         if summary.get("failed"):
             check += f"; {summary['failed']} failed"
-        results.append(Result("send", "send flow", written, seconds, cpu, peak.mb, tcpu, check))
+        results.append(
+            Result("send", "send flow", written, seconds, cpu, peak_mb, tcpu, check, usage)
+        )
         report(results[-1:])
     if args.only in ("lightbeam", "both"):
         db = run_dir / "target-lightbeam.sqlite"
@@ -197,7 +262,9 @@ def send_rounds(
     return results
 
 
-def validate_rounds(args: argparse.Namespace, run_dir: Path) -> list[Result]:
+def validate_rounds(
+    args: argparse.Namespace, run_dir: Path, server: PrefectServer | None
+) -> list[Result]:
     students = args.validate_students or args.students
     jsonl, source_db = district_files(students)
     expected = contents(source_db)
@@ -206,18 +273,22 @@ def validate_rounds(args: argparse.Namespace, run_dir: Path) -> list[Result]:
     print(f"validate: {total:,} records ({students} students)", flush=True)
     results: list[Result] = []
     with serve(students, source_db, fresh=False, latency=args.latency) as source:
-        if args.only in ("flow", "both"):
+        if server is not None:
             config = run_dir / "flow-validate.yaml"
             lightbeam_config(config, source, jsonl, lmsx, state="flow-state-validate")
-            cpu0 = own_cpu()
-            t0 = time.perf_counter()
-            with PeakRss() as peak:
-                summary = flow(config, "validate")
-            seconds, cpu = time.perf_counter() - t0, own_cpu() - cpu0
+            summary, seconds, cpu, peak_mb, usage = flow(config, "validate", server)
             check = f"{summary.get('processed', 0):,} records, {summary.get('failed')} invalid"
             results.append(
                 Result(
-                    "validate", "send flow (validate)", total, seconds, cpu, peak.mb, None, check
+                    "validate",
+                    "send flow (validate)",
+                    total,
+                    seconds,
+                    cpu,
+                    peak_mb,
+                    None,
+                    check,
+                    usage,
                 )
             )
             report(results[-1:])
@@ -238,15 +309,17 @@ def validate_rounds(args: argparse.Namespace, run_dir: Path) -> list[Result]:
 def report(results: list[Result]) -> None:
     print(
         "\n| task | client | records | seconds | records/s | client CPU ms / 1,000 records | "
-        "peak memory MB | target CPU ms / 1,000 | check |"
+        "client peak MB | Prefect server: peak MB, CPU ms / 1,000 | target CPU ms / 1,000 "
+        "| check |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         n = max(1, r.records)
         target = f"{r.target_cpu / n * 1e6:.0f}" if r.target_cpu is not None else "-"
+        server = f"{r.server.peak_mb:.0f}, {r.server.cpu / n * 1e6:.0f}" if r.server else "-"
         print(
             f"| {r.task} | {r.client} | {r.records:,} | {r.seconds:.1f} | {r.rate:,.0f} | "
-            f"{r.cpu / n * 1e6:.0f} | {r.peak_mb:.0f} | {target} | {r.check} |"
+            f"{r.cpu / n * 1e6:.0f} | {r.peak_mb:.0f} | {server} | {target} | {r.check} |"
         )
     for task in dict.fromkeys(r.task for r in results):
         rates = [r.rate for r in results if r.task == task]
@@ -260,13 +333,17 @@ def district_files(students: int) -> tuple[Path, Path]:
     jsonl = CACHE / f"jsonl-{students}"
     source_db = CACHE / f"sandbox-{students}.sqlite"
     with serve(students, source_db, fresh=False) as source:
-        if not (jsonl / "done.json").exists():
+        marker = jsonl_marker(jsonl)
+        if not marker.exists():
             jsonl.mkdir(parents=True, exist_ok=True)
-            (jsonl / "done.json").write_text(json.dumps(asyncio.run(fetch_jsonl(source, jsonl))))
+            marker.write_text(json.dumps(asyncio.run(fetch_jsonl(source, jsonl))))
     return jsonl, source_db
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["--flow-child"]:
+        flow_child(*sys.argv[2:5])
+        return
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--students", type=int, default=1000)
     parser.add_argument("--latency", type=float, default=30.0)
@@ -291,21 +368,13 @@ def main() -> None:
     expected = contents(source_db)
     total = sum(sum(c.values()) for c in expected.values())
     print(f"records: {total:,} in {len(expected)} resources; latency {args.latency:g} ms")
-    harness: Any = None
-    if args.only in ("flow", "both"):
-        from prefect.testing.utilities import prefect_test_harness
-
-        harness = prefect_test_harness(server_startup_timeout=120)
-        harness.__enter__()
     results: list[Result] = []
-    try:
+    with contextlib.ExitStack() as stack:
+        server = stack.enter_context(PrefectServer()) if args.only in ("flow", "both") else None
         if "validate" in args.tasks:  # the short rounds first
-            results += validate_rounds(args, run_dir)
+            results += validate_rounds(args, run_dir, server)
         if "send" in args.tasks:
-            results += send_rounds(args, run_dir, jsonl, expected)
-    finally:
-        if harness is not None:
-            harness.__exit__(None, None, None)
+            results += send_rounds(args, run_dir, jsonl, expected, server)
     report(results)
 
 

@@ -126,7 +126,9 @@ class Resource:
         for k in self.key:
             value: Any = record
             for part in k.source:
-                if not isinstance(value, Mapping):
+                # a parsed record is a dict: its check first (the ABC check is slow, and
+                # this runs for every record validated or sent)
+                if type(value) is not dict and not isinstance(value, Mapping):
                     value = None
                     break
                 value = value.get(part)

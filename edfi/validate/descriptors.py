@@ -57,9 +57,9 @@ class DescriptorIndex:
         """
         problems: list[Problem] = []
         for found in descriptors(resource.shape, record):
-            type_name = _type_name(found.descriptor)
             value = found.value
             if not isinstance(value, str) or "#" not in value:
+                type_name = _type_name(found.descriptor)
                 problems.append(
                     Problem(
                         found.path,
@@ -74,6 +74,7 @@ class DescriptorIndex:
                 continue
             namespace, _, code = value.rpartition("#")
             if (namespace, code) not in (known or ()):
+                type_name = _type_name(found.descriptor)
                 problems.append(
                     Problem(
                         found.path,

@@ -61,12 +61,38 @@ class Pending:
         return ", ".join(f"{k}={v!r}" for k, v in self.candidates[0][1]) if self.candidates else ""
 
 
+# For each resource a reference can point at: its path, its key names, and the reference's
+# field names in that key's order (None: the reference's fields cannot name its key).
+_Plan = tuple[tuple[str, tuple[str, ...], tuple[str, ...] | None], ...]
+
+
 class ReferenceIndex:
     """Natural keys of the input's records, by resource, for local resolution."""
 
     def __init__(self, model: ApiModel) -> None:
         self.model = model
         self.keys: dict[str, set[tuple[Any, ...]]] = {}
+        # by id: the model keeps its references alive, and hashing a frozen dataclass
+        # hashes all its fields on every lookup
+        self._plans: dict[int, _Plan] = {}
+
+    def _plan(self, reference: Reference) -> _Plan:
+        """How a value of ``reference`` maps onto each key it can name, worked out once.
+
+        Every reference of every record is resolved here, and the mapping from a
+        reference's field names to its target's key names (``target_key``) is
+        the same for all of them.
+        """
+        plan = self._plans.get(id(reference))
+        if plan is None:
+            fields = {f.name: f.name for f in reference.fields}
+            rows = []
+            for t in self.model.targets(reference):
+                names = self.model[t].key_names
+                mapped = target_key(self.model[t], fields)
+                rows.append((t, names, None if mapped is None else tuple(mapped.values())))
+            plan = self._plans[id(reference)] = tuple(rows)
+        return plan
 
     def add(self, resource: Resource, record: Mapping[str, Any]) -> None:
         values = resource.key_values(record)
@@ -92,19 +118,19 @@ class ReferenceIndex:
         return out
 
     def _pending(self, found: ReferenceValue, only_local_targets: bool) -> Pending | None:
-        targets = self.model.targets(found.reference)
-        if not targets:
+        plan = self._plan(found.reference)
+        if not plan:
             return None
-        if only_local_targets and not any(t in self.keys for t in targets):
+        if only_local_targets and not any(t in self.keys for t, _, _ in plan):
             return None
         candidates: list[tuple[str, tuple[tuple[str, Any], ...]]] = []
-        for t in targets:
-            key = target_key(self.model[t], found.values)
-            if key is None:
+        values = found.values
+        for t, names, order in plan:
+            if order is None:
                 continue
-            if key_tuple(key, self.model[t].key_names) in self.keys.get(t, ()):
+            if tuple(_frozen(values[n]) for n in order) in self.keys.get(t, ()):
                 return None
-            candidates.append((t, tuple(key.items())))
+            candidates.append((t, tuple(zip(names, (values[n] for n in order), strict=True))))
         if not candidates:
             return None
         return Pending(found.path, _type_name(found.reference), tuple(candidates))

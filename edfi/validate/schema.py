@@ -129,7 +129,37 @@ class _Field:
         self.maximum = s.maximum
         self.identity = s.identity
 
-    def bind(self, value: Any, path: str, problems: list[Problem]) -> Any:
+    def bind(self, value: Any, prefix: str, problems: list[Problem]) -> Any:
+        """``value`` as the API binds it; problems appended under ``prefix + name``.
+
+        The common valid cases (a plain string, an integer within range, a
+        boolean) return here, before the property's path is even built: this
+        runs for every property of every record validated.
+        """
+        kind = self.kind
+        t = type(value)
+        if t is str:
+            if kind == "string":
+                n = len(value)
+                if (
+                    n
+                    and n >= self.min_len
+                    and (self.max_len is None or n <= self.max_len)
+                    and not (self.identity and (value[0].isspace() or value[-1].isspace()))
+                ):
+                    return value
+            elif kind == "date" and _DATE.match(value):
+                return value
+        elif t is int:
+            if kind == "integer" or kind == "number":
+                low, high = self.minimum, self.maximum
+                if (low is None or value >= low) and (high is None or value <= high):
+                    return value
+        elif t is bool and kind == "boolean":
+            return value
+        return self._bind(value, prefix + self.name, problems)
+
+    def _bind(self, value: Any, path: str, problems: list[Problem]) -> Any:
         kind = self.kind
         if kind == "integer":
             if isinstance(value, bool):
@@ -268,7 +298,7 @@ class _Node:
                 if f.required:
                     problems.append(Problem(prefix + f.name, REQUIRED, f"{f.label} is required."))
                 continue
-            new = f.bind(value, prefix + f.name, problems)
+            new = f.bind(value, prefix, problems)
             if new is not value:
                 if out is None:
                     out = dict(body)
