@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 from edfi.model import Reference, Shape
 
@@ -28,7 +28,7 @@ class ReferenceValue:
     values: dict[str, Any]  # the reference's key fields (without ``link``)
 
 
-def _is_map(value: Any) -> bool:
+def _is_map(value: Any) -> TypeGuard[Mapping[str, Any]]:
     """Whether ``value`` is an object: a parsed record's are dicts, checked first (the
     ``Mapping`` ABC check costs more than the rest of a walk step)."""
     return type(value) is dict or isinstance(value, Mapping)
