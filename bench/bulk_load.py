@@ -44,12 +44,11 @@ import psutil  # noqa: E402
 from pydantic import SecretStr  # noqa: E402
 
 from edfi.client import Connection, EdFiClient  # noqa: E402
+from edfi.lake import Lake  # noqa: E402
 from edfi.model import builtin_model  # noqa: E402
 from edfi.send import Item, Sender, SendOptions, write_connection  # noqa: E402
-from edfi.xml.bulk import BulkLoad  # noqa: E402
-from edfi.xml.bulkapi import BulkUpload, bulk_url  # noqa: E402
 from edfi.xml.reader import XmlLoad, list_files  # noqa: E402
-from edfi.xml.spool import XmlSpool  # noqa: E402
+from edfi.xml.run import BulkLoadRun, BulkLoadSettings  # noqa: E402
 from sandbox.server import open_store, sandbox_process  # noqa: E402
 
 CACHE = ROOT / "bench" / ".cache"
@@ -109,8 +108,9 @@ def child_parse_map(folder: Path, validate: bool) -> dict[str, float]:
 
 
 async def _load(
-    info: dict[str, str], folder: Path, years: list[dict[str, object]], method: str
+    info: dict[str, str], folder: Path, years: list[dict[str, object]], method: str, tmp: str
 ) -> dict[str, float]:
+    """One load by the flow's own core (``BulkLoadRun``: send state and rejects included)."""
     conn = write_connection(
         Connection(info["base_url"], info["client_id"], SecretStr(info["client_secret"])), 32
     )
@@ -119,37 +119,40 @@ async def _load(
         for p in psutil.Process().children()
         if info["base_url"].rsplit(":", 1)[1] in " ".join(p.cmdline())
     )
+    lake = f"{tmp}/lake"
+    run = BulkLoadRun(
+        BulkLoadSettings(data=str(folder), method="bulk" if method == "bulk" else "api"),
+        lake=Lake(lake),
+        state_url=lake,
+        state_options=None,
+        target="bench",
+    )
     async with EdFiClient(conn) as client:
         model = await client.load_model()
-        sender = Sender(client, model, client.url("dataManagementApi"), SendOptions())
         # the school years every ODS/API ships (no interchange carries them)
-        await sender.upsert("/ed-fi/schoolYearTypes", [Item(y) for y in years])
-        spool: XmlSpool | None = None
+        years_sender = Sender(client, model, client.url("dataManagementApi"), SendOptions())
+        await years_sender.upsert("/ed-fi/schoolYearTypes", [Item(y) for y in years])
+        await run.open(client)
         if method == "jsonl":  # the records mapped before the clock starts
-            spool = XmlSpool(XmlLoad(list_files(str(folder)), model))
-            spool.build()
+            assert run.spool is not None
+            run.read_messages(run.spool.build())
         server0 = _cpu(server)
         wall0, cpu0 = time.perf_counter(), time.process_time()
         parse_cpu = 0.0
         if method == "bulk":
-            op = await BulkUpload(client, bulk_url(client)).run(list_files(str(folder)))
-            sent = sum(f.loaded for f in op.files)
-            failed = sum(len(f.exceptions) for f in op.files)
-            phases = op.seconds
+            await run.upload(client)
         else:
-            if spool is None:
-                spool = XmlSpool(XmlLoad(list_files(str(folder)), model))
-                spool.build()
+            if method == "api":
+                assert run.spool is not None
+                run.read_messages(run.spool.build())
                 parse_cpu = time.process_time() - cpu0
-            with spool:
-                result = await BulkLoad(model, spool, sender).run()
-            sent = sum(r.sent for r in result.rows.values())
-            failed = result.failed
-            phases = {}
+            await run.send()
+        summary = run.finish()
         wall = time.perf_counter() - wall0
         cpu = time.process_time() - cpu0
         server_cpu = _cpu(server) - server0
-    assert failed == 0, f"{failed} failed"
+    assert not run.failed, f"{run.failed} failed: {run.failure_message()}"
+    sent = int(summary["sent"])
     out: dict[str, float] = {
         "records": sent,
         "seconds": round(wall, 1),
@@ -158,7 +161,8 @@ async def _load(
         "sandbox_cpu_s": round(server_cpu, 1),
         "loader_cpu_ms_per_1000": round(1000 * 1000 * cpu / sent),
         "sandbox_cpu_ms_per_1000": round(1000 * 1000 * server_cpu / sent),
-        **{f"{k}_s": v for k, v in phases.items()},
+        **{f"{k}_s": v for k, v in summary.get("phases", {}).items()},
+        "loader_peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "sandbox_peak_rss_mib": _peak_rss_mib(server.pid),
     }
     if method == "api":
@@ -193,7 +197,15 @@ def end_to_end(students: int, latency: float, method: str) -> dict[str, float]:
         ]
         faults = f"latency_ms={latency:g}" if latency else None
         with sandbox_process(students=0, db=f"{tmp}/target.sqlite", faults=faults) as info:
-            return asyncio.run(_load(info, folder, years, method))
+            return asyncio.run(_load(info, folder, years, method, tmp))
+
+
+def child_end_to_end(students: int, latency: float, method: str) -> dict[str, float]:
+    """``end_to_end`` in a fresh process, so its peak RSS is that one load's."""
+    cmd = [sys.executable, __file__, "--e2e-child", str(students), str(latency), method]
+    out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
 
 
 def main() -> None:
@@ -209,7 +221,12 @@ def main() -> None:
     )
     parser.add_argument("--no-parse-map", action="store_true", help="end to end only")
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--e2e-child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.e2e_child:
+        n, latency, method = args.e2e_child
+        print(json.dumps(end_to_end(int(n), float(latency), method)))
+        return
     if args.child:
         result = parse_map(Path(args.child), not args.no_validate)
         result["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
@@ -224,7 +241,7 @@ def main() -> None:
         if args.end_to_end:
             for latency in args.latency:
                 for method in args.method:
-                    e2e = end_to_end(n, latency, method)
+                    e2e = child_end_to_end(n, latency, method)
                     row = {"students": n, "latency_ms": latency, "method": method, **e2e}
                     print(json.dumps({**row, "load_avg": os.getloadavg()[0]}), flush=True)
 

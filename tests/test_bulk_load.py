@@ -300,6 +300,32 @@ def test_round_trip_by_the_bulk_services(
         ] == []
         assert [p for p in loaded if not holds(model, store, target.store(), p)] == []
 
+        # a rerun: every element is recorded as accepted, nothing is uploaded
+        again = run(target, tmp_path / "lake", data=str(xml), method="bulk")
+        assert (again["status"], again["sent"], again["operation"]) == ("completed", 0, "")
+        assert again["skipped"] >= total
+        assert {u["status"] for u in again["uploads"]} == {"Unchanged"}
+
+        # one student changed: only that element goes, in a filtered copy of its file
+        edited = tmp_path / "edited"
+        shutil.copytree(xml, edited)
+        students = edited / "Interchange-Student.xml"
+        text = students.read_text()
+        first = text.index("<FirstName>") + len("<FirstName>")
+        name = text[first : text.index("</FirstName>", first)]
+        students.write_text(text[:first] + "Renamed" + text[first + len(name) :])
+        changed = run(target, tmp_path / "lake", data=str(edited), method="bulk")
+        assert (changed["status"], changed["sent"]) == ("completed", 1)
+        [upload] = [u for u in changed["uploads"] if u["status"] != "Unchanged"]
+        assert (upload["file"], upload["loaded"]) == (str(students), 1)
+        assert any(
+            s["firstName"] == "Renamed"
+            for s in target.store().iter_records(model["/ed-fi/students"])
+        )
+        # force: everything again
+        forced = run(target, tmp_path / "lake", data=str(edited), method="bulk", force=True)
+        assert (forced["sent"], forced["skipped"]) == (total, 0)
+
 
 def _token(sb: RunningSandbox) -> dict[str, str]:
     import httpx
@@ -464,3 +490,23 @@ def test_bulk_services_list_exceptions_per_file(
             "interchange": "InterchangeStudentEnrollment",
         },
     )
+    # a rerun: the descriptors were accepted and are not uploaded again; the refused
+    # element and the invalid file are (nothing of them was recorded as accepted)
+    with pytest.raises(SendError, match=r"2 failed \(1 files skipped, 1 records refused\)"):
+        run(target, tmp_path / "lake", data=str(tmp_path), method="bulk")
+    from edfi.sendstate import SendState
+
+    folder_name = next((tmp_path / "lake" / "_send_state").iterdir()).name
+
+    async def rerun() -> Any:
+        conn = Connection(target.base_url, target.client_id, SecretStr(target.client_secret))
+        async with EdFiClient(conn) as client:
+            await client.discover()
+            upload = BulkUpload(client, bulk_url(client), chunk_size=100)
+            state = SendState(str(tmp_path / "lake"), folder_name)
+            return await upload.run([str(invalid), str(descriptors), str(enrollment)], state=state)
+
+    student, desc, enroll = asyncio.run(rerun()).files
+    assert (desc.status, desc.skipped, desc.loaded) == ("Unchanged", 2, 0)
+    assert (student.status, student.accepted, len(student.exceptions)) == ("Error", 0, 1)
+    assert (enroll.status, enroll.accepted, enroll.exceptions[0]["lineNumber"]) == ("Error", 0, 2)

@@ -24,6 +24,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import fsspec
@@ -31,6 +32,7 @@ from lxml import etree
 
 from ..client import EdFiClient
 from ..errors import EdFiError
+from .elements import ElementPlan, LineMap, StateStore, filtered_name, scan, state_path
 from .reader import XmlInputError
 
 CHUNK = 16 * 1024 * 1024  # bytes per chunk (the ODS/API takes up to 150 MB)
@@ -52,6 +54,17 @@ class FileResult:
     status: str = ""
     loaded: int = 0
     exceptions: list[dict[str, Any]] = field(default_factory=list)
+    skipped: int = 0  # elements the target had already accepted: not uploaded
+    accepted: int = 0  # elements recorded as accepted by this run (the state)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A file ready to upload: its source URL, its interchange, the local file to send."""
+
+    file: str
+    interchange: str
+    path: str
 
 
 @dataclass
@@ -151,34 +164,106 @@ class BulkUpload:
         files: Sequence[str],
         storage_options: dict[str, Any] | None = None,
         interchanges: set[str] | None = None,
+        *,
+        state: StateStore | None = None,
+        force: bool = False,
     ) -> OperationResult:
-        """Load ``files`` (only those holding one of ``interchanges``, when given)."""
+        """Load ``files`` (only those holding one of ``interchanges``, when given).
+
+        With a ``state`` (``edfi.sendstate.SendState`` of the target), what the
+        target accepted is recorded per element and skipped on the next run
+        (``edfi.xml.elements``); ``force`` uploads everything anyway.
+        """
         local = await asyncio.to_thread(_Local, files, storage_options)
         try:
-            return await self._run(list(files), local.paths, interchanges)
+            prepared = await self.prepare(list(files), local.paths, interchanges)
+            if state is None:
+                return await self.send(prepared)
+            return await self._with_state(prepared, state, force)
         finally:
             local.close()
 
-    async def _run(
-        self, files: list[str], paths: list[str], only: set[str] | None
+    async def _with_state(
+        self, prepared: list[Prepared], store: StateStore, force: bool
     ) -> OperationResult:
+        kinds = sorted({p.interchange for p in prepared})
+        states = {k: await asyncio.to_thread(store.load, state_path(k)) for k in kinds}
+        fresh = force or not any(len(s) for s in states.values())
+        scans = [partial(scan, p.path, p.interchange) for p in prepared]
+        maps: list[LineMap | None] = [None] * len(prepared)
+        folder = tempfile.mkdtemp(prefix="edfi-bulk-filtered-")
+        try:
+            if fresh:
+                # nothing to skip: upload as is, digest the elements meanwhile (one thread:
+                # the server loads on one core, this takes another)
+                indexing = asyncio.create_task(asyncio.to_thread(lambda: [s() for s in scans]))
+                try:
+                    result = await self.send(prepared)
+                finally:
+                    plan = ElementPlan(await indexing)
+                sent = list(range(len(prepared)))
+            else:
+                plan = ElementPlan([await asyncio.to_thread(s) for s in scans])
+                plan.skip_accepted(states)
+                sent, uploads = [], []
+                for f, p in enumerate(prepared):
+                    kept = plan.kept(f)
+                    if kept == 0:
+                        continue
+                    sent.append(f)
+                    if kept == len(plan.files[f]):
+                        uploads.append(p)
+                        continue
+                    copy = filtered_name(folder, f, p.path)
+                    maps[f] = await asyncio.to_thread(plan.write_filtered, f, copy)
+                    uploads.append(Prepared(p.file, p.interchange, copy))
+                result = (
+                    await self.send(uploads)
+                    if uploads
+                    else OperationResult("", "Unchanged", [], {"upload": 0.0, "processing": 0.0})
+                )
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        by_index = dict(zip(sent, result.files, strict=True))
+        files: list[FileResult] = []
+        for f, p in enumerate(prepared):
+            r = by_index.get(f)
+            skipped = len(plan.files[f]) - plan.kept(f)
+            if r is None:
+                files.append(FileResult(p.file, p.interchange, 0, "Unchanged", skipped=skipped))
+                continue
+            r.skipped = skipped
+            line_map = maps[f]
+            if line_map is not None:
+                for e in r.exceptions:
+                    if e.get("lineNumber"):
+                        e["lineNumber"] = line_map.original(int(e["lineNumber"]))
+            r.accepted = await asyncio.to_thread(
+                plan.accept, f, r.status, r.exceptions, states[p.interchange]
+            )
+            files.append(r)
+        for s in states.values():
+            await asyncio.to_thread(s.compact)
+        return OperationResult(result.id, result.status, files, result.seconds)
+
+    async def prepare(
+        self, files: Sequence[str], paths: Sequence[str], only: set[str] | None = None
+    ) -> list[Prepared]:
+        """Each local copy's interchange (its root element), the ones in ``only`` kept."""
         kinds = [await asyncio.to_thread(interchange_of, p) for p in paths]
         chosen = [
-            (url, kind, p)
+            Prepared(url, kind, p)
             for url, kind, p in zip(files, kinds, paths, strict=True)
             if only is None or kind in only
         ]
         if not chosen:
             raise XmlInputError(f"no file holds the interchanges {sorted(only or ())}")
-        files, kinds, paths = (
-            [c[0] for c in chosen],
-            [c[1] for c in chosen],
-            [c[2] for c in chosen],
-        )
-        results = [
-            FileResult(url, kind, os.path.getsize(p))
-            for url, kind, p in zip(files, kinds, paths, strict=True)
-        ]
+        return chosen
+
+    async def send(self, prepared: Sequence[Prepared]) -> OperationResult:
+        """One operation for the prepared files: declare, upload, commit, poll, exceptions."""
+        results = [FileResult(p.file, p.interchange, os.path.getsize(p.path)) for p in prepared]
+        paths = [p.path for p in prepared]
         empty = [r.file for r in results if r.size == 0]
         if empty:
             raise XmlInputError(f"empty files cannot be uploaded: {', '.join(empty)}")

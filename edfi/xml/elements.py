@@ -1,0 +1,270 @@
+"""What a target accepted through ``/bulk/v1``, element by element, so a rerun skips it.
+
+The bulk services load whole files, so the ``api`` method's send state (per
+resource and natural key, from records mapped here) does not apply: the
+client never maps a record. What it can know is each top-level element of
+each file and what the server said about it. So the state of the ``bulk``
+method is a set of element digests per target and interchange (on the same
+state storage, ``edfi.sendstate``): a digest the target accepted is skipped
+next time, and a rerun uploads files holding only the elements still to load.
+
+- **The digest** is that of the element's serialized XML, mixed with the
+  digests of the elements its ``ref="X"`` attributes name (recursively): an
+  unchanged element whose referenced element changed means another record,
+  so it is loaded again. A formatting change to an element is a new digest
+  (the element is loaded again: an upsert, harmless).
+- **Accepted**: every element of a ``Completed`` file, and every element of
+  an ``Error`` file but those the exceptions name by line (when every
+  exception names an element; a file-level exception -- an XSD-invalid file,
+  loaded not at all -- accepts nothing).
+- **Kept on a rerun**: each element not accepted yet, and -- since a ``ref``
+  resolves only against an element of the same load -- every element with an
+  ``id`` that a kept element refers to, transitively (loaded again: an upsert).
+  A file left with nothing to load is not uploaded at all.
+- **Lines**: a filtered file is written anew (the interchange's root, then
+  the kept elements), so the server's line numbers are translated back to the
+  original file's before anything is reported.
+
+Nothing here imports Prefect.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import os
+import re
+from array import array
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from lxml import etree
+
+DIGEST = 16
+STATE_PREFIX = "/bulk-v1"  # the state's "resource" folders: /bulk-v1/InterchangeStudent
+_REF = re.compile(rb"""\sref\s*=\s*(["'])(.*?)\1""")
+_PARSE: dict[str, Any] = {
+    "events": ("end",),
+    "resolve_entities": False,
+    "no_network": True,
+    "load_dtd": False,
+    "huge_tree": False,
+    "remove_comments": True,
+}
+
+
+class ElementState(Protocol):
+    """The accepted digests of one interchange at one target (``edfi.sendstate.ResourceState``)."""
+
+    def unchanged(self, key: bytes, body: bytes) -> bool: ...
+    def accepted(self, key: bytes, body: bytes) -> None: ...
+    def compact(self) -> None: ...
+
+
+class StateStore(Protocol):
+    def load(self, resource_path: str) -> Any: ...
+
+
+@dataclass
+class FileIndex:
+    """The top-level elements of one local file: start line, digest, ``id`` and ``ref`` s."""
+
+    path: str
+    interchange: str
+    lines: array[int] = field(default_factory=lambda: array("l"))
+    digests: bytearray = field(default_factory=bytearray)  # DIGEST bytes per element
+    ids: dict[str, int] = field(default_factory=dict)  # id -> element index
+    refs: dict[int, tuple[str, ...]] = field(default_factory=dict)  # element index -> ids
+    root: bytes = b""  # the root's start tag, to write a filtered copy
+    close: bytes = b""  # its end tag
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+    def digest(self, i: int) -> bytes:
+        return bytes(self.digests[i * DIGEST : (i + 1) * DIGEST])
+
+    def at_line(self, line: int) -> int | None:
+        """The element whose start line is the last at or before ``line``."""
+        i = bisect.bisect_right(self.lines, line) - 1
+        return i if i >= 0 else None
+
+
+def _top_level(path: str) -> Iterator[tuple[Any, Any]]:
+    """(root, element) for each top-level element of a file, cleared after use."""
+    for _, el in etree.iterparse(path, **_PARSE):
+        parent = el.getparent()
+        if parent is None or parent.getparent() is not None:
+            continue
+        yield parent, el
+        el.clear(keep_tail=False)
+        while el.getprevious() is not None:
+            del parent[0]
+
+
+def _root_tags(root: Any) -> tuple[bytes, bytes]:
+    """The root's start and end tags, namespaces and attributes included."""
+    empty = etree.tostring(etree.Element(root.tag, dict(root.attrib), nsmap=root.nsmap))
+    start = empty[: empty.rindex(b"/>")].rstrip() + b">"
+    name = etree.QName(root).localname
+    close = f"</{root.prefix}:{name}>" if root.prefix else f"</{name}>"
+    return start, close.encode()
+
+
+def scan(path: str, interchange: str) -> FileIndex:
+    """Digest every top-level element of a local file (one streamed parse)."""
+    index = FileIndex(path, interchange)
+    for root, el in _top_level(path):
+        if not index.root:
+            index.root, index.close = _root_tags(root)
+        raw = etree.tostring(el, with_tail=False)
+        i = len(index.lines)
+        index.lines.append(el.sourceline or 0)
+        index.digests += hashlib.blake2b(raw, digest_size=DIGEST).digest()
+        ident = el.get("id")
+        if ident:
+            index.ids.setdefault(ident, i)
+        if b"ref" in raw:
+            found = tuple(m.group(2).decode() for m in _REF.finditer(raw))
+            if found:
+                index.refs[i] = found
+    return index
+
+
+class ElementPlan:
+    """The elements of one load, their digests, and which of them a target already holds."""
+
+    def __init__(self, files: Sequence[FileIndex]):
+        self.files = list(files)
+        self.by_id: dict[str, tuple[int, int]] = {}
+        for f, index in enumerate(self.files):
+            for ident, i in index.ids.items():
+                self.by_id.setdefault(ident, (f, i))
+        self._digests: dict[tuple[int, int], bytes] = {}
+        self.keep: list[bytearray] = [bytearray(b"\x01" * len(index)) for index in self.files]
+
+    def digest(self, f: int, i: int, seen: frozenset[tuple[int, int]] = frozenset()) -> bytes:
+        """The element's own digest, mixed with those of the elements it refers to."""
+        index = self.files[f]
+        refs = index.refs.get(i)
+        if not refs:
+            return index.digest(i)
+        cached = self._digests.get((f, i))
+        if cached is not None:
+            return cached
+        h = hashlib.blake2b(index.digest(i), digest_size=DIGEST)
+        for ident in refs:
+            target = self.by_id.get(ident)
+            if target is None or target in seen or target == (f, i):
+                h.update(b"?" + ident.encode())  # unresolvable or a cycle: the server says
+            else:
+                h.update(self.digest(*target, seen=seen | {(f, i)}))
+        out = h.digest()
+        self._digests[(f, i)] = out
+        return out
+
+    def digests(self, f: int) -> Iterator[bytes]:
+        for i in range(len(self.files[f])):
+            yield self.digest(f, i)
+
+    def skip_accepted(self, states: Mapping[str, ElementState]) -> int:
+        """Mark the elements the target accepted unchanged; keep what a kept one refers to.
+
+        Returns how many elements are skipped.
+        """
+        for f, index in enumerate(self.files):
+            state = states.get(index.interchange)
+            if state is None:
+                continue
+            keep = self.keep[f]
+            for i, d in enumerate(self.digests(f)):
+                if state.unchanged(d, d):
+                    keep[i] = 0
+        # a kept element's refs must resolve in this load: keep their targets too
+        todo = [(f, i) for f, index in enumerate(self.files) for i in index.refs if self.keep[f][i]]
+        while todo:
+            f, i = todo.pop()
+            for ident in self.files[f].refs.get(i, ()):
+                target = self.by_id.get(ident)
+                if target is not None and not self.keep[target[0]][target[1]]:
+                    self.keep[target[0]][target[1]] = 1
+                    todo.append(target)
+        return sum(len(k) - sum(k) for k in self.keep)
+
+    def kept(self, f: int) -> int:
+        return sum(self.keep[f])
+
+    def write_filtered(self, f: int, out: str) -> LineMap:
+        """A copy of file ``f`` holding only its kept elements; the map of its lines back."""
+        index = self.files[f]
+        keep = self.keep[f]
+        lines = LineMap()
+        line = 1
+        with open(out, "wb") as fh:
+            head = b'<?xml version="1.0" encoding="UTF-8"?>\n' + index.root + b"\n"
+            fh.write(head)
+            line += head.count(b"\n")
+            for i, (_, el) in enumerate(_top_level(index.path)):
+                if not keep[i]:
+                    continue
+                raw = etree.tostring(el, with_tail=False) + b"\n"
+                lines.add(line, index.lines[i])
+                fh.write(raw)
+                line += raw.count(b"\n")
+            fh.write(index.close + b"\n")
+        return lines
+
+    def accept(
+        self,
+        f: int,
+        status: str,
+        exceptions: Iterable[dict[str, Any]],
+        state: ElementState,
+    ) -> int:
+        """Record what the server loaded of file ``f`` (see the module docstring).
+
+        ``exceptions`` carry the original file's lines (already translated).
+        Returns how many elements were recorded as accepted.
+        """
+        errors = list(exceptions)
+        if status not in ("Completed", "Error"):
+            return 0
+        if status == "Error" and (not errors or any(e.get("element") is None for e in errors)):
+            return 0
+        index = self.files[f]
+        failed = {index.at_line(int(e.get("lineNumber") or 0)) for e in errors}
+        count = 0
+        for i, d in enumerate(self.digests(f)):
+            if self.keep[f][i] and i not in failed:
+                state.accepted(d, d)
+                count += 1
+        return count
+
+
+class LineMap:
+    """Lines of a filtered copy -> lines of the original file (element starts)."""
+
+    def __init__(self) -> None:
+        self.new = array("l")
+        self.old = array("l")
+
+    def add(self, new: int, old: int) -> None:
+        self.new.append(new)
+        self.old.append(old)
+
+    def original(self, line: int) -> int:
+        """The original line of a copy's line: same offset into the same element."""
+        i = bisect.bisect_right(self.new, line) - 1
+        if i < 0:
+            return line
+        return self.old[i] + (line - self.new[i])
+
+
+def state_path(interchange: str) -> str:
+    """The state folder (a "resource" path of ``SendState``) of one interchange's elements."""
+    return f"{STATE_PREFIX}/{interchange}"
+
+
+def filtered_name(folder: str, f: int, path: str) -> str:
+    return os.path.join(folder, f"{f}-{os.path.basename(path)}")
