@@ -34,7 +34,7 @@ from edfi.sendstate import target_id
 from edfi.xml.bulk import ResourceRow
 from edfi.xml.run import BulkLoadRun, BulkLoadSettings, LogLine
 from flows.runners import API_FLOW_WORKERS, file_parallel
-from tasks.bulk_load import load_resource, read_xml
+from tasks.bulk_load import check_xml, load_resource
 
 
 @flow(
@@ -139,11 +139,12 @@ async def bulk_load(
 
 
 async def _send(run: BulkLoadRun) -> None:
-    """The ``api`` method: the files read as one task, then each resource as one task."""
+    """The ``api`` method: the files checked as one task, then each resource as one task
+    (the core converts the files meanwhile)."""
     logger = get_run_logger()
     try:
         if run.spool is not None:
-            _log(run.read_messages(await read_xml(run.spool)))
+            _log(run.check_messages(await check_xml(run.spool)))
         units = run.units
     except BaseException:
         run.close()
@@ -175,6 +176,7 @@ async def _send(run: BulkLoadRun) -> None:
             )
 
     await run.send(one, done)
+    _log(run.read_log)
 
 
 def _status_logger() -> Any:

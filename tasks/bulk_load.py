@@ -8,13 +8,15 @@ from prefect import task
 from prefect.cache_policies import NONE
 
 from edfi.xml.bulk import BulkLoad, ResourceRow
-from edfi.xml.spool import SpoolReport, XmlSpool
+from edfi.xml.reader import CheckReport
+from edfi.xml.spool import XmlSpool
 
 
-@task(name="bulk-load-read", cache_policy=NONE)
-async def read_xml(spool: XmlSpool) -> SpoolReport:
-    """Check (and validate) every file, then regroup its elements by resource on local disk."""
-    return await asyncio.to_thread(spool.build)
+@task(name="bulk-load-check", cache_policy=NONE)
+async def check_xml(spool: XmlSpool) -> CheckReport:
+    """Parse (and validate) every file and index its ``id`` s: the first pass. The second,
+    regrouping the elements by resource, runs beside the sending (``BulkLoadRun.send``)."""
+    return await asyncio.to_thread(spool.check)
 
 
 @task(name="bulk-load-resource", task_run_name="{label}", cache_policy=NONE)

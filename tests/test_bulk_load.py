@@ -510,3 +510,46 @@ def test_bulk_services_list_exceptions_per_file(
     assert (desc.status, desc.skipped, desc.loaded) == ("Unchanged", 2, 0)
     assert (student.status, student.accepted, len(student.exceptions)) == ("Error", 0, 1)
     assert (enroll.status, enroll.accepted, enroll.exceptions[0]["lineNumber"]) == ("Error", 0, 2)
+
+
+# -- the conversion beside the sending -----------------------------------------------------
+
+
+def test_the_spool_announces_each_resource_once_its_files_are_converted(
+    source: tuple[Store, Path],
+) -> None:
+    """Files go in the order the load needs them: descriptors are complete (and can be
+    sent) before the files of students are converted."""
+    from edfi.xml.reader import XmlLoad, list_files
+    from edfi.xml.spool import XmlSpool
+
+    store, xml = source
+    with XmlSpool(XmlLoad(list_files(str(xml)), store.model)) as spool:
+        spool.check()
+        expected = spool.resources()
+        announced: list[str] = []
+        report = spool.convert(announced.append)
+        assert sorted(announced) == expected == spool.resources()
+        assert store.model[announced[0]].is_descriptor
+        assert announced.index("/ed-fi/schools") < announced.index("/ed-fi/students")
+        assert sum(report.records.values()) == sum(
+            1 for p in expected for i in spool.items(p) if i.record is not None
+        )
+
+
+def test_a_resource_waits_for_the_conversion_and_a_failed_one_stops_the_wait() -> None:
+    from edfi.xml.bulk import Feed
+
+    async def go() -> None:
+        feed = Feed(asyncio.get_running_loop())
+        students = asyncio.create_task(feed.wait("/ed-fi/students"))
+        await asyncio.sleep(0.01)
+        assert not students.done()
+        await asyncio.to_thread(feed.announce, "/ed-fi/students")
+        await students
+        grades = asyncio.create_task(feed.wait("/ed-fi/grades"))
+        await asyncio.to_thread(feed.fail, OSError("disk full"))
+        with pytest.raises(SendError, match="disk full"):
+            await grades
+
+    asyncio.run(go())

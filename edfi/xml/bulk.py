@@ -18,6 +18,7 @@ Nothing here imports Prefect.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -26,6 +27,7 @@ from typing import Any, Protocol
 
 import orjson
 
+from ..errors import SendError
 from ..model import ApiModel, Resource
 from ..rejects import UPSERT, Reject, origin_dict
 from ..schedule import Outcome, run_gated
@@ -69,6 +71,40 @@ class RejectSource:
             )
             body = r.body if isinstance(r.body, dict) else None
             yield XmlItem(origin, body, None if body is not None else r.message)
+
+
+class Feed:
+    """The resources of a spool that a worker thread is still converting, each announced
+    once complete (``XmlSpool.convert``'s ``on_ready``), so sending starts before the
+    last file is read: parsing one file overlaps sending what earlier files held."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self.loop = loop
+        self.events: dict[str, asyncio.Event] = {}
+        self.error: BaseException | None = None
+
+    def _event(self, resource: str) -> asyncio.Event:
+        return self.events.setdefault(resource, asyncio.Event())
+
+    def announce(self, resource: str) -> None:
+        """From the converting thread: ``resource`` is complete in the spool."""
+        self.loop.call_soon_threadsafe(lambda: self._event(resource).set())
+
+    def fail(self, error: BaseException) -> None:
+        """From the converting thread: it stopped; nothing more will be announced."""
+
+        def stop() -> None:
+            self.error = error
+            for event in self.events.values():
+                event.set()
+
+        self.loop.call_soon_threadsafe(stop)
+
+    async def wait(self, resource: str) -> None:
+        if self.error is None:
+            await self._event(resource).wait()
+        if self.error is not None:
+            raise SendError(f"reading the files stopped: {self.error}") from self.error
 
 
 INVALID_STATUS = None  # a reject that was never sent has no HTTP status
@@ -174,6 +210,7 @@ class BulkLoad:
         self.parallelism = parallelism
         self.result = BulkResult()
         self._states: dict[str, ResourceState] = {}
+        self.feed: Feed | None = None  # set while the spool is still being converted
         self._held: dict[str, dict[tuple[Any, Any], tuple[bytes, bytes]]] = {}
 
     async def run(
@@ -188,8 +225,18 @@ class BulkLoad:
         """
         chosen = [p for p in self.spool.resources() if p in self.model]
         deps = {p: sorted(self._needs(p) & set(chosen)) for p in chosen}
+        run_one = runner or self.send_resource
+        gate = asyncio.Semaphore(self.parallelism)
+
+        async def when_ready(path: str) -> ResourceRow:
+            # a resource still being converted waits here, not in one of the sending slots
+            if self.feed is not None:
+                await self.feed.wait(path)
+            async with gate:
+                return await run_one(path)
+
         outcomes = await run_gated(
-            deps, runner or self.send_resource, parallelism=self.parallelism, on_done=on_done
+            deps, when_ready, parallelism=max(1, len(chosen)), on_done=on_done
         )
         for path, outcome in outcomes.items():
             row = self.result.rows.setdefault(path, ResourceRow(path))

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import fsspec
+import orjson
 from lxml import etree
 
 from ..model import ApiModel, Resource, abstract_field
@@ -83,6 +84,7 @@ class CheckReport:
     interchanges: dict[str, str]  # file -> interchange name
     elements: Counter[str] = field(default_factory=Counter)  # element name -> count
     ids: int = 0
+    tags: dict[str, set[str]] = field(default_factory=dict)  # file -> its element names
 
     @property
     def good_files(self) -> list[str]:
@@ -140,7 +142,10 @@ class XmlLoad:
                 )
                 raise XmlInputError(f"unknown interchange(s) {unknown}; known: {known}")
         self.by_element: dict[tuple[str, str], ElementMap] = self.mapping.elements
-        self.ids: dict[str, tuple[str, dict[str, Any], list[PendingRef]]] = {}
+        # id -> (resource, its key, refs inside the key still to resolve); a key with
+        # nothing to resolve is kept as JSON bytes: a third of the memory of the dicts,
+        # and a load holds one per element with an ``id`` (100,000s in a large district)
+        self.ids: dict[str, tuple[str, dict[str, Any] | bytes, list[PendingRef]]] = {}
         self.unreadable: dict[str, str] = {}  # id -> why that element is no record
         self.report: CheckReport | None = None
         self._xmlschema: Any = None
@@ -237,7 +242,7 @@ class XmlLoad:
         """Parse (and validate) every file; index every ``id``; list the files to skip."""
         report = CheckReport(list(self.files), [], {})
         for url in self.files:
-            ids_here: dict[str, tuple[str, dict[str, Any], list[PendingRef]]] = {}
+            ids_here: dict[str, tuple[str, dict[str, Any] | bytes, list[PendingRef]]] = {}
             counts: Counter[str] = Counter()
             try:
                 for interchange, el in self._elements(url, self.validate):
@@ -267,13 +272,14 @@ class XmlLoad:
                 continue
             self.ids.update(ids_here)
             report.elements.update(counts)
+            report.tags[url] = set(counts)
         report.ids = len(self.ids)
         self.report = report
         return report
 
     def _identity(
         self, interchange: str, tag: str, el: Any, url: str
-    ) -> tuple[str, dict[str, Any], list[PendingRef]] | None:
+    ) -> tuple[str, dict[str, Any] | bytes, list[PendingRef]] | None:
         em = self.by_element.get((interchange, tag))
         if em is None:
             return None
@@ -284,6 +290,8 @@ class XmlLoad:
         pending = [p for p in conv.pending if p.key in key_props and p.holder is conv.record]
         for p in pending:
             p.holder = kept
+        if not pending:
+            return em.resource, orjson.dumps(kept), pending
         return em.resource, kept, pending
 
     # -- resolution -----------------------------------------------------------------
@@ -305,7 +313,8 @@ class XmlLoad:
             raise ElementError(f"ref {target_id!r} names no element with that id in this load")
         if target_id in seen:
             raise ElementError(f"ref {target_id!r} is part of a reference cycle")
-        path, kept, pending = entry
+        path, stored, pending = entry
+        kept = orjson.loads(stored) if isinstance(stored, bytes) else stored
         if targets and path not in targets:
             raise ElementError(
                 f"ref {target_id!r} names a {path.rsplit('/', 1)[-1]} element, not one of "
@@ -321,10 +330,21 @@ class XmlLoad:
         return {abstract_field(resource, ref_schema, k): v for k, v in key.items()}
 
     # -- pass 2 -------------------------------------------------------------------
-    def records(self) -> Iterator[Record]:
-        """Every element of every file that passed the check, as a record or a problem."""
+    def resources_of(self, url: str) -> set[str]:
+        """The resources a checked file's elements map to (``""``: elements that map to none)."""
+        assert self.report is not None, "check() first"
+        interchange = self.report.interchanges.get(url, "")
+        out = set()
+        for tag in self.report.tags.get(url, ()):
+            em = self.by_element.get((interchange, tag))
+            out.add(em.resource if em is not None else "")
+        return out
+
+    def records(self, files: Iterable[str] | None = None) -> Iterator[Record]:
+        """Every element of every file that passed the check (or of ``files``, in that
+        order), as a record or a problem."""
         report = self.report or self.check()
-        for url in report.good_files:
+        for url in report.good_files if files is None else files:
             for interchange, el in self._elements(url, False):
                 if el is None:
                     continue

@@ -6,12 +6,15 @@ storage) and hands everything else to a ``BulkLoadRun``:
 1. ``BulkLoadRun(...)`` checks the settings before anything is read and fixes
    the run's id;
 2. ``open(client)`` reads the target's model and sets up the source: the XML
-   files as a spool (``spool``, to build as one task), or the last run's
+   files as a spool (``spool``: its ``check``, the first pass, is one task of
+   the flow; ``check_messages`` says what it found), or the last run's
    rejects (``resend_rejects``);
-3. ``read_messages(report)`` says what reading the files found (for the log);
-4. ``send(runner, on_done)`` sends one resource at a time in dependency order
-   (``edfi.xml.bulk.BulkLoad``; the flow's ``runner`` runs each as a task), or,
-   with ``method="bulk"``, ``upload(client)`` hands the files to ``/bulk/v1``;
+3. ``send(runner, on_done)`` sends one resource at a time in dependency order
+   (``edfi.xml.bulk.BulkLoad``; the flow's ``runner`` runs each as a task)
+   while a worker thread converts the files into the spool, each resource
+   sent once the files holding it are converted (``read_log`` then says what
+   converting found); or, with ``method="bulk"``, ``upload(client)`` hands the
+   files to ``/bulk/v1``;
 5. ``finish()`` writes the rejects and returns the run's summary; ``table``,
    ``interchange_table``, ``problems_markdown`` and ``failure_message`` say
    what happened.
@@ -22,6 +25,7 @@ same load the flow does, and the flow is only Prefect wiring.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 import uuid
@@ -38,9 +42,9 @@ from ..rejects import UPSERT, Reject, RejectsStore, summarize
 from ..schedule import Outcome
 from ..send import Sender, SendOptions
 from ..sendstate import SendState
-from .bulk import BulkLoad, RejectSource, ResourceRow, Source
+from .bulk import BulkLoad, Feed, RejectSource, ResourceRow, Source
 from .bulkapi import BulkUpload, OperationResult, bulk_url
-from .reader import XmlLoad, interchange_name, list_files
+from .reader import CheckReport, XmlLoad, interchange_name, list_files
 from .spool import SpoolReport, XmlSpool
 
 __all__ = ["COLUMNS", "REJECTS", "BulkLoadRun", "BulkLoadSettings"]
@@ -121,6 +125,7 @@ class BulkLoadRun:
         self.rows: list[dict[str, Any]] = []
         self.summary: dict[str, Any] = {}
         self._failed = 0
+        self.read_log: list[LogLine] = []  # read_messages of a spool converted in send()
 
     @property
     def method(self) -> Method:
@@ -172,14 +177,17 @@ class BulkLoadRun:
         )
         return log
 
+    def check_messages(self, check: CheckReport) -> list[LogLine]:
+        """What checking the files found: the files skipped whole, each with its line."""
+        return [
+            (logging.ERROR, f"Skipped {p.file} (line {p.line}): {p.message}")
+            for p in check.problems
+        ]
+
     def read_messages(self, report: SpoolReport) -> list[LogLine]:
-        """What reading the files found: files skipped, elements with no resource, counts."""
+        """What converting the files found: elements with no resource, counts."""
         self.report = report
         log: list[LogLine] = [
-            (logging.ERROR, f"Skipped {p.file} (line {p.line}): {p.message}")
-            for p in report.file_problems
-        ]
-        log += [
             (logging.WARNING, f"{n} {e} elements skipped: the target has no resource for them")
             for e, n in sorted(report.unsupported.items())
         ]
@@ -208,10 +216,36 @@ class BulkLoadRun:
         runner: Callable[[str], Awaitable[ResourceRow]] | None = None,
         on_done: Callable[[Outcome[str, ResourceRow]], Awaitable[None]] | None = None,
     ) -> None:
-        """Every resource in dependency order; ``runner`` runs one (default: here)."""
-        assert self.loader is not None
+        """Every resource in dependency order; ``runner`` runs one (default: here).
+
+        A spool that was checked but not converted yet is converted here, in a
+        worker thread, while the resources its first files complete are sent.
+        """
+        loader = self.loader
+        assert loader is not None
+        spool = self.spool
+        converting: asyncio.Future[SpoolReport] | None = None
+        if spool is not None and spool.report is None:
+            if not spool.checked:
+                await asyncio.to_thread(spool.check)
+            loader.feed = feed = Feed(asyncio.get_running_loop())
+
+            def convert() -> SpoolReport:
+                try:
+                    return spool.convert(feed.announce)
+                except BaseException as exc:
+                    feed.fail(exc)
+                    raise
+
+            converting = asyncio.ensure_future(asyncio.to_thread(convert))
         try:
-            result = await self.loader.run(runner, on_done)
+            try:
+                result = await loader.run(runner, on_done)
+            finally:
+                if converting is not None:
+                    await asyncio.wait([converting])  # the thread writes into the spool
+            if converting is not None:
+                self.read_log = self.read_messages(converting.result())
         finally:
             self.close()
         self.rejects = result.rejects

@@ -15,13 +15,13 @@ import os
 import shutil
 import tempfile
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
-from .reader import FileProblem, Origin, XmlLoad
+from .reader import CheckReport, FileProblem, Origin, XmlLoad
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,33 +59,84 @@ class XmlSpool:
         self._own = folder is None
         self.folder = folder or tempfile.mkdtemp(prefix="edfi-xml-spool-")
         self.report: SpoolReport | None = None
+        self._pending: dict[str, set[str]] | None = None  # resource -> files still to convert
+        self._order: list[str] = []
 
     def _path(self, resource: str) -> str:
         return os.path.join(self.folder, resource.strip("/").replace("/", "__") + ".jsonl")
 
+    @property
+    def checked(self) -> bool:
+        return self._pending is not None
+
     def build(self) -> SpoolReport:
         """Check the files, then convert every element into the spool (each file once)."""
+        self.check()
+        return self.convert()
+
+    def check(self) -> CheckReport:
+        """Pass 1 (parse, validate, index the ``id`` s): what each resource waits for.
+
+        After it, ``resources()`` is known and ``convert`` may run beside a sender
+        that takes each resource as ``on_ready`` announces it.
+        """
         check = self.load.check()
+        self._pending = {}
+        for url in check.good_files:
+            for resource in self.load.resources_of(url):
+                self._pending.setdefault(resource, set()).add(url)
+        self._order = self._file_order(check.good_files)
+        return check
+
+    def _file_order(self, files: list[str]) -> list[str]:
+        """Files whose resources a load needs first go first (descriptors, organizations,
+        …), so a sender beside ``convert`` starts early; the order changes no record."""
+        order = {p: i for i, p in enumerate(self.load.model.load_order())}
+        late = len(order)
+
+        def rank(url: str) -> tuple[int, str]:
+            needed = [order.get(r, late) for r in self.load.resources_of(url) if r]
+            return (min(needed, default=late), url)
+
+        return sorted(files, key=rank)
+
+    def convert(self, on_ready: Callable[[str], None] | None = None) -> SpoolReport:
+        """Pass 2: every element into the spool; ``on_ready(resource)`` once its last file
+        is in (its spool file complete and closed)."""
+        assert self.load.report is not None and self._pending is not None, "check() first"
+        check = self.load.report
         report = SpoolReport(len(check.files), list(check.problems))
         handles: dict[str, Any] = {}
+        pending = {r: set(urls) for r, urls in self._pending.items()}
         try:
-            for rec in self.load.records():
-                o = rec.origin
-                report.per_interchange[(o.interchange, rec.resource or o.element)] += 1
-                if rec.skipped is not None:
-                    report.unsupported[o.element] += 1
-                    continue
-                fh = handles.get(rec.resource)
-                if fh is None:
-                    fh = handles[rec.resource] = open(self._path(rec.resource), "ab")  # noqa: SIM115
-                line: dict[str, Any] = {"o": [o.file, o.line, o.element, o.interchange]}
-                if rec.body is not None:
-                    line["b"] = rec.body
-                    report.records[rec.resource] += 1
-                else:
-                    line["e"] = rec.problem
-                    report.element_problems[rec.resource] += 1
-                fh.write(orjson.dumps(line) + b"\n")
+            for url in self._order:
+                for rec in self.load.records([url]):
+                    o = rec.origin
+                    report.per_interchange[(o.interchange, rec.resource or o.element)] += 1
+                    if rec.skipped is not None:
+                        report.unsupported[o.element] += 1
+                        continue
+                    fh = handles.get(rec.resource)
+                    if fh is None:
+                        fh = handles[rec.resource] = open(self._path(rec.resource), "ab")  # noqa: SIM115
+                    line: dict[str, Any] = {"o": [o.file, o.line, o.element, o.interchange]}
+                    if rec.body is not None:
+                        line["b"] = rec.body
+                        report.records[rec.resource] += 1
+                    else:
+                        line["e"] = rec.problem
+                        report.element_problems[rec.resource] += 1
+                    fh.write(orjson.dumps(line) + b"\n")
+                for resource, urls in list(pending.items()):
+                    urls.discard(url)
+                    if urls:
+                        continue
+                    del pending[resource]
+                    fh = handles.pop(resource, None)
+                    if fh is not None:
+                        fh.close()
+                    if on_ready is not None:
+                        on_ready(resource)
         finally:
             for fh in handles.values():
                 fh.close()
@@ -93,8 +144,12 @@ class XmlSpool:
         return report
 
     def resources(self) -> list[str]:
-        assert self.report is not None, "build() first"
-        return sorted(set(self.report.records) | set(self.report.element_problems))
+        """The resources the load holds (known after ``check``; every one is in the spool
+        once ``convert`` has announced it)."""
+        if self.report is not None:
+            return sorted(set(self.report.records) | set(self.report.element_problems))
+        assert self._pending is not None, "check() first"
+        return sorted(self._pending)
 
     def items(self, resource: str) -> Iterator[XmlItem]:
         """The resource's elements in file order."""
