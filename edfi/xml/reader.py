@@ -291,7 +291,8 @@ class XmlLoad:
         for p in pending:
             p.holder = kept
         if not pending:
-            return em.resource, orjson.dumps(kept), pending
+            # a copy of exact size: orjson's own result keeps its whole working buffer
+            return em.resource, bytes(memoryview(orjson.dumps(kept))), pending
         return em.resource, kept, pending
 
     # -- resolution -----------------------------------------------------------------
