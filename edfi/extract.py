@@ -162,6 +162,7 @@ async def extract_resource(
     max_cv: int,
     mode: Mode,
     options: PullOptions,
+    counted: int | None = None,
 ) -> ResourceResult:
     """Pull one resource's changes up to ``max_cv`` and commit the new current table.
 
@@ -170,6 +171,13 @@ async def extract_resource(
     commit is a compare-and-swap of the state read at the start: if another run
     committed in between (its lease had expired), this pull is discarded and the
     table is pulled again from the newer state.
+
+    ``counted`` is the server's Total-Count of the resource's whole window up to
+    ``max_cv`` if the caller has just asked for it (the extract flow counts every
+    resource before its fan-out): a pull of that same window (a full one) then
+    does not ask again. Under a snapshot the count cannot change; without one, a
+    count that no longer holds is caught as ever: the pull counts again when the
+    records it read differ.
 
     Request counts (retries, throttling, token renewals) are the caller's to take,
     with ``edfi.client.counting()`` around this call: a pull that fails raises, and
@@ -197,6 +205,7 @@ async def extract_resource(
                 max_cv=max_cv,
                 mode=mode,
                 options=options,
+                counted=counted,
             )
         except (Conflict, LeaseLost) as exc:
             if attempt == COMMIT_ATTEMPTS - 1:
@@ -220,6 +229,7 @@ async def _pull(
     max_cv: int,
     mode: Mode,
     options: PullOptions,
+    counted: int | None,
 ) -> ResourceResult:
     started = time.perf_counter()
     result = ResourceResult(resource.full_name, school_year, ResourceStatus.PULLED)
@@ -259,7 +269,10 @@ async def _pull(
     schema = arrow_schema(resource)
     committed = False
     try:
-        expected = await total_count(client, plan)
+        if counted is not None and min_cv is None:
+            expected = counted  # the same window, counted by the caller just now
+        else:
+            expected = await total_count(client, plan)
         if (
             not full
             and state is not None

@@ -101,27 +101,32 @@ def _opaque(value: T) -> T:
     return cast(T, quote(value))
 
 
-async def _empty_resources(
+async def _count_resources(
     client: EdFiClient,
     years: list[int | None],
     resources: list[Resource],
     max_cvs: dict[int | None, int],
     snapshot: bool,
-) -> set[tuple[int | None, str]]:
-    """(year, path) of the resources whose server count is 0 up to this run's change version.
+) -> dict[tuple[int | None, str], int]:
+    """(year, path) -> the server's count up to this run's change version.
 
-    A count that fails is not empty: that resource gets its own task, which reports it.
+    A count that fails is left out: that resource gets its own task, which counts
+    again and reports the failure.
     """
 
-    async def empty(year: int | None, resource: Resource) -> bool:
+    async def count(year: int | None, resource: Resource) -> int:
         max_cv = max_cvs[year]
         url = f"{client.url('dataManagementApi', year)}{resource.path}"
         plan = ReadPlan(url, None, max_cv if max_cv >= 0 else None, snapshot)
-        return await total_count(client, plan) == 0
+        return await total_count(client, plan)
 
     pairs = [(y, r) for y in years for r in resources]
-    found = await asyncio.gather(*(empty(y, r) for y, r in pairs), return_exceptions=True)
-    return {(y, r.path) for (y, r), is_empty in zip(pairs, found, strict=True) if is_empty is True}
+    found = await asyncio.gather(*(count(y, r) for y, r in pairs), return_exceptions=True)
+    return {
+        (y, r.path): n
+        for (y, r), n in zip(pairs, found, strict=True)
+        if isinstance(n, int) and not isinstance(n, bool)
+    }
 
 
 class _Timings:
@@ -362,9 +367,14 @@ async def _extract(
         descriptors = [r for r in chosen if r.is_descriptor]
         # resources the server holds nothing of (most of a full Ed-Fi API) are pulled
         # together, one task per year like the descriptors: a Prefect task each costs
-        # more than their one request. Only the grouping depends on this count; each
-        # pull counts again under its lease.
-        empty = await _empty_resources(client, years, data, max_cvs, snapshot)
+        # more than their one request. A pull of the same window (a full one) takes its
+        # count from here instead of asking again; an incremental one counts its own
+        # window. These requests are the run's, not a resource's row's: their retries
+        # get a log line of their own.
+        with counting() as planning:
+            counted = await _count_resources(client, years, data, max_cvs, snapshot)
+        _log_counts(logger, "counting the resources", planning)
+        empty = {key for key, n in counted.items() if n == 0}
         work = [(y, r) for y in years for r in data if (y, r.path) not in empty]
         groups = [(y, "descriptors", descriptors) for y in years if descriptors]
         groups += [
@@ -411,6 +421,7 @@ async def _extract(
                             max_cv=max_cvs[year],
                             mode="full" if resource.path in refresh else mode,
                             options=_opaque(options),
+                            counted=counted.get((year, resource.path)),
                         )
                 except (EdFiError, LakeError, OSError) as exc:
                     logger.error("%s failed: %s", label, exc)
@@ -449,6 +460,7 @@ async def _extract(
                         mode=mode,
                         refresh=_opaque(refresh),
                         options=_opaque(options),
+                        counted=_opaque({path: n for (y, path), n in counted.items() if y == year}),
                     )
             _log_counts(logger, label, counts)
             await progress.advance(label, sum(r["records"] for r in found))

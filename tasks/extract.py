@@ -33,8 +33,12 @@ async def pull_resource(
     max_cv: int,
     mode: Mode,
     options: PullOptions,
+    counted: int | None = None,
 ) -> dict[str, Any]:
-    """One (school year, resource): the core does the work; the task adds retries and a log."""
+    """One (school year, resource): the core does the work; the task adds retries and a log.
+
+    ``counted``: the resource's Total-Count up to ``max_cv``, as the flow just counted it.
+    """
     result = await extract_resource(
         client,
         lake,
@@ -44,6 +48,7 @@ async def pull_resource(
         max_cv=max_cv,
         mode=mode,
         options=options,
+        counted=counted,
     )
     get_run_logger().info(
         "%s: %s (%s) %d records, %d deletes, %d key changes, %d rows, %.1fs",
@@ -78,12 +83,14 @@ async def pull_descriptors(
     mode: Mode,
     refresh: set[str],
     options: PullOptions,
+    counted: dict[str, int] | None = None,
 ) -> list[dict[str, Any]]:
-    """All descriptor resources of a year in one task.
+    """All descriptor resources of a year in one task (or all the empty ones).
 
     An API has a hundred or more descriptor resources of a few rows each; a
     Prefect task apiece would cost more in orchestration than the pull itself.
-    Each is still pulled, verified and committed on its own.
+    Each is still pulled, verified and committed on its own. ``counted``: the
+    Total-Count up to ``max_cv`` of those the flow just counted, by path.
     """
 
     async def one(resource: Resource) -> dict[str, Any]:
@@ -100,6 +107,7 @@ async def pull_descriptors(
                     max_cv=max_cv,
                     mode="full" if resource.path in refresh else mode,
                     options=options,
+                    counted=(counted or {}).get(resource.path),
                 )
             except (EdFiError, LakeError, OSError) as exc:
                 get_run_logger().error("%s %s failed: %s", resource.full_name, school_year, exc)
