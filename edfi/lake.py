@@ -346,18 +346,20 @@ class Lake:
         provably holds the table's lease (renewed just now): then no other run is
         writing the table, and a stalled one could not commit what it wrote anyway.
         """
-        everything = False
-        if lease is not None:
-            lease.renew()
-            everything = not lease.lost
         base = self.current_dir(resource, year)
         self.fs.invalidate_cache(base)
         try:
             entries = self.fs.ls(base, detail=False)
         except FileNotFoundError:
             return
-        for entry in entries:
-            name = entry.rstrip("/").rsplit("/", 1)[-1]
+        named = [(entry, entry.rstrip("/").rsplit("/", 1)[-1]) for entry in entries]
+        everything = False
+        if lease is not None and any(name > keep for _, name in named):
+            # the proof costs a write, so it is made only when there is a newer version
+            # (rarely: most commits find none, and a run commits hundreds of tables)
+            lease.renew()
+            everything = not lease.lost
+        for entry, name in named:
             if name != keep and (name < keep or everything):
                 self.fs.rm(entry, recursive=True)
 
