@@ -18,12 +18,7 @@ publishes progress and the summary as artifacts.
 from typing import Any, Literal
 
 from prefect import flow, get_run_logger
-from prefect.artifacts import (
-    acreate_markdown_artifact,
-    acreate_progress_artifact,
-    acreate_table_artifact,
-    aupdate_progress_artifact,
-)
+from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 
 from blocks import EdFiConnection, LakeStorage, aload_block
 from edfi.client import EdFiClient
@@ -33,6 +28,7 @@ from edfi.send import write_connection
 from edfi.sendstate import target_id
 from edfi.xml.bulk import ResourceRow
 from edfi.xml.run import BulkLoadRun, BulkLoadSettings, LogLine
+from flows.progress import RunProgress
 from flows.runners import API_FLOW_WORKERS, file_parallel
 from tasks.bulk_load import check_xml, load_resource
 
@@ -149,22 +145,18 @@ async def _send(run: BulkLoadRun) -> None:
     except BaseException:
         run.close()
         raise
-    progress = await acreate_progress_artifact(
-        progress=0.0,
-        key="edfi-bulk-load-progress",
-        description=f"Bulk load {run.run_id}: {len(units)} resources",
-    )
-    finished = 0
+    # the shared progress: the artifact (updates throttled) and the CLI's progress bar
+    progress = await RunProgress(
+        "edfi-bulk-load-progress", len(units), f"Bulk load {run.run_id}"
+    ).start()
 
     async def one(path: str) -> ResourceRow:
         assert run.loader is not None
         return await load_resource(run.loader, path, label=run.label(path))
 
     async def done(outcome: Outcome[str, ResourceRow]) -> None:
-        nonlocal finished
-        finished += 1
-        await aupdate_progress_artifact(progress, 100.0 * finished / max(1, len(units)))
         row = outcome.result
+        await progress.advance(run.label(outcome.unit), row.sent if row is not None else 0)
         if row is not None and row.status != "sent":
             logger.error(
                 "%s: %d invalid, %d failed, %d blocked of %d",
