@@ -33,7 +33,7 @@ from lxml import etree
 from ..client import EdFiClient
 from ..errors import EdFiError
 from .elements import ElementPlan, LineMap, StateStore, filtered_name, scan, state_path
-from .reader import XmlInputError
+from .reader import SAFE_PARSING, XmlInputError
 
 CHUNK = 16 * 1024 * 1024  # bytes per chunk (the ODS/API takes up to 150 MB)
 TERMINAL = frozenset({"Completed", "Error", "Expired"})
@@ -86,12 +86,7 @@ def bulk_url(client: EdFiClient, school_year: int | None = None) -> str:
 
 def interchange_of(path: str) -> str:
     """The interchange a local file holds (its root element), read safely."""
-    parser_args: dict[str, Any] = {
-        "events": ("start",),
-        "resolve_entities": False,
-        "no_network": True,
-        "load_dtd": False,
-    }
+    parser_args: dict[str, Any] = {**SAFE_PARSING, "events": ("start",)}
     try:
         for _, el in etree.iterparse(path, **parser_args):
             name = etree.QName(el).localname

@@ -41,14 +41,14 @@ from typing import Any, Protocol
 
 from lxml import etree
 
+from .reader import SAFE_PARSING
+
 DIGEST = 16
 STATE_PREFIX = "/bulk-v1"  # the state's "resource" folders: /bulk-v1/InterchangeStudent
 _REF = re.compile(rb"""\sref\s*=\s*(["'])(.*?)\1""")
 _PARSE: dict[str, Any] = {
+    **SAFE_PARSING,
     "events": ("end",),
-    "resolve_entities": False,
-    "no_network": True,
-    "load_dtd": False,
     "huge_tree": False,
     "remove_comments": True,
 }
