@@ -22,7 +22,7 @@ records and peak RSS (sampled every 50 ms), for the flow the Prefect server's
 peak RSS and CPU (a separate process: an API server, not the flow's own cost)
 and, for send, the target's CPU.
 
-    /work/bin/bench-run <name> .venv/bin/python bench/send.py --students 1000 --tasks send
+    .venv/bin/python bench/send.py --students 1000 --tasks send
 """
 
 from __future__ import annotations
