@@ -235,10 +235,6 @@ class ApiModel:
         """Everything that needs ``path``, transitively."""
         return self.graph.descendants(path)
 
-    def dependency_list(self) -> list[dict[str, Any]]:
-        """The ``/metadata/data/v3/dependencies`` document for this model."""
-        return self.graph.as_levels()
-
 
 SERVER_FIELDS = frozenset({"id", "_etag", "_lastModifiedDate"})
 

@@ -49,7 +49,7 @@ def test_the_model_and_its_graphml_give_the_same_graph() -> None:
     assert from_graphml.order == from_model.order == model.load_order()
     assert from_model.levels == model.levels
     # from the JSON levels: same order, each level waiting for the one below
-    from_levels = DependencyGraph.from_levels(model.dependency_list())
+    from_levels = DependencyGraph.from_levels(model.graph.as_levels())
     assert from_levels.order == from_model.order
     ssa = "/ed-fi/studentSchoolAssociations"
     assert from_levels.ancestors(ssa) >= from_model.ancestors(ssa)

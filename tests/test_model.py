@@ -384,7 +384,7 @@ def test_loads_swagger2() -> None:
         "/ed-fi/students",
         "/ed-fi/studentSchoolAssociations",
     ]
-    assert m.dependency_list()[-1] == {
+    assert m.graph.as_levels()[-1] == {
         "resource": "/ed-fi/studentSchoolAssociations",
         "order": 2,
         "operations": ["Create", "Update"],
