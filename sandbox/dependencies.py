@@ -78,10 +78,9 @@ class OdsDependencies:
     def edges(self) -> dict[str, frozenset[str]]:
         """Node -> the nodes it waits for (steps 1 to 4 of the module's docstring)."""
         deps: dict[str, set[str]] = {}
+        references = DependencyGraph.from_model(self.model, descriptors=True)  # steps 1 and 2
         for r in self.model:
-            needs = set(self.model.dependencies[r.path])
-            needs |= {d for _, d in r.shape.descriptor_paths() if d in self.model}
-            needs.discard(r.path)
+            needs = set(references.dependencies[r.path])
             for person, associations in self.split.items():
                 if person in needs and r.path not in associations:
                     needs |= set(associations)
