@@ -23,7 +23,7 @@ import logging
 import random
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -84,6 +84,26 @@ def check_base_url(url: str) -> None:
             "(user:password@); remove them from the URL and put the client id and secret "
             "in the connection's client_id and client_secret fields."
         )
+
+
+def choose_school_year(listed: Sequence[int], asked: int | None, base_url: str) -> int | None:
+    """The school year a job uses on one API: the one asked for, else the latest listed.
+
+    ``listed`` is the connection's ``school_years``. A year asked for must be one
+    of them; with none listed it passes through as asked, and building a URL
+    then says whether the API is year-specific (``EdFiClient.url``), so an
+    unlisted year on a year-specific API still works.
+    """
+    if not listed:
+        return asked
+    if asked is None:
+        return max(listed)
+    if asked not in listed:
+        raise EdFiError(
+            f"school_year {asked} is not among the connection's school years "
+            f"{list(listed)} ({base_url})."
+        )
+    return asked
 
 
 def is_loopback(host: str | None) -> bool:

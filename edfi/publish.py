@@ -211,20 +211,6 @@ def _key_tuple(values: Mapping[str, Any]) -> bytes:
     return orjson.dumps(values, option=orjson.OPT_SORT_KEYS)
 
 
-def resolve_year(school_years: Sequence[int], base_url: str, asked: int | None) -> int | None:
-    """The school year to use on one side: the one asked for, else the latest served."""
-    if not school_years:
-        return None
-    if asked is None:
-        return max(school_years)
-    if asked not in school_years:
-        raise PublishError(
-            f"school_year {asked} is not among the connection's school years "
-            f"{list(school_years)} ({base_url})."
-        )
-    return asked
-
-
 def tuned(conn: Connection, options: PublishOptions, *, reads: bool) -> Connection:
     """A side's connection with the run's retries; the target gets the write concurrency.
 

@@ -21,7 +21,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 
 from blocks import EdFiConnection, LakeStorage, aload_block
-from edfi.client import EdFiClient
+from edfi.client import EdFiClient, choose_school_year
 from edfi.errors import SendError
 from edfi.schedule import Outcome
 from edfi.send import write_connection
@@ -97,7 +97,7 @@ async def bulk_load(
     settings.check()
     block: EdFiConnection = await aload_block(connection, EdFiConnection)
     lake_block: LakeStorage = await aload_block(state, LakeStorage)
-    year = _year(block, school_year)
+    year = choose_school_year(block.school_years, school_year, block.base_url)
     run = BulkLoadRun(
         settings,
         lake=lake_block.lake(),
@@ -188,16 +188,3 @@ def _log(lines: list[LogLine]) -> None:
     logger = get_run_logger()
     for level, message in lines:
         logger.log(level, "%s", message)
-
-
-def _year(block: EdFiConnection, asked: int | None) -> int | None:
-    if not block.school_years:
-        return asked
-    if asked is None:
-        return max(block.school_years)
-    if asked not in block.school_years:
-        raise SendError(
-            f"school_year {asked} is not among the connection's school years "
-            f"{block.school_years} ({block.base_url})."
-        )
-    return asked

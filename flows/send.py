@@ -17,7 +17,7 @@ from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 from prefect.states import State
 
 from blocks import EdFiConnection, LakeStorage, aload_block
-from edfi.client import Connection, EdFiClient
+from edfi.client import Connection, EdFiClient, choose_school_year
 from edfi.errors import SendError
 from edfi.filesend import ResourceResult, SendMode
 from edfi.lightbeam_config import LightbeamConfig, load_lightbeam_config
@@ -232,12 +232,7 @@ async def _connection(
     if connection is not None:
         block = await aload_block(connection, EdFiConnection)
         conn = write_connection(block.connection(), write_concurrency)
-        years = block.school_years
-        if school_year is not None and years and school_year not in years:
-            raise SendError(
-                f"school_year {school_year} is not among the connection's school years {years}."
-            )
-        year = school_year if school_year is not None else (max(years) if years else None)
+        year = choose_school_year(block.school_years, school_year, block.base_url)
         return conn, year, block.tenant
     if cfg is None:
         raise SendError("Set `connection` (an EdFiConnection block) or `lightbeam_config`.")

@@ -20,7 +20,14 @@ import pytest
 import uvicorn
 from pydantic import SecretStr
 
-from edfi.client import Connection, EdFiClient, EdFiConnectionError, EdFiResponseError
+from edfi.client import (
+    Connection,
+    EdFiClient,
+    EdFiConnectionError,
+    EdFiError,
+    EdFiResponseError,
+    choose_school_year,
+)
 from sandbox.server import free_port
 
 
@@ -137,3 +144,14 @@ def test_requests_decode_follow_merge_and_report(server: str) -> None:
             assert api.stats.retries == 2
 
     asyncio.run(run())
+
+
+def test_school_year_is_the_one_asked_else_the_latest_listed() -> None:
+    """Every job (send, publish, bulk load) picks its school year by the same rule."""
+    assert choose_school_year([2024, 2025], None, "https://x") == 2025
+    assert choose_school_year([2024, 2025], 2024, "https://x") == 2024
+    # none listed: the asked year passes through (the URL says if the API has years)
+    assert choose_school_year([], 2026, "https://x") == 2026
+    assert choose_school_year([], None, "https://x") is None
+    with pytest.raises(EdFiError, match=r"school_year 2023 is not among .*\[2024, 2025\]"):
+        choose_school_year([2024, 2025], 2023, "https://x")
