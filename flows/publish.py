@@ -13,15 +13,10 @@ import uuid
 from typing import Any
 
 from prefect import flow, get_run_logger
-from prefect.artifacts import (
-    acreate_markdown_artifact,
-    acreate_progress_artifact,
-    acreate_table_artifact,
-    aupdate_progress_artifact,
-)
+from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 
 from blocks import EdFiConnection, LakeStorage, aload_block
-from edfi.client import EdFiClient
+from edfi.client import EdFiClient, choose_school_year
 from edfi.lake import LakeError, take_lease
 from edfi.publish import (
     DEFAULT_AUTHORIZATION_RETRY,
@@ -35,7 +30,6 @@ from edfi.publish import (
     failure_message,
     pair_key,
     rejects_markdown,
-    resolve_year,
     run_summary,
     split_names,
     summary_table,
@@ -44,6 +38,7 @@ from edfi.publish import (
 from edfi.send import WRITE_CONCURRENCY
 from edfi.vocabulary import Mode
 from flows.limits import api_slots
+from flows.progress import RunProgress
 from flows.runners import API_FLOW_WORKERS, threads
 from tasks.publish import publish_unit
 
@@ -151,8 +146,11 @@ async def publish(
     src_block = await aload_block(source, EdFiConnection)
     tgt_block = await aload_block(target, EdFiConnection)
     lake_block = await aload_block(state, LakeStorage)
-    src_year = resolve_year(src_block.school_years, src_block.base_url, school_year)
-    tgt_year = resolve_year(tgt_block.school_years, tgt_block.base_url, school_year)
+    # one school_year names both sides: a side that lists no years is single-year here
+    src_year, tgt_year = (
+        choose_school_year(b.school_years, school_year if b.school_years else None, b.base_url)
+        for b in (src_block, tgt_block)
+    )
     try:
         lake = lake_block.lake()
         if not what_if:
@@ -242,12 +240,11 @@ async def publish(
                 window.max_cv,
                 f" (resending {len(prepared.resend)} rejects)" if prepared.resend else "",
             )
-            progress_id = await acreate_progress_artifact(
-                progress=0.0,
-                key="edfi-publish-progress",
-                description=f"Publish run {run_id}: {len(units)} (stage, resource) units",
-            )
-            finished = 0
+            # the shared progress: the artifact (updates throttled) and the CLI's progress bar
+            progress = await RunProgress(
+                "edfi-publish-progress", len(units), f"Publish run {run_id}"
+            ).start()
+            moved: dict[str, int] = {}
 
             async def run(unit: Unit) -> ResourceStats:
                 # a unit with refused records ends Failed in Prefect but is finished for the
@@ -259,11 +256,12 @@ async def publish(
                 return publisher.stats[unit.path]
 
             async def done(unit: Unit, stats: ResourceStats) -> None:
-                nonlocal finished
-                finished += 1
                 if stats.status in ("failed", "blocked"):
                     logger.error("%s: %s", unit.label, stats.message)
-                await aupdate_progress_artifact(progress_id, 100.0 * finished / max(1, len(units)))
+                # a resource's stats add up over its stages: this unit moved the difference
+                total = stats.written + stats.deleted + stats.key_changed
+                records, moved[unit.path] = total - moved.get(unit.path, 0), total
+                await progress.advance(unit.label, records)
 
             await publisher.run(run, done)
             outcome = publisher.finish(run_id)
