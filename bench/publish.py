@@ -109,14 +109,29 @@ def connection(info: dict[str, Any], **kwargs: Any) -> Connection:
 
 
 async def fetch_jsonl(info: dict[str, Any], folder: Path) -> dict[str, int]:
-    """Every resource of the source as ``<name>.jsonl`` POST bodies (lightbeam's input)."""
+    """Every resource of the source as ``<name>.jsonl`` POST bodies (lightbeam's input).
+
+    The folder is flat, one file per resource name, as lightbeam reads it: of two
+    resources with the same name in different namespaces (``ed-fi`` and ``lmsx``
+    both have ``submissionStatusDescriptors``) only the first is written, and
+    the other is named on stderr rather than overwriting it.
+    """
     counts: dict[str, int] = {}
+    written: dict[str, str] = {}
     async with EdFiClient(connection(info)) as client:
         await client.discover()
         model = await client.load_model()
         base = client.url("dataManagementApi")
         folder.mkdir(parents=True, exist_ok=True)
         for res in model:
+            if res.name in written:
+                print(
+                    f"{res.path}: left out, {written[res.name]} has the file "
+                    f"{res.name}.jsonl (a flat folder holds one file per name)",
+                    file=sys.stderr,
+                )
+                continue
+            written[res.name] = res.path
             plan = ReadPlan(base + res.path)
             total = await total_count(client, plan)
             n = 0
