@@ -53,6 +53,7 @@ async def bulk_load(
     resource_parallelism: int = 8,
     max_failures: int | None = None,
     data_storage_options: dict[str, Any] | None = None,
+    extension_xsd: list[str] | str | None = None,
 ) -> dict[str, Any]:
     """Load interchange XML files into an Ed-Fi API.
 
@@ -78,6 +79,12 @@ async def bulk_load(
         resource_parallelism: resources loaded at once.
         max_failures: stop once this many records failed.
         data_storage_options: fsspec options for ``data`` (credentials of its storage).
+        extension_xsd: folders or files (URLs) of Ed-Fi extension XSDs, named as the
+            ODS/API serves them (``TPDM-EXTENSION-*.xsd``, from ``/metadata/xsd/tpdm/files``);
+            their elements load into ``_ext.<project>`` and their entities into the
+            project's resources (read with ``data_storage_options``). A mapping that
+            cannot be derived fails the run before anything is read, listing each element
+            and property (``api`` only).
 
     Returns the run summary: status, counts, one row per resource (``bulk``: per
     uploaded file), where the rejects are.
@@ -93,6 +100,7 @@ async def bulk_load(
         resource_parallelism=resource_parallelism,
         max_failures=max_failures,
         data_storage_options=data_storage_options,
+        extension_xsd=extension_xsd,
     )
     settings.check()
     block: EdFiConnection = await aload_block(connection, EdFiConnection)

@@ -125,6 +125,11 @@ def _apply(fm: FieldMap, child: Any, record: dict[str, Any], out: Converted, whe
         record[fm.json] = inner
     elif action == "school_year_ref":
         record[fm.json] = {"schoolYear": value(_text(child), "school_year", where)}
+    elif action == "ext":
+        # an extension's element: into ``_ext.<project>``, created with its first element
+        assert fm.sub is not None
+        ext = record.setdefault("_ext", {}).setdefault(fm.json, {})
+        _apply(fm.sub.fields[_local(child.tag) or ""], child, ext, out, where)
     else:  # skip: no property of the API takes it
         if len(child) or (child.text or "").strip():
             out.dropped[where.split("/", 1)[-1] if "/" in where else where] += 1

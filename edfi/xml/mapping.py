@@ -17,11 +17,19 @@ module applies those rules and nothing looser:
   element (``edFi_student`` + ``OtherName`` -> ``otherNames``);
 * a single common-type element is the embedded object of that name, and
   where the resource has none, a wrapper group whose elements belong to the
-  resource itself (``Name/FirstName`` -> ``firstName``).
+  resource itself (``Name/FirstName`` -> ``firstName``);
+* an element an extension's XSD declares (see :func:`~edfi.xml.xsd.extend_schema`)
+  lands in its project's part of the object: the object itself when it is the
+  project's own (``EXTENSION-FinancialAid`` -> ``tpdm_financialAid``), else the
+  object's ``_ext.<project>`` (``EXTENSION-SchoolExtension``'s
+  ``PostSecondaryInstitutionReference`` -> ``_ext.tpdm.postSecondaryInstitutionReference``),
+  by the same rules.
 
 A required property with no element, or an element of a resource with no
 property, is listed by element and property; :func:`derive_mapping` raises
-when anything required is missing, so a wrong mapping never loads data.
+when anything required is missing, so a wrong mapping never loads data. An
+extension's elements are held to more: every one of them must land somewhere,
+since an extension and the API it was built for come from one MetaEd model.
 """
 
 from __future__ import annotations
@@ -30,8 +38,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ..model import ApiModel, Reference, Resource, Shape
-from .xsd import Child, InterchangeSchema
+from ..model import ApiModel, Reference, Shape
+from .xsd import Child, InterchangeSchema, local_type
 
 Action = Literal[
     "scalar",  # a value of the resource (converted to the JSON kind)
@@ -40,6 +48,7 @@ Action = Literal[
     "object",  # an embedded object
     "flatten",  # a wrapper group: its elements belong to the enclosing object
     "collection",  # repeated element -> JSON array
+    "ext",  # an extension's element: ``sub`` maps it inside ``_ext.<json>``
     "skip",  # no property of the API takes it (reported, never silently)
 ]
 
@@ -134,7 +143,7 @@ def _lower_first(name: str) -> str:
 
 def _camel_suffixes(name: str) -> list[str]:
     """``edFi_stateEducationAgency`` -> StateEducationAgency, EducationAgency, Agency."""
-    local = _cap(name.split("_", 1)[-1])
+    local = _cap(local_type(name.split("_", 1)[-1]))
     starts = [i for i, ch in enumerate(local) if ch.isupper()]
     return [local[i:] for i in starts]
 
@@ -150,6 +159,12 @@ def _json_name(schema: InterchangeSchema, child: Child, role: str = "") -> str:
     return name
 
 
+def _prefixes(model: ApiModel) -> dict[str, str]:
+    """Project (lower case, as an XSD file names it) -> its schema prefix: ``tpdm`` -> ``tpdm``,
+    ``edfi`` -> ``edFi``, from the model's resource namespaces."""
+    return {r.namespace.replace("-", "").lower(): r.schema.split("_", 1)[0] for r in model}
+
+
 class _Deriver:
     def __init__(self, schema: InterchangeSchema, model: ApiModel):
         self.schema = schema
@@ -158,6 +173,10 @@ class _Deriver:
         self.unmapped: list[str] = []
         self.uncovered: list[str] = []
         self.mapped: dict[str, set[str]] = {}  # shape name -> properties given a source
+        self.prefixes = _prefixes(model)
+        # inside an extension's element: an element no property takes is a problem,
+        # not a note (the extension and the API come from one model)
+        self.strict = False
 
     # -- objects ------------------------------------------------------------------
     def object(self, xml_type: str, shape: Shape, where: str) -> ObjectMap:
@@ -166,10 +185,22 @@ class _Deriver:
         return out
 
     def fill(self, out: ObjectMap, xml_type: str, shape: Shape, where: str, role: str = "") -> None:
-        for child in self.schema.children(xml_type):
-            out.fields[child.name] = self.child(
-                child, shape, f"{where}/{child.name}", xml_type, role
-            )
+        for child, project in self.schema.owned_children(xml_type):
+            here = f"{where}/{child.name}"
+            if child.name in out.fields:
+                self.problems.append(f"{here}: the element is declared twice in {xml_type}")
+                continue
+            strict = self.strict
+            self.strict = strict or project is not None
+            try:
+                if project is None or self.owns(shape, project):
+                    out.fields[child.name] = self.child(child, shape, here, xml_type, role)
+                else:
+                    out.fields[child.name] = self.extension(
+                        child, project, shape, here, xml_type, role
+                    )
+            finally:
+                self.strict = strict
         # a reference the model names with a role the schema lacks (DS 5.0
         # ``objectiveCompetencyObjectiveReference`` for DS 5.2
         # ``CompetencyObjectiveReference``) is taken by its type when only one
@@ -181,7 +212,9 @@ class _Deriver:
             if child.repeated or not self.schema.is_reference(child.type):
                 continue
             wanted = (
-                shape.name.split("_", 1)[0] + "_" + _lower_first(child.type.removesuffix("Type"))
+                shape.name.split("_", 1)[0]
+                + "_"
+                + _lower_first(local_type(child.type).removesuffix("Type"))
             )
             claimed = self.mapped.get(shape.name, set())
             same = [
@@ -196,6 +229,26 @@ class _Deriver:
                     same[0].name,
                     ref=self.ref_map(child.type, same[0], f"{where}/{tag}"),
                 )
+
+    def owns(self, shape: Shape, project: str) -> bool:
+        """Whether an object belongs to an extension project (``tpdm_financialAid`` to TPDM)."""
+        return self.prefixes.get(project.lower()) == shape.name.split("_", 1)[0]
+
+    def extension(
+        self, child: Child, project: str, shape: Shape, where: str, owner: str, role: str
+    ) -> FieldMap:
+        """An extension's element of a core object: mapped inside ``_ext.<project>``."""
+        key = project.lower()
+        ns = next((n for n in shape.extensions if n.replace("-", "").lower() == key), None)
+        if ns is None:
+            self.problems.append(
+                f"{where}: {shape.name} has no _ext.{project.lower()} in the API, so this "
+                f"element of the {project} extension has no property"
+            )
+            return FieldMap(child.name, "skip", reason=f"no _ext.{project.lower()}")
+        ext = shape.extensions[ns]
+        inner = self.child(child, ext, where, owner, role)
+        return FieldMap(child.name, "ext", ns, sub=ObjectMap(owner, ext.name, {child.name: inner}))
 
     def child(self, child: Child, shape: Shape, where: str, owner: str, role: str = "") -> FieldMap:
         schema = self.schema
@@ -228,7 +281,7 @@ class _Deriver:
         school_year = schema.is_school_year(child.type)
         if name not in shape.scalars and schema.is_descriptor_value(child.type) and alone:
             # a repeated descriptor's item names the descriptor, not the role
-            by_type = _lower_first(child.type.removesuffix("ReferenceType"))
+            by_type = _lower_first(local_type(child.type).removesuffix("ReferenceType"))
             if by_type in shape.scalars:
                 name = by_type
         if name in shape.scalars:
@@ -244,7 +297,7 @@ class _Deriver:
 
     def skip(self, child: Child, shape: Shape, where: str, name: str) -> FieldMap:
         note = f"{where}: no property {name!r} in {shape.name}"
-        self.unmapped.append(note)
+        (self.problems if self.strict else self.unmapped).append(note)
         fm = FieldMap(child.name, "skip", reason=f"no property {name!r} in {shape.name}")
         fm.reason_where = note
         return fm
@@ -270,9 +323,9 @@ class _Deriver:
         ``EducationOrganizationCategory`` -> ``edFi_educationOrganizationCategory``.
         """
         ns = shape.name.split("_", 1)[0] + "_"
-        owners = [shape.name] + [ns + _lower_first(b) for b in self.bases(owner)[1:]]
+        owners = [shape.name] + [ns + _lower_first(local_type(b)) for b in self.bases(owner)[1:]]
         owner_names = [_camel_suffixes(shape.name)] + [
-            _camel_suffixes(ns + _lower_first(b)) for b in self.bases(owner)[1:]
+            _camel_suffixes(ns + _lower_first(local_type(b))) for b in self.bases(owner)[1:]
         ]
         if owner and owner_names:
             owner_names[0] = [*owner_names[0], *_camel_suffixes("x_" + owner)]
@@ -427,12 +480,22 @@ class _Deriver:
                 g, t = self.check_required(sub, f"{where}.{name}", seen)
                 got += g
                 total += t
+        for ns, sub in shape.extensions.items():
+            if sub.name in self.mapped:  # an extension the schema gives elements for
+                g, t = self.check_required(sub, f"{where}._ext.{ns}", seen)
+                got += g
+                total += t
         return got, total
 
 
-def _resource_for(model: ApiModel, element: str) -> Resource | None:
-    path = model.schema_to_path.get("edFi_" + _lower_first(element))
-    return model.resources.get(path) if path else None
+def _resource_schema(schema: InterchangeSchema, prefixes: dict[str, str], child: Child) -> str:
+    """The API schema an interchange element loads: ``edFi_`` and the element's name, or the
+    extension project's prefix for an entity an extension defines (``tpdm_financialAid``);
+    an extended core entity (``School`` typed ``EXTENSION-SchoolExtension``) stays core."""
+    project = schema.projects.get(child.type)
+    if project is None or schema.extends_core(child.type, child.name):
+        return "edFi_" + _lower_first(child.name)
+    return prefixes.get(project.lower(), project.lower()) + "_" + _lower_first(child.name)
 
 
 def derive_mapping(
@@ -444,20 +507,31 @@ def derive_mapping(
     elements: dict[tuple[str, str], ElementMap] = {}
     no_resource: dict[tuple[str, str], str] = {}
     coverage: dict[str, tuple[int, int]] = {}
-    bodies: dict[str, ObjectMap] = {}
+    bodies: dict[tuple[str, str], ObjectMap] = {}
     for interchange, kids in sorted(schema.interchanges.items()):
         if wanted is not None and interchange not in wanted:
             continue
         for kid in kids:
             key = (interchange, kid.name)
-            resource = _resource_for(model, kid.name)
+            name = _resource_schema(schema, d.prefixes, kid)
+            path = model.schema_to_path.get(name)
+            resource = model.resources.get(path) if path else None
             if resource is None:
+                project = schema.projects.get(kid.type)
+                if project is not None:  # an extension's entity: the API must have it
+                    d.problems.append(
+                        f"{interchange}/{kid.name}: the API has no resource {name!r} for "
+                        f"this element of the {project} extension"
+                    )
                 no_resource[key] = f"the API has no resource for {kid.name}"
                 continue
-            if resource.path not in bodies:
-                bodies[resource.path] = d.object(kid.type, resource.shape, kid.name)
+            body = bodies.get((resource.path, kid.type))
+            if body is None:
+                body = bodies[resource.path, kid.type] = d.object(
+                    kid.type, resource.shape, kid.name
+                )
                 coverage[resource.path] = d.check_required(resource.shape, kid.name, set())
-            elements[key] = ElementMap(interchange, kid.name, resource.path, bodies[resource.path])
+            elements[key] = ElementMap(interchange, kid.name, resource.path, body)
     return Mapping(elements, no_resource, d.problems, d.unmapped, coverage, d.uncovered)
 
 

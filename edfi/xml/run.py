@@ -31,7 +31,7 @@ import logging
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from ..client import EdFiClient
@@ -46,6 +46,7 @@ from .bulk import BulkLoad, Feed, RejectSource, ResourceRow, Source
 from .bulkapi import BulkUpload, OperationResult, bulk_url
 from .reader import CheckReport, XmlLoad, interchange_name, list_files
 from .spool import SpoolReport, XmlSpool
+from .xsd import schema_with_extensions
 
 __all__ = ["COLUMNS", "REJECTS", "BulkLoadRun", "BulkLoadSettings"]
 
@@ -71,6 +72,7 @@ class BulkLoadSettings:
     resource_parallelism: int = 8
     max_failures: int | None = None
     data_storage_options: dict[str, Any] | None = None
+    extension_xsd: list[str] | str | None = None  # folders/files of extension XSDs (TPDM, …)
 
     def check(self) -> None:
         """Refuse settings that cannot work, before anything is read or written."""
@@ -83,6 +85,17 @@ class BulkLoadSettings:
             )
         if not self.resend_rejects and not self.data:
             raise SendError("Set `data`: the folder or file URL of the XML interchange files.")
+        if self.method == "bulk" and self.extension_xsd:
+            raise SendError(
+                "extension_xsd works with method='api' only: the bulk services validate the "
+                "files with the server's own (extended) schemas."
+            )
+
+    @property
+    def extension_list(self) -> list[str]:
+        if isinstance(self.extension_xsd, str):
+            return [u.strip() for u in self.extension_xsd.split(",") if u.strip()]
+        return list(self.extension_xsd or ())
 
     @property
     def interchange_list(self) -> list[str] | None:
@@ -162,6 +175,7 @@ class BulkLoadRun:
             load = XmlLoad(
                 list_files(s.data, s.data_storage_options),
                 model,
+                schema=schema_with_extensions(s.extension_list, s.data_storage_options),
                 validate=s.validate_xsd,
                 interchanges=s.interchange_list,
                 storage_options=s.data_storage_options,
@@ -251,7 +265,7 @@ class BulkLoadRun:
         self.rejects = result.rejects
         self.rows = [r.as_row() for r in result.rows.values()]
         if self.report is not None:
-            self.file_problems = [p.__dict__ for p in self.report.file_problems]
+            self.file_problems = [asdict(p) for p in self.report.file_problems]
 
     def close(self) -> None:
         if self.spool is not None:

@@ -92,6 +92,12 @@ def _emit(
         if len(group):
             parent.append(group)
         return
+    if action == "ext":  # an extension's element, from ``_ext.<project>`` when the record has it
+        assert fm.sub is not None
+        ext = (record.get("_ext") or {}).get(fm.json)
+        if ext:
+            _emit(parent, tag, fm.sub.fields[tag], ext, ns, ref_id)
+        return
     if action == "skip" or fm.json not in record or record[fm.json] is None:
         return
     value = record[fm.json]

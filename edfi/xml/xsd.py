@@ -10,11 +10,15 @@ loudly on anything else, so a schema the mapper would misread is never used.
 from __future__ import annotations
 
 import gzip
-from dataclasses import dataclass
+import hashlib
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources as importlib_resources
 from typing import Any
 
+import fsspec
 from lxml import etree
 
 XS = "http://www.w3.org/2001/XMLSchema"
@@ -91,12 +95,29 @@ class InterchangeSchema:
     interchanges: dict[str, tuple[Child, ...]]  # InterchangeStudent -> its element choices
     namespace: str
     document: bytes  # the schema itself, for validation
+    # type -> the extension project (``TPDM``) whose XSD defines it; core types are absent
+    projects: dict[str, str] = field(default_factory=dict)
 
     def children(self, type_name: str) -> tuple[Child, ...]:
         """The elements of a complex type, its bases' first (XSD extension order)."""
         ct = self.complex[type_name]
         inherited = self.children(ct.base) if ct.base and ct.base in self.complex else ()
         return (*inherited, *ct.own)
+
+    def owned_children(self, type_name: str) -> tuple[tuple[Child, str | None], ...]:
+        """:meth:`children`, each with the extension project of the type declaring it."""
+        ct = self.complex[type_name]
+        inherited = self.owned_children(ct.base) if ct.base and ct.base in self.complex else ()
+        project = self.projects.get(type_name)
+        return (*inherited, *((c, project) for c in ct.own))
+
+    def extends_core(self, type_name: str, core: str) -> bool:
+        """Whether an extension type extends the core type ``core`` (``EXTENSION-SchoolExtension``
+        of ``School``) rather than defining an entity of its own."""
+        name: str | None = type_name
+        while name is not None and name in self.projects:
+            name = self.complex[name].base if name in self.complex else None
+        return name == core
 
     def extends(self, type_name: str, base: str) -> bool:
         """Whether a complex type is ``base`` or derives from it."""
@@ -140,6 +161,12 @@ class InterchangeSchema:
     def element_types(self) -> dict[tuple[str, str], str]:
         """(interchange, element) -> complex type of every interchange element."""
         return {(i, c.name): c.type for i, kids in self.interchanges.items() for c in kids}
+
+
+def local_type(name: str) -> str:
+    """A type name without its extension prefix: ``EXTENSION-CredentialStatusDescriptor`` ->
+    ``CredentialStatusDescriptor`` (core names have no ``-``)."""
+    return name.rpartition("-")[2]
 
 
 def _occurs(value: str | None, default: int) -> int | None:
@@ -259,6 +286,183 @@ def parse_schema(document: bytes) -> InterchangeSchema:
     return InterchangeSchema(
         complex_types, simple_types, interchanges, root.get("targetNamespace", ""), document
     )
+
+
+# ``TPDM-EXTENSION-Ed-Fi-Extended-Core.xsd``, ``TPDM-EXTENSION-Interchange-Survey-Extension.xsd``,
+# also behind the ODS's download prefix (``EdFi.TPDM.ApiSchema.xsd.TPDM-EXTENSION-…``)
+_EXTENSION_FILE = re.compile(r"(?:^|\.)(?P<project>[A-Za-z][A-Za-z0-9]*)-EXTENSION-[^/]*\.xsd$")
+
+
+@dataclass(frozen=True, slots=True)
+class ExtensionFile:
+    """One XSD of an Ed-Fi extension project: the project (from the file name) and its bytes."""
+
+    project: str
+    name: str
+    data: bytes
+
+
+def read_extension_files(
+    urls: Iterable[str], storage_options: Mapping[str, Any] | None = None
+) -> list[ExtensionFile]:
+    """The extension XSDs in folders or files (any fsspec storage), each with its project.
+
+    A folder is what the ODS/API serves at ``/metadata/xsd/<project>/files``: the
+    extension's ``<Project>-EXTENSION-*.xsd`` beside the core files it was
+    blended with. The core files are skipped (the core schema is built in); an
+    ``EXTENSION-*.xsd`` without its project prefix is refused, since the project
+    is what places its elements under ``_ext.<project>``.
+    """
+    out: list[ExtensionFile] = []
+    for url in urls:
+        fs, path = fsspec.core.url_to_fs(url, **(storage_options or {}))
+        if fs.isdir(path):
+            found = sorted(p for p in fs.find(path) if p.endswith(".xsd"))
+        elif fs.exists(path):
+            found = [path]
+        else:
+            raise SchemaError(f"{url}: no such extension XSD file or folder")
+        mine = []
+        for p in found:
+            name = p.rsplit("/", 1)[-1]
+            m = _EXTENSION_FILE.search(name)
+            if m is None:
+                if name.startswith("EXTENSION-"):
+                    raise SchemaError(
+                        f"{p}: an extension XSD must name its project, as the ODS/API serves "
+                        f"it: rename it <Project>-{name} (e.g. TPDM-{name})"
+                    )
+                continue  # a core file the extension was blended with
+            with fs.open(p, "rb") as fh:
+                mine.append(ExtensionFile(m["project"], name, fh.read()))
+        if not mine:
+            raise SchemaError(f"{url}: no <Project>-EXTENSION-*.xsd files there")
+        out.extend(mine)
+    return out
+
+
+def extend_schema(core: InterchangeSchema, files: Iterable[ExtensionFile]) -> InterchangeSchema:
+    """The core schema with extension XSDs added, as one schema (a new value; ``core`` is kept).
+
+    Following the Ed-Fi Extensions Framework, an extension XSD shares the core's
+    namespace and includes it; its types are new (``EXTENSION-SchoolExtension``
+    extending ``School``, ``EXTENSION-FinancialAid``), and an extended interchange
+    restates the core's, an extended element retyped. So the types are added,
+    each tagged with its project, and an interchange the extension declares
+    replaces the core's. A name defined twice, or an interchange two projects
+    extend, is an error: the files could not be validated as one schema.
+    """
+    files = list(files)
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
+    complex_types = dict(core.complex)
+    simple_types = dict(core.simple)
+    interchanges = dict(core.interchanges)
+    projects = dict(core.projects)
+    merged = etree.fromstring(core.document, parser)
+    top = {
+        node.get("name"): node
+        for node in merged
+        if isinstance(node.tag, str) and etree.QName(node).localname == "element"
+    }
+    extended_by: dict[str, str] = {}
+    for f in files:
+        try:
+            root = etree.fromstring(f.data, parser)
+        except etree.XMLSyntaxError as exc:
+            raise SchemaError(f"{f.name}: not well-formed XML: {exc}") from None
+        ns = root.get("targetNamespace", "")
+        if ns != core.namespace:
+            raise SchemaError(
+                f"{f.name}: targetNamespace {ns!r} is not the core schema's {core.namespace!r} "
+                "(an Ed-Fi extension XSD shares the namespace of the core it extends)"
+            )
+        for node in list(root):
+            if not isinstance(node.tag, str):
+                continue
+            tag = etree.QName(node).localname
+            name = node.get("name")
+            if tag in ("include", "import", "annotation"):
+                continue
+            try:
+                if tag in ("complexType", "simpleType"):
+                    if name in complex_types or name in simple_types:
+                        owner = projects.get(name)
+                        by = f"the {owner} extension" if owner else "the core schema"
+                        raise SchemaError(f"type {name} is already defined by {by}")
+                    if tag == "complexType":
+                        complex_types[name] = _complex(node)
+                    else:
+                        simple_types[name] = _simple(node)
+                    projects[name] = f.project
+                    merged.append(_stripped(node))
+                elif tag == "element":
+                    body = node.find(f"{_XS}complexType")
+                    if body is None:
+                        raise SchemaError(f"top-level element {name} has no inline type")
+                    if name in extended_by and extended_by[name] != f.project:
+                        raise SchemaError(
+                            f"{name} is extended by both {extended_by[name]} and {f.project}; "
+                            "load one extension's XSDs per run"
+                        )
+                    extended_by[name] = f.project
+                    interchanges[name] = tuple(_complex(body).own)
+                    new = _stripped(node)
+                    if name in top:
+                        top[name].addprevious(new)
+                        merged.remove(top[name])
+                    else:
+                        merged.append(new)
+                    top[name] = new
+                else:
+                    raise SchemaError(f"top-level xs:{tag} is not supported")
+            except SchemaError as exc:
+                raise SchemaError(f"{f.name}: {exc}") from None
+    document = etree.tostring(merged, xml_declaration=True, encoding="UTF-8")
+    try:
+        etree.XMLSchema(etree.fromstring(document, parser))
+    except etree.XMLSchemaParseError as exc:
+        names = ", ".join(f.name for f in files)
+        raise SchemaError(f"the core schema with {names} is not a valid XSD: {exc}") from None
+    return InterchangeSchema(
+        complex_types, simple_types, interchanges, core.namespace, document, projects
+    )
+
+
+def _stripped(node: Any) -> Any:
+    """A schema node without its documentation (the merged schema is only validated against)."""
+    for ann in node.findall(f".//{_XS}annotation"):
+        parent = ann.getparent()
+        if parent is not None:
+            parent.remove(ann)
+    return node
+
+
+_extended: dict[bytes, InterchangeSchema] = {}
+
+
+def schema_with_extensions(
+    urls: Iterable[str] | None, storage_options: Mapping[str, Any] | None = None
+) -> InterchangeSchema:
+    """The built-in schema, extended by the extension XSDs at ``urls`` (if any).
+
+    Kept per content, so the mapping derived from it is too (a worker loading the
+    same extension run after run derives it once).
+    """
+    urls = list(urls or ())
+    if not urls:
+        return builtin_schema()
+    files = read_extension_files(urls, storage_options)
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update(f"{f.project}\0{f.name}\0{len(f.data)}\0".encode())
+        digest.update(f.data)
+    key = digest.digest()
+    hit = _extended.get(key)
+    if hit is None:
+        if len(_extended) >= 4:
+            _extended.clear()
+        hit = _extended[key] = extend_schema(builtin_schema(), files)
+    return hit
 
 
 @cache
