@@ -19,6 +19,8 @@ import pytest
 from blocks import LakeStorage
 from edfi.errors import SendError
 from edfi.model import ApiModel, builtin_model, publishable
+from edfi.xml.build import check_extension
+from edfi.xml.build import main as build_main
 from edfi.xml.mapping import MappingError, derive_mapping, mapping_for
 from edfi.xml.reader import XmlLoad, list_files
 from edfi.xml.writer import build
@@ -131,7 +133,7 @@ def test_extension_files_convert_to_exact_records_and_back(model: ApiModel) -> N
 
 
 def test_an_extension_element_the_api_lacks_is_a_build_error_naming_element_and_property(
-    model: ApiModel, tmp_path: Path
+    model: ApiModel, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     folder = tmp_path / "xsd"
     shutil.copytree(XSD, folder)
@@ -164,6 +166,12 @@ def test_an_extension_element_the_api_lacks_is_a_build_error_naming_element_and_
         "the TPDM extension",
         "School/FavoriteColor: no property 'favoriteColor' in tpdm_schoolExtension",
     ]
+    # the build-time check lists the same, and fails
+    assert check_extension([str(folder)]) == err.value.problems
+    with pytest.raises(SystemExit) as exit_:
+        build_main(["--check-extension", str(folder)])
+    assert exit_.value.code == 1
+    assert capsys.readouterr().out.splitlines() == err.value.problems
     # an extension the API does not have at all: each of its elements is listed
     sample = tmp_path / "sample"
     sample.mkdir()
