@@ -9,6 +9,7 @@ interchanges restating the core's.
 from __future__ import annotations
 
 import asyncio
+import copy
 import shutil
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ import pytest
 
 from blocks import LakeStorage
 from edfi.errors import SendError
-from edfi.model import ApiModel, builtin_model, publishable
+from edfi.model import ApiModel, builtin_documents, builtin_model, load_model, publishable
 from edfi.xml.build import check_extension
 from edfi.xml.build import main as build_main
 from edfi.xml.mapping import MappingError, derive_mapping, mapping_for
@@ -249,3 +250,96 @@ def test_extension_files_load_over_http_and_get_returns_the_ext(
                     data=str(XML),
                 )
             )
+
+
+def test_a_common_type_an_extension_extends_maps_into_the_items_ext(tmp_path: Path) -> None:
+    """The framework's override of a common type: a restriction drops ``School/Address``, the
+    entity extension re-adds it typed ``EXTENSION-AddressExtension``; the address stays the
+    school's ``addresses`` item, its new elements land in the item's ``_ext.sample``."""
+    core = builtin_schema()
+    ns = core.namespace
+
+    def el(c: Any) -> str:
+        hi = "unbounded" if c.max is None else str(c.max)
+        return f'<xs:element name="{c.name}" type="{c.type}" minOccurs="{c.min}" maxOccurs="{hi}"/>'
+
+    kept = "".join(el(c) for c in core.children("School") if c.name != "Address")
+    (tmp_path / "Sample-EXTENSION-Ed-Fi-Extended-Core.xsd").write_text(
+        f'<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema" xmlns="{ns}" '
+        f'targetNamespace="{ns}" elementFormDefault="qualified">'
+        '<xs:complexType name="EXTENSION-SchoolRestriction"><xs:complexContent>'
+        f'<xs:restriction base="School"><xs:sequence>{kept}</xs:sequence></xs:restriction>'
+        "</xs:complexContent></xs:complexType>"
+        '<xs:complexType name="EXTENSION-SchoolExtension"><xs:complexContent>'
+        '<xs:extension base="EXTENSION-SchoolRestriction"><xs:sequence>'
+        '<xs:element name="Address" type="EXTENSION-AddressExtension" minOccurs="0" '
+        'maxOccurs="unbounded"/></xs:sequence></xs:extension></xs:complexContent></xs:complexType>'
+        '<xs:complexType name="EXTENSION-AddressExtension"><xs:complexContent>'
+        '<xs:extension base="Address"><xs:sequence>'
+        '<xs:element name="OnBusRoute" type="xs:boolean" minOccurs="0"/>'
+        "</xs:sequence></xs:extension></xs:complexContent></xs:complexType></xs:schema>"
+    )
+    kids = "".join(
+        f'<xs:element name="{c.name}" type="'
+        + ("EXTENSION-SchoolExtension" if c.name == "School" else c.type)
+        + '"/>'
+        for c in core.interchanges["InterchangeEducationOrganization"]
+    )
+    (tmp_path / "Sample-EXTENSION-Interchange-EducationOrganization-Extension.xsd").write_text(
+        f'<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema" xmlns="{ns}" '
+        f'targetNamespace="{ns}" elementFormDefault="qualified">'
+        '<xs:element name="InterchangeEducationOrganization"><xs:complexType>'
+        f'<xs:choice maxOccurs="unbounded">{kids}</xs:choice></xs:complexType></xs:element>'
+        "</xs:schema>"
+    )
+    schema = tpdm(tmp_path)
+    docs = copy.deepcopy(builtin_documents())
+    schemas = docs[0]["components"]["schemas"]
+    item = schemas["edFi_educationOrganizationAddress"]["properties"]
+    item["_ext"] = {"$ref": "#/components/schemas/educationOrganizationAddressExtensions"}
+    schemas["educationOrganizationAddressExtensions"] = {
+        "type": "object",
+        "properties": {
+            "sample": {"$ref": "#/components/schemas/sample_educationOrganizationAddressExtension"}
+        },
+    }
+    schemas["sample_educationOrganizationAddressExtension"] = {
+        "type": "object",
+        "properties": {"onBusRoute": {"type": "boolean"}},
+    }
+    mapping = mapping_for(schema, load_model(*docs))
+    school = mapping.elements["InterchangeEducationOrganization", "School"].body
+    address = school.fields["Address"]
+    assert (address.action, address.json) == ("collection", "addresses")
+    assert address.sub is not None
+    bus = address.sub.fields["OnBusRoute"]
+    assert (bus.action, bus.json) == ("ext", "sample")
+    assert list(school.fields)[-1] == "Address"  # re-added last, as the schema orders it
+    xml = (
+        f'<InterchangeEducationOrganization xmlns="{ns}"><School>'
+        "<NameOfInstitution>Annex</NameOfInstitution>"
+        "<EducationOrganizationCategory>uri://ed-fi.org/EducationOrganizationCategoryDescriptor"
+        "#School</EducationOrganizationCategory><SchoolId>9</SchoolId>"
+        "<GradeLevel>uri://ed-fi.org/GradeLevelDescriptor#Ninth grade</GradeLevel>"
+        "<Address><StreetNumberName>1 Main St</StreetNumberName><City>Bend</City>"
+        "<StateAbbreviation>uri://ed-fi.org/StateAbbreviationDescriptor#TX</StateAbbreviation>"
+        "<PostalCode>78704</PostalCode>"
+        "<AddressType>uri://ed-fi.org/AddressTypeDescriptor#Physical</AddressType>"
+        "<OnBusRoute>true</OnBusRoute></Address>"
+        "</School></InterchangeEducationOrganization>"
+    )
+    (tmp_path / "EdOrg.xml").write_text(xml)
+    load = XmlLoad([str(tmp_path / "EdOrg.xml")], load_model(*docs), schema=schema)
+    assert load.check().problems == []
+    (record,) = list(load.records())
+    assert record.body is not None
+    assert record.body["addresses"] == [
+        {
+            "streetNumberName": "1 Main St",
+            "city": "Bend",
+            "stateAbbreviationDescriptor": "uri://ed-fi.org/StateAbbreviationDescriptor#TX",
+            "postalCode": "78704",
+            "addressTypeDescriptor": "uri://ed-fi.org/AddressTypeDescriptor#Physical",
+            "_ext": {"sample": {"onBusRoute": True}},
+        }
+    ]

@@ -78,6 +78,9 @@ class ComplexType:
     base: str | None
     own: tuple[Child, ...]
     abstract: bool
+    # ``xs:restriction`` of ``base``: ``own`` restates the whole content (an extension's
+    # way to drop a core element it then re-adds with an extended common type)
+    restricts: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,15 +104,43 @@ class InterchangeSchema:
     def children(self, type_name: str) -> tuple[Child, ...]:
         """The elements of a complex type, its bases' first (XSD extension order)."""
         ct = self.complex[type_name]
+        if ct.restricts:
+            return ct.own
         inherited = self.children(ct.base) if ct.base and ct.base in self.complex else ()
         return (*inherited, *ct.own)
 
     def owned_children(self, type_name: str) -> tuple[tuple[Child, str | None], ...]:
-        """:meth:`children`, each with the extension project of the type declaring it."""
+        """:meth:`children`, each with the extension project its element belongs to.
+
+        That is the project of the type declaring it, with two exceptions from the
+        Extensions Framework's override of a common type: a restriction restates
+        its base's elements, which stay its base's; and an element the extension
+        re-adds in place of one its restriction dropped (``Address`` typed
+        ``EXTENSION-AddressExtension`` for ``Address``) is still the core's element
+        (only the extended type's own elements are the extension's).
+        """
         ct = self.complex[type_name]
+        if ct.restricts:
+            above = self.projects.get(ct.base or "")
+            return tuple((c, above) for c in ct.own)
         inherited = self.owned_children(ct.base) if ct.base and ct.base in self.complex else ()
         project = self.projects.get(type_name)
-        return (*inherited, *((c, project) for c in ct.own))
+        dropped = self._dropped(ct.base) if project and ct.base else {}
+        return (
+            *inherited,
+            *(
+                (c, None if self.extends_core(c.type, dropped.get(c.name, "")) else project)
+                for c in ct.own
+            ),
+        )
+
+    def _dropped(self, type_name: str) -> dict[str, str]:
+        """The elements a restriction drops from its base: name -> core type."""
+        ct = self.complex.get(type_name)
+        if ct is None or not ct.restricts or ct.base not in self.complex:
+            return {}
+        kept = {c.name for c in ct.own}
+        return {c.name: c.type for c in self.children(ct.base) if c.name not in kept}
 
     def extends_core(self, type_name: str, core: str) -> bool:
         """Whether an extension type extends the core type ``core`` (``EXTENSION-SchoolExtension``
@@ -228,6 +259,7 @@ def _group(group: Any, where: str, in_choice: bool = False) -> list[Child]:
 def _complex(node: Any) -> ComplexType:
     name = node.get("name") or "(inline)"
     base: str | None = None
+    restricts = False
     own: list[Child] = []
     for item in node:
         if not isinstance(item.tag, str):
@@ -236,7 +268,12 @@ def _complex(node: Any) -> ComplexType:
         if tag == "complexContent":
             ext = item.find(f"{_XS}extension")
             if ext is None:
-                raise SchemaError(f"complex type {name}: only xs:extension is supported")
+                ext = item.find(f"{_XS}restriction")
+                restricts = True
+            if ext is None:
+                raise SchemaError(
+                    f"complex type {name}: only xs:extension and xs:restriction are supported"
+                )
             base = _type_ref(ext.get("base"), name)
             for part in ext:
                 if isinstance(part.tag, str) and etree.QName(part).localname in (
@@ -250,7 +287,7 @@ def _complex(node: Any) -> ComplexType:
             continue
         else:
             raise SchemaError(f"complex type {name}: xs:{tag} is not supported")
-    return ComplexType(name, base, tuple(own), node.get("abstract") == "true")
+    return ComplexType(name, base, tuple(own), node.get("abstract") == "true", restricts)
 
 
 def _simple(node: Any) -> SimpleType:
