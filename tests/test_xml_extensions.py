@@ -343,3 +343,23 @@ def test_a_common_type_an_extension_extends_maps_into_the_items_ext(tmp_path: Pa
             "_ext": {"sample": {"onBusRoute": True}},
         }
     ]
+
+
+def test_an_extension_entity_takes_a_role_less_reference_by_its_type_as_the_core_does(
+    model: ApiModel, tmp_path: Path
+) -> None:
+    """The core's one looser rule holds for an extension's entities too, and only it: a
+    reference element no property is named after is the object's one unclaimed reference of
+    its type (``AwardeeReference`` typed ``StudentReferenceType`` -> ``studentReference``)."""
+    folder = tmp_path / "xsd"
+    shutil.copytree(XSD, folder)
+    core = folder / "TPDM-EXTENSION-Ed-Fi-Extended-Core.xsd"
+    core.write_text(
+        core.read_text().replace(
+            '<xs:element name="StudentReference" type="StudentReferenceType"/>',
+            '<xs:element name="AwardeeReference" type="StudentReferenceType"/>',
+        )
+    )
+    mapping = mapping_for(tpdm(folder), model)
+    fm = mapping.elements["InterchangeCandidate", "FinancialAid"].body.fields["AwardeeReference"]
+    assert (fm.action, fm.json) == ("reference", "studentReference")

@@ -211,17 +211,19 @@ class _Deriver:
             child = next(c for c in self.schema.children(xml_type) if c.name == tag)
             if child.repeated or not self.schema.is_reference(child.type):
                 continue
-            wanted = (
-                shape.name.split("_", 1)[0]
-                + "_"
-                + _lower_first(local_type(child.type).removesuffix("Type"))
-            )
+            # the reference schema is in the namespace of the type's project (a TPDM
+            # entity refers to ``edFi_studentReference`` and ``tpdm_evaluationReference``)
+            project = self.schema.projects.get(child.type)
+            prefix = self.prefixes.get((project or "edfi").lower(), "edFi")
+            wanted = prefix + "_" + _lower_first(local_type(child.type).removesuffix("Type"))
             claimed = self.mapped.get(shape.name, set())
             same = [
                 r for r in shape.references.values() if r.schema == wanted and r.name not in claimed
             ]
             if len(same) == 1:
-                self.unmapped.remove(fm.reason_where)
+                # noted as unmapped, or (an extension's element) as a problem
+                held = self.unmapped if fm.reason_where in self.unmapped else self.problems
+                held.remove(fm.reason_where)
                 self.mark(shape, same[0].name)
                 out.fields[tag] = FieldMap(
                     tag,
