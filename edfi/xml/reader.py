@@ -6,10 +6,10 @@ handled), so memory does not grow with file size:
 
 1. **check**: every file is parsed, optionally validated against the
    interchange schema, and the identity of every element with an ``id`` is
-   kept (only its key, not the record), so that a ``*Reference ref="X"`` in
-   any file of the load resolves. A file that is malformed, declares a DTD
-   (the door to XXE), or fails validation is reported by line and skipped
-   whole -- nothing of it is loaded.
+   kept (only its key, not the record) in an index on disk (``IdIndex``), so
+   that a ``*Reference ref="X"`` in any file of the load resolves. A file
+   that is malformed, declares a DTD (the door to XXE), or fails validation
+   is reported by line and skipped whole -- nothing of it is loaded.
 2. **records**: the files that passed are converted element by element; each
    record carries its origin (file, line, element) so a reject names it.
 
@@ -18,7 +18,12 @@ Parsing never resolves entities, loads a DTD or touches the network.
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import sqlite3
+import tempfile
+import weakref
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -34,6 +39,7 @@ from .mapping import ElementMap, Mapping, mapping_for
 from .xsd import InterchangeSchema, builtin_schema
 
 SUFFIXES = (".xml", ".xml.gz")
+XS = "http://www.w3.org/2001/XMLSchema"
 SAFE_PARSING: dict[str, Any] = {"resolve_entities": False, "no_network": True, "load_dtd": False}
 """lxml settings for every parse of a user's XML: no entities, no DTD, no network (XXE)."""
 LOCATE_LIMIT = 64 << 20  # an invalid file up to this size is re-read to name the error's line
@@ -115,6 +121,115 @@ def interchange_name(name: str) -> str:
     return stem if stem.startswith("Interchange") else "Interchange" + stem
 
 
+Identity = tuple[str, dict[str, Any], list[PendingRef]]
+"""An ``id``'d element's resource, its key fields, and the refs inside its key to resolve."""
+
+
+class IdIndex:
+    """The identity of every element with an ``id`` in a load, in a SQLite file.
+
+    A ``ref="X"`` may name an element in any file of the load, so the key of
+    every ``id``'d element must be at hand while records are converted; a
+    district holds hundreds of thousands of them, and kept in memory they made
+    the reader's memory grow with the load (about 1 KB each). On disk, memory
+    is a bounded cache of recent lookups (references cluster: a section's
+    gradebook entries name the same few sections and periods). The file is
+    scratch, rebuilt by every check pass, so it is written without a journal.
+    """
+
+    BATCH = 500  # ids per insert (and per query for those already taken)
+    CACHE = 16384  # resolved identities kept in memory
+
+    def __init__(self, path: str):
+        if os.path.exists(path):
+            os.remove(path)
+        self.path = path
+        self.db = sqlite3.connect(path, check_same_thread=False)  # check, then a convert thread
+        self.db.execute("PRAGMA journal_mode=OFF")
+        self.db.execute("PRAGMA synchronous=OFF")
+        self.db.execute(
+            "CREATE TABLE ids (id TEXT PRIMARY KEY, file INTEGER NOT NULL, resource TEXT NOT NULL,"
+            " key BLOB NOT NULL, pending BLOB) WITHOUT ROWID"
+        )
+        self.db.execute("CREATE TABLE unreadable (id TEXT PRIMARY KEY, why TEXT) WITHOUT ROWID")
+        self.count = 0
+        self._batch: list[tuple[str, int, Identity]] = []  # (id, line, identity)
+        self.cache: dict[str, tuple[str, dict[str, Any]]] = {}  # id -> (resource, key values)
+
+    def add(self, file: int, ident: str, line: int, identity: Identity) -> None:
+        """Index an element (written in batches; ``flush`` at the end of each file)."""
+        self._batch.append((ident, line, identity))
+        if len(self._batch) >= self.BATCH:
+            self.flush(file)
+
+    def flush(self, file: int) -> None:
+        """Write the batch; an ``id`` already taken raises ``_Reject`` at its line."""
+        batch, self._batch = self._batch, []
+        if not batch:
+            return
+        names = [b[0] for b in batch]
+        marks = ",".join("?" * len(names))
+        taken = {r[0] for r in self.db.execute(f"SELECT id FROM ids WHERE id IN ({marks})", names)}
+        seen: set[str] = set()
+        for ident, line, _ in batch:
+            if ident in taken or ident in seen:
+                raise _Reject(line, f"id {ident!r} is used twice")
+            seen.add(ident)
+        self.db.executemany(
+            "INSERT INTO ids VALUES (?, ?, ?, ?, ?)",
+            [
+                (
+                    ident,
+                    file,
+                    resource,
+                    orjson.dumps(kept),
+                    orjson.dumps(
+                        [[p.key, p.target_id, p.ref.schema, p.ref.targets] for p in pending]
+                    )
+                    if pending
+                    else None,
+                )
+                for ident, _, (resource, kept, pending) in batch
+            ],
+        )
+        self.db.commit()
+        self.count += len(batch)
+
+    def drop_file(self, file: int) -> None:
+        """Forget a file skipped whole: its elements are no targets of a ref."""
+        self._batch.clear()
+        self.count -= self.db.execute("DELETE FROM ids WHERE file = ?", (file,)).rowcount
+        self.db.commit()
+
+    def unreadable(self, ident: str, why: str) -> None:
+        self.db.execute("INSERT OR REPLACE INTO unreadable VALUES (?, ?)", (ident, why))
+
+    def why_unreadable(self, ident: str) -> str | None:
+        row = self.db.execute("SELECT why FROM unreadable WHERE id = ?", (ident,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def get(
+        self, ident: str
+    ) -> tuple[str, dict[str, Any], list[tuple[str, str, str, tuple[str, ...]]]] | None:
+        """The element's resource, its key fields, and the refs inside its key (key, id,
+        reference schema, target resources)."""
+        row = self.db.execute(
+            "SELECT resource, key, pending FROM ids WHERE id = ?", (ident,)
+        ).fetchone()
+        if row is None:
+            return None
+        pending = [(k, t, s, tuple(ts)) for k, t, s, ts in orjson.loads(row[2])] if row[2] else []
+        return row[0], orjson.loads(row[1]), pending
+
+    def remember(self, ident: str, resource: str, key: dict[str, Any]) -> None:
+        if len(self.cache) >= self.CACHE:
+            del self.cache[next(iter(self.cache))]  # the oldest: a bounded FIFO
+        self.cache[ident] = (resource, key)
+
+    def close(self) -> None:
+        self.db.close()
+
+
 class XmlLoad:
     """One load: its files, the mapping onto a target's model, and the ``id`` index."""
 
@@ -127,8 +242,10 @@ class XmlLoad:
         validate: bool = True,
         interchanges: Iterable[str] | None = None,
         storage_options: dict[str, Any] | None = None,
+        workdir: str | None = None,
     ):
         self.files = list(files)
+        self.workdir = workdir  # where the id index lives (None: a temporary folder of its own)
         self.model = model
         self.schema = schema or builtin_schema()
         self.mapping: Mapping = mapping_for(self.schema, model)
@@ -144,13 +261,38 @@ class XmlLoad:
                 )
                 raise XmlInputError(f"unknown interchange(s) {unknown}; known: {known}")
         self.by_element: dict[tuple[str, str], ElementMap] = self.mapping.elements
-        # id -> (resource, its key, refs inside the key still to resolve); a key with
-        # nothing to resolve is kept as JSON bytes: a third of the memory of the dicts,
-        # and a load holds one per element with an ``id`` (100,000s in a large district)
-        self.ids: dict[str, tuple[str, dict[str, Any] | bytes, list[PendingRef]]] = {}
-        self.unreadable: dict[str, str] = {}  # id -> why that element is no record
+        self.ids: IdIndex | None = None  # built by check()
         self.report: CheckReport | None = None
         self._xmlschema: Any = None
+        self._tmp: str | None = None
+
+    def _index(self) -> IdIndex:
+        """A fresh id index in the work folder (a temporary one, removed with the load)."""
+        self.close()
+        folder = self.workdir
+        if folder is None:
+            folder = self._tmp = tempfile.mkdtemp(prefix="edfi-xml-ids-")
+            # a load dropped without close() still removes its folder
+            self._cleanup = weakref.finalize(self, shutil.rmtree, folder, True)
+        self.ids = IdIndex(os.path.join(folder, "ids.sqlite"))
+        return self.ids
+
+    def close(self) -> None:
+        """Remove the id index (the load cannot resolve refs any more)."""
+        if self.ids is not None:
+            self.ids.close()
+            if self._tmp is None and os.path.exists(self.ids.path):
+                os.remove(self.ids.path)
+            self.ids = None
+        if self._tmp is not None:
+            self._cleanup()
+            self._tmp = None
+
+    def __enter__(self) -> XmlLoad:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # -- opening ------------------------------------------------------------------
     def _open(self, url: str) -> Any:
@@ -158,9 +300,23 @@ class XmlLoad:
         return fsspec.open(url, "rb", compression=compression, **self.storage_options)
 
     def _xsd(self) -> Any:
+        """The interchange schema, compiled once, reshaped for streaming (same language).
+
+        libxml2 validates a ``<xs:choice maxOccurs="unbounded">`` with a counter,
+        and its automaton keeps a rollback state for every particle matched
+        until the enclosing element ends. Every interchange root is such a
+        choice, so a streamed file held about 100 bytes per top-level element
+        to its end (25 MB for one 5,000-student attendance file). The same
+        content as a repeated sequence of one choice is matched with plain
+        loops, in constant memory.
+        """
         if self._xmlschema is None:
             parser = etree.XMLParser(resolve_entities=False, no_network=True)
-            self._xmlschema = etree.XMLSchema(etree.fromstring(self.schema.document, parser))
+            document = etree.fromstring(self.schema.document, parser)
+            for choice in list(document.iter(f"{{{XS}}}choice")):
+                if choice.get("maxOccurs") == "unbounded":
+                    _repeat_as_sequence(choice)
+            self._xmlschema = etree.XMLSchema(document)
         return self._xmlschema
 
     def _elements(self, url: str, validate: bool) -> Iterator[tuple[str, Any]]:
@@ -243,8 +399,8 @@ class XmlLoad:
     def check(self) -> CheckReport:
         """Parse (and validate) every file; index every ``id``; list the files to skip."""
         report = CheckReport(list(self.files), [], {})
-        for url in self.files:
-            ids_here: dict[str, tuple[str, dict[str, Any] | bytes, list[PendingRef]]] = {}
+        index = self._index()
+        for f, url in enumerate(self.files):
             counts: Counter[str] = Counter()
             try:
                 for interchange, el in self._elements(url, self.validate):
@@ -260,28 +416,26 @@ class XmlLoad:
                         try:
                             entry = self._identity(interchange, tag, el, url)
                         except ElementError as exc:
-                            self.unreadable[ident] = str(exc)
+                            index.unreadable(ident, str(exc))
                             entry = None
                         if entry is not None:
-                            if ident in ids_here or ident in self.ids:
-                                raise _Reject(el.sourceline or 0, f"id {ident!r} is used twice")
-                            ids_here[ident] = entry
+                            index.add(f, ident, el.sourceline or 0, entry)
+                index.flush(f)
             except _Reject as exc:
+                index.drop_file(f)
                 report.problems.append(FileProblem(url, exc.line, exc.message))
                 continue
             except OSError as exc:
+                index.drop_file(f)
                 report.problems.append(FileProblem(url, 0, f"cannot read the file: {exc}"))
                 continue
-            self.ids.update(ids_here)
             report.elements.update(counts)
             report.tags[url] = set(counts)
-        report.ids = len(self.ids)
+        report.ids = index.count
         self.report = report
         return report
 
-    def _identity(
-        self, interchange: str, tag: str, el: Any, url: str
-    ) -> tuple[str, dict[str, Any] | bytes, list[PendingRef]] | None:
+    def _identity(self, interchange: str, tag: str, el: Any, url: str) -> Identity | None:
         em = self.by_element.get((interchange, tag))
         if em is None:
             return None
@@ -290,11 +444,6 @@ class XmlLoad:
         key_props = {k.source[0] for k in resource.key}
         kept = {k: v for k, v in conv.record.items() if k in key_props}
         pending = [p for p in conv.pending if p.key in key_props and p.holder is conv.record]
-        for p in pending:
-            p.holder = kept
-        if not pending:
-            # a copy of exact size: orjson's own result keeps its whole working buffer
-            return em.resource, bytes(memoryview(orjson.dumps(kept))), pending
         return em.resource, kept, pending
 
     # -- resolution -----------------------------------------------------------------
@@ -306,31 +455,41 @@ class XmlLoad:
         seen: frozenset[str] = frozenset(),
     ) -> dict[str, Any]:
         """The reference fields for ``ref="target_id"``: the key of the element with that id."""
-        entry = self.ids.get(target_id)
+        index = self.ids
+        assert index is not None, "check() first"
+        cached = index.cache.get(target_id)
+        if cached is None:
+            path, key = self._identity_of(index, target_id, targets, seen)
+        else:
+            path, key = cached
+            if targets and path not in targets:
+                raise _wrong_target(target_id, path, targets)
+        resource: Resource = self.model[path]
+        return {abstract_field(resource, ref_schema, k): v for k, v in key.items()}
+
+    def _identity_of(
+        self, index: IdIndex, target_id: str, targets: tuple[str, ...], seen: frozenset[str]
+    ) -> tuple[str, dict[str, Any]]:
+        """An element's resource and key values, from the index, its own refs resolved."""
+        entry = index.get(target_id)
         if entry is None:
-            if target_id in self.unreadable:
+            why = index.why_unreadable(target_id)
+            if why is not None:
                 raise ElementError(
-                    f"ref {target_id!r} names an element that is no record itself "
-                    f"({self.unreadable[target_id]})"
+                    f"ref {target_id!r} names an element that is no record itself ({why})"
                 )
             raise ElementError(f"ref {target_id!r} names no element with that id in this load")
         if target_id in seen:
             raise ElementError(f"ref {target_id!r} is part of a reference cycle")
-        path, stored, pending = entry
-        kept = orjson.loads(stored) if isinstance(stored, bytes) else stored
+        path, kept, pending = entry
         if targets and path not in targets:
-            raise ElementError(
-                f"ref {target_id!r} names a {path.rsplit('/', 1)[-1]} element, not one of "
-                f"{', '.join(t.rsplit('/', 1)[-1] for t in targets)}"
-            )
-        for p in pending:
-            if not p.holder.get(p.key):
-                p.holder[p.key] = self.resolve(
-                    p.target_id, p.ref.schema, p.ref.targets, seen | {target_id}
-                )
-        resource: Resource = self.model[path]
-        key = resource.key_values(kept)
-        return {abstract_field(resource, ref_schema, k): v for k, v in key.items()}
+            raise _wrong_target(target_id, path, targets)
+        for key, inner, schema, inner_targets in pending:
+            if not kept.get(key):
+                kept[key] = self.resolve(inner, schema, inner_targets, seen | {target_id})
+        values = self.model[path].key_values(kept)
+        index.remember(target_id, path, values)
+        return path, values
 
     # -- pass 2 -------------------------------------------------------------------
     def resources_of(self, url: str) -> set[str]:
@@ -375,6 +534,24 @@ class XmlLoad:
                 p.holder[p.key] = self.resolve(p.target_id, p.ref.schema, p.ref.targets)
             except ElementError as exc:
                 raise ElementError(f"{p.path}: {exc}") from None
+
+
+def _repeat_as_sequence(choice: Any) -> None:
+    """``<choice min max>X</choice>`` -> ``<sequence min max><choice>X</choice></sequence>``."""
+    sequence = etree.Element(f"{{{XS}}}sequence", nsmap=choice.nsmap)
+    for bound in ("minOccurs", "maxOccurs"):
+        value = choice.attrib.pop(bound, None)
+        if value is not None:
+            sequence.set(bound, value)
+    choice.addprevious(sequence)
+    sequence.append(choice)  # moves it (its id and annotation stay with it)
+
+
+def _wrong_target(target_id: str, path: str, targets: tuple[str, ...]) -> ElementError:
+    return ElementError(
+        f"ref {target_id!r} names a {path.rsplit('/', 1)[-1]} element, not one of "
+        f"{', '.join(t.rsplit('/', 1)[-1] for t in targets)}"
+    )
 
 
 class _Reject(Exception):

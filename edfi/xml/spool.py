@@ -7,6 +7,8 @@ would make memory grow with the load, and re-reading every file per resource
 would parse it dozens of times. So the records pass once through a spool:
 one JSON-lines file per resource in a temporary folder, each line the
 record (or the reason it is not one) with its origin (file, line, element).
+The load's ``id`` index (``reader.IdIndex``) lives in the same folder, so one
+folder holds everything a load keeps, and closing the spool removes it.
 """
 
 from __future__ import annotations
@@ -58,6 +60,8 @@ class XmlSpool:
         self.load = load
         self._own = folder is None
         self.folder = folder or tempfile.mkdtemp(prefix="edfi-xml-spool-")
+        if load.workdir is None and load.ids is None:
+            load.workdir = self.folder
         self.report: SpoolReport | None = None
         self._pending: dict[str, set[str]] | None = None  # resource -> files still to convert
         self._order: list[str] = []
@@ -163,6 +167,7 @@ class XmlSpool:
                 yield XmlItem(origin, line.get("b"), line.get("e"))
 
     def close(self) -> None:
+        self.load.close()
         if self._own:
             shutil.rmtree(self.folder, ignore_errors=True)
 
