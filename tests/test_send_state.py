@@ -89,3 +89,54 @@ def test_a_server_named_resource_cannot_leave_the_state_root(tmp_path: Path) -> 
     for bad in ("/ed-fi/../../etc", "/ed-fi/a b", "/ed-fi//x", "/../x"):
         with pytest.raises(ValueError, match="Refusing"):
             state.folder(bad)
+
+
+def _digest(text: str) -> bytes:
+    import hashlib
+
+    return hashlib.blake2b(text.encode(), digest_size=16).digest()
+
+
+def test_a_send_holds_one_flush_in_memory_and_every_entry_survives(tmp_path: Path) -> None:
+    """40,000 acceptances in 100 sorted segments: memory stays at one flush's entries, and
+    the state read back (killed before compaction, then compacted) is exactly what was
+    accepted: later segments win, a key accepted twice in one flush keeps its last body,
+    a deletion hides the loaded entry."""
+    import tracemalloc
+
+    from edfi.sendstate import MERGE_FAN_IN
+
+    state = SendState(str(tmp_path), "t")
+    first = state.load(STUDENTS.path)
+    expected = {_digest(f"k{i}"): _digest(f"old{i}") for i in range(1000)}
+    for k, v in expected.items():
+        first.accepted(k, v)
+    first.compact()
+
+    for i in range(40_000):
+        expected[_digest(f"k{i + 500}")] = _digest(f"new{i}")
+    expected[_digest("k20500")] = _digest("again")
+    del expected[_digest("k7")]
+    s = state.load(STUDENTS.path)
+    tracemalloc.start()
+    for i in range(40_000):
+        k = _digest(f"k{i + 500}")
+        s.accepted(k, _digest(f"new{i}"))
+        if i == 20_000:
+            s.accepted(k, _digest("again"))  # the same flush: the later body counts
+        if s.pending >= 400:
+            s.flush()
+    s.deleted(_digest("k7"))
+    s.flush()
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < 1_500_000  # one flush (400 entries) and a merge's buffers, not 40,000 keys
+    folder = tmp_path / "_send_state" / "t" / "ed-fi" / "students"
+    assert len([p for p in folder.iterdir() if p.name.startswith("seg-")]) < MERGE_FAN_IN
+
+    killed = state.load(STUDENTS.path)  # a rerun after kill -9: base and segments
+    assert killed.entries == expected
+    s.compact()
+    assert [p.name[:5] for p in folder.iterdir()] == ["base-"]
+    assert state.load(STUDENTS.path).entries == expected
+    assert s.unchanged(_digest("k20500"), _digest("again"))  # read back after compaction

@@ -182,11 +182,6 @@ class BulkResult:
         )
 
 
-def _where(origin: Any) -> tuple[Any, Any]:
-    o = origin if isinstance(origin, Mapping) else (origin_dict(origin) or {})
-    return o.get("file"), o.get("line")
-
-
 class BulkLoad:
     """Send a spooled XML load through one sender (see the module docstring)."""
 
@@ -211,7 +206,8 @@ class BulkLoad:
         self.result = BulkResult()
         self._states: dict[str, ResourceState] = {}
         self.feed: Feed | None = None  # set while the spool is still being converted
-        self._held: dict[str, dict[tuple[Any, Any], tuple[bytes, bytes]]] = {}
+        # digests of the items a 403 held back, by the item's id (the sender holds the item)
+        self._held: dict[str, dict[int, tuple[bytes, bytes]]] = {}
 
     async def run(
         self,
@@ -301,37 +297,46 @@ class BulkLoad:
         rstate: ResourceState | None,
         row: ResourceRow,
     ) -> None:
-        seen = len(self.sender.rejects)
-        result = await self.sender.upsert(path, [item for item, _, _ in batch])
+        digests = {id(item): (key, body) for item, key, body in batch}
+
+        def accepted(item: Item) -> None:
+            if rstate is not None:
+                rstate.accepted(*digests[id(item)])
+
+        try:
+            result = await self.sender.upsert(
+                path, [item for item, _, _ in batch], on_sent=accepted
+            )
+        finally:
+            if rstate is not None:
+                rstate.flush()  # what was accepted is kept even if the batch stopped early
         row.sent += result.sent
         row.failed += result.failed + result.warnings
         row.blocked += result.blocked
-        if rstate is None:
-            return
-        refused = {_where(r.origin) for r in self.sender.rejects[seen:] if r.resource == path}
-        held = {_where(i.origin) for i in self.sender.deferred.get(path, ())}
-        for item, key, body in batch:
-            where = _where(item.origin)
-            if where in held:
-                self._held.setdefault(path, {})[where] = (key, body)
-            elif where not in refused:
-                rstate.accepted(key, body)
-        rstate.flush()
+        if rstate is not None:  # held after a 403: recorded when the resend is accepted
+            held = self._held.setdefault(path, {})
+            for item in self.sender.deferred.get(path, ()):
+                if id(item) in digests:
+                    held[id(item)] = digests[id(item)]
 
     async def _resend_deferred(self) -> None:
         """Records a 403 held back (students, staff, contacts), now their associations are in."""
         for path in list(self.sender.deferred):
             row = self.result.rows.setdefault(path, ResourceRow(path))
-            seen = len(self.sender.rejects)
-            result = await self.sender.resend_deferred(path)
+            rstate = self._states.get(path)
+            held = self._held.pop(path, {})
+
+            def accepted(
+                item: Item,
+                rstate: ResourceState | None = rstate,
+                held: dict[int, tuple[bytes, bytes]] = held,
+            ) -> None:
+                if rstate is not None and id(item) in held:
+                    rstate.accepted(*held[id(item)])
+
+            result = await self.sender.resend_deferred(path, on_sent=accepted)
             row.sent += result.sent
             row.failed += result.failed + result.warnings
             row.blocked += result.blocked
-            rstate = self._states.get(path)
-            if rstate is None:
-                continue
-            refused = {_where(r.origin) for r in self.sender.rejects[seen:] if r.resource == path}
-            for where, (key, body) in self._held.pop(path, {}).items():
-                if where not in refused:
-                    rstate.accepted(key, body)
-            rstate.compact()
+            if rstate is not None:
+                rstate.compact()
