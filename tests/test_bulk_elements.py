@@ -34,7 +34,10 @@ def test_an_element_is_a_new_digest_when_what_it_refers_to_changes(tmp_path: Pat
     changed_a = _plan(_file(tmp_path / "y.xml", a="9"))
     index = base.files[0]
     assert list(index.lines) == [4, 7, 11]
-    assert index.ids == {"a1": 0} and index.refs == {1: ("a1",)}
+    assert list(index.has_refs) == [0, 1, 0]
+    # ids and refs are looked up in the plan's database, not held per element
+    assert base.target("a1") == (0, 0) and base.target("b1") is None
+    assert (base.refs(0, 0), base.refs(0, 1)) == ((), ("a1",))
     old, new = list(base.digests(0)), list(changed_a.digests(0))
     assert old[0] != new[0]  # A itself changed
     assert old[1] != new[1]  # B's text did not, but the A it names did
@@ -46,6 +49,7 @@ def test_a_rerun_keeps_only_what_is_new_and_what_it_refers_to(tmp_path: Path) ->
     first = _plan(_file(tmp_path / "x.xml"))
     elements = state.load(state_path("InterchangeX"))
     assert first.accept(0, "Completed", [], elements) == 3
+    assert elements.pending == 0  # written to a segment as recorded, not held to the end
     elements.compact()
 
     again = _plan(_file(tmp_path / "x.xml"))

@@ -24,6 +24,12 @@ next time, and a rerun uploads files holding only the elements still to load.
 - **Lines**: a filtered file is written anew (the interchange's root, then
   the kept elements), so the server's line numbers are translated back to the
   original file's before anything is reported.
+- **Memory**: per element, only fixed-size arrays stay in memory (its line,
+  digest, whether it is kept, whether it has refs: 26 bytes); the ``id`` s,
+  the ``ref`` s and the mixed digests -- strings and tuples of 100s of bytes
+  each, which made a 5,000-student load hold 130 MB more than a 1,000-student
+  one -- go to a private temporary SQLite database (deleted when closed), and
+  what a target accepted goes to the state's segments as it is recorded.
 
 Nothing here imports Prefect.
 """
@@ -34,16 +40,20 @@ import bisect
 import hashlib
 import os
 import re
+import sqlite3
+import tempfile
 from array import array
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import IO, Any, Protocol
 
+import orjson
 from lxml import etree
 
 from .reader import SAFE_PARSING
 
 DIGEST = 16
+FLUSH = 16384  # accepted digests buffered before the state writes a segment
 STATE_PREFIX = "/bulk-v1"  # the state's "resource" folders: /bulk-v1/InterchangeStudent
 _REF = re.compile(rb"""\sref\s*=\s*(["'])(.*?)\1""")
 _PARSE: dict[str, Any] = {
@@ -59,6 +69,9 @@ class ElementState(Protocol):
 
     def unchanged(self, key: bytes, body: bytes) -> bool: ...
     def accepted(self, key: bytes, body: bytes) -> None: ...
+    @property
+    def pending(self) -> int: ...
+    def flush(self) -> None: ...
     def compact(self) -> None: ...
 
 
@@ -68,14 +81,19 @@ class StateStore(Protocol):
 
 @dataclass
 class FileIndex:
-    """The top-level elements of one local file: start line, digest, ``id`` and ``ref`` s."""
+    """The top-level elements of one local file: start line, digest, ``id`` and ``ref`` s.
+
+    The ``id`` s and ``ref`` s wait in an unnamed temporary file (``spill``: one
+    JSON line ``[element index, id, [refs]]`` per element that has either)
+    until an ``ElementPlan`` indexes them.
+    """
 
     path: str
     interchange: str
     lines: array[int] = field(default_factory=lambda: array("l"))
     digests: bytearray = field(default_factory=bytearray)  # DIGEST bytes per element
-    ids: dict[str, int] = field(default_factory=dict)  # id -> element index
-    refs: dict[int, tuple[str, ...]] = field(default_factory=dict)  # element index -> ids
+    has_refs: bytearray = field(default_factory=bytearray)  # 1 per element with a ref
+    spill: IO[bytes] = field(default_factory=lambda: tempfile.TemporaryFile())  # noqa: SIM115
     root: bytes = b""  # the root's start tag, to write a filtered copy
     close: bytes = b""  # its end tag
 
@@ -123,45 +141,88 @@ def scan(path: str, interchange: str) -> FileIndex:
         index.lines.append(el.sourceline or 0)
         index.digests += hashlib.blake2b(raw, digest_size=DIGEST).digest()
         ident = el.get("id")
-        if ident:
-            index.ids.setdefault(ident, i)
-        if b"ref" in raw:
-            found = tuple(m.group(2).decode() for m in _REF.finditer(raw))
-            if found:
-                index.refs[i] = found
+        found = [m.group(2).decode() for m in _REF.finditer(raw)] if b"ref" in raw else []
+        index.has_refs.append(1 if found else 0)
+        if ident or found:
+            index.spill.write(orjson.dumps([i, ident, found]) + b"\n")
+    index.spill.flush()
     return index
 
 
 class ElementPlan:
-    """The elements of one load, their digests, and which of them a target already holds."""
+    """The elements of one load, their digests, and which of them a target already holds.
+
+    The ``id`` s, ``ref`` s and mixed digests live in a private temporary SQLite
+    database (on disk past a small page cache; gone when ``close`` d or collected).
+    """
 
     def __init__(self, files: Sequence[FileIndex]):
         self.files = list(files)
-        self.by_id: dict[str, tuple[int, int]] = {}
+        self.db = sqlite3.connect("", check_same_thread=False)  # a scan thread, then the loop's
+        self.db.execute("CREATE TABLE ids (id TEXT PRIMARY KEY, f INT, i INT) WITHOUT ROWID")
+        self.db.execute(
+            "CREATE TABLE refs (f INT, i INT, n INT, id TEXT, PRIMARY KEY (f, i, n)) WITHOUT ROWID"
+        )
+        self.db.execute(
+            "CREATE TABLE mixed (f INT, i INT, d BLOB, PRIMARY KEY (f, i)) WITHOUT ROWID"
+        )
         for f, index in enumerate(self.files):
-            for ident, i in index.ids.items():
-                self.by_id.setdefault(ident, (f, i))
-        self._digests: dict[tuple[int, int], bytes] = {}
+            index.spill.seek(0)
+            ids: list[tuple[str, int, int]] = []
+            refs: list[tuple[int, int, int, str]] = []
+            for line in index.spill:
+                i, ident, found = orjson.loads(line)
+                if ident:
+                    ids.append((ident, f, i))
+                refs.extend((f, i, n, r) for n, r in enumerate(found))
+                if len(ids) + len(refs) >= 4096:
+                    self._insert(ids, refs)
+            self._insert(ids, refs)
+            index.spill.close()
+        self.db.commit()
         self.keep: list[bytearray] = [bytearray(b"\x01" * len(index)) for index in self.files]
+
+    def _insert(
+        self, ids: list[tuple[str, int, int]], refs: list[tuple[int, int, int, str]]
+    ) -> None:
+        # the first element with an id, in file order, is the one a ref names
+        self.db.executemany("INSERT OR IGNORE INTO ids VALUES (?, ?, ?)", ids)
+        self.db.executemany("INSERT INTO refs VALUES (?, ?, ?, ?)", refs)
+        ids.clear()
+        refs.clear()
+
+    def close(self) -> None:
+        self.db.close()
+
+    def target(self, ident: str) -> tuple[int, int] | None:
+        """The element (file, index) with that ``id``."""
+        row = self.db.execute("SELECT f, i FROM ids WHERE id = ?", (ident,)).fetchone()
+        return None if row is None else (row[0], row[1])
+
+    def refs(self, f: int, i: int) -> tuple[str, ...]:
+        """The ``id`` s an element's ``ref`` attributes name, in document order."""
+        if not self.files[f].has_refs[i]:
+            return ()
+        rows = self.db.execute("SELECT id FROM refs WHERE f = ? AND i = ? ORDER BY n", (f, i))
+        return tuple(r[0] for r in rows)
 
     def digest(self, f: int, i: int, seen: frozenset[tuple[int, int]] = frozenset()) -> bytes:
         """The element's own digest, mixed with those of the elements it refers to."""
         index = self.files[f]
-        refs = index.refs.get(i)
-        if not refs:
+        if not index.has_refs[i]:
             return index.digest(i)
-        cached = self._digests.get((f, i))
-        if cached is not None:
-            return cached
+        row = self.db.execute("SELECT d FROM mixed WHERE f = ? AND i = ?", (f, i)).fetchone()
+        if row is not None:
+            return bytes(row[0])
         h = hashlib.blake2b(index.digest(i), digest_size=DIGEST)
-        for ident in refs:
-            target = self.by_id.get(ident)
+        for ident in self.refs(f, i):
+            target = self.target(ident)
             if target is None or target in seen or target == (f, i):
                 h.update(b"?" + ident.encode())  # unresolvable or a cycle: the server says
             else:
                 h.update(self.digest(*target, seen=seen | {(f, i)}))
         out = h.digest()
-        self._digests[(f, i)] = out
+        self.db.execute("INSERT OR REPLACE INTO mixed VALUES (?, ?, ?)", (f, i, out))
         return out
 
     def digests(self, f: int) -> Iterator[bytes]:
@@ -182,11 +243,16 @@ class ElementPlan:
                 if state.unchanged(d, d):
                     keep[i] = 0
         # a kept element's refs must resolve in this load: keep their targets too
-        todo = [(f, i) for f, index in enumerate(self.files) for i in index.refs if self.keep[f][i]]
+        todo = [
+            (f, i)
+            for f, index in enumerate(self.files)
+            for i, refs in enumerate(index.has_refs)
+            if refs and self.keep[f][i]
+        ]
         while todo:
             f, i = todo.pop()
-            for ident in self.files[f].refs.get(i, ()):
-                target = self.by_id.get(ident)
+            for ident in self.refs(f, i):
+                target = self.target(ident)
                 if target is not None and not self.keep[target[0]][target[1]]:
                     self.keep[target[0]][target[1]] = 1
                     todo.append(target)
@@ -239,6 +305,9 @@ class ElementPlan:
             if self.keep[f][i] and i not in failed:
                 state.accepted(d, d)
                 count += 1
+                if state.pending >= FLUSH:
+                    state.flush()  # to the state's segments, not held here
+        state.flush()
         return count
 
 
