@@ -43,7 +43,7 @@ from .errors import EdFiResponseError as EdFiResponseError
 from .errors import EdFiResponseTooLargeError as EdFiResponseTooLargeError
 from .errors import EdFiUnsupportedError as EdFiUnsupportedError
 from .model import ApiModel, load_model
-from .transport import AiohttpTransport, ResponseTooLargeError
+from .transport import AiohttpTransport, Answer, ResponseTooLargeError
 
 log = logging.getLogger("edfi.client")
 
@@ -713,6 +713,8 @@ class EdFiClient:
                     failure, cause = f"HTTP {resp.status_code}", str(resp.status_code)
                     retry_after = resp.headers.get("retry-after")
                 else:
+                    if isinstance(resp, Answer):  # a 2xx this call does not accept
+                        resp = resp.as_httpx(httpx.Request(method, full_url))
                     raise _response_error(method, resp)
             if attempt >= self.conn.max_retries:
                 raise EdFiConnectionError(
@@ -735,17 +737,19 @@ class EdFiClient:
 
     async def _send(
         self, method: str, url: str, headers: dict[str, str], content: bytes | None
-    ) -> tuple[httpx.Response, str]:
+    ) -> tuple[httpx.Response | Answer, str]:
         """One attempt: the response and the URL that answered it.
 
-        A redirect is followed by httpx's client, as for every other call.
+        A redirect is followed by httpx's client, as for every other call; an
+        error answer becomes an ``httpx.Response`` naming its request (the
+        error message names it).
         """
         if self._fast is not None:
-            resp = await self._fast.fetch(method, url, headers, content, self._timeout)
-            if not resp.is_redirect:
-                if resp.status_code >= 400:
-                    resp.request = httpx.Request(method, url)  # named in error messages
-                return resp, url
+            answer = await self._fast.fetch(method, url, headers, content, self._timeout)
+            if answer.status_code < 300:
+                return answer, url
+            if not answer.is_redirect:
+                return answer.as_httpx(httpx.Request(method, url)), url
         resp = await self._http.request(method, url, headers=headers, content=content)
         return resp, str(resp.url)
 
