@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from lxml import etree
 
 from edfi.sendstate import SendState
+from edfi.xml import elements
 from edfi.xml.elements import ElementPlan, scan, state_path
 
 NS = "http://ed-fi.org/5.2.0"
@@ -29,16 +31,22 @@ def _plan(path: str) -> ElementPlan:
     return ElementPlan([scan(path, "InterchangeX")])
 
 
-def test_an_element_is_a_new_digest_when_what_it_refers_to_changes(tmp_path: Path) -> None:
+def test_an_element_is_a_new_digest_when_what_it_refers_to_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # one entry per read: looking a ref's target up between reads must not lose the place
+    monkeypatch.setattr(elements, "BLOCK", 1)
     base = _plan(_file(tmp_path / "x.xml"))
     changed_a = _plan(_file(tmp_path / "y.xml", a="9"))
     index = base.files[0]
-    assert list(index.lines) == [4, 7, 11]
+    assert [index.line(i) for i in range(len(index))] == [4, 7, 11]
+    assert [index.at_line(n) for n in (1, 4, 6, 7, 99)] == [None, 0, 0, 1, 2]
     assert list(index.has_refs) == [0, 1, 0]
     # ids and refs are looked up in the plan's database, not held per element
     assert base.target("a1") == (0, 0) and base.target("b1") is None
     assert (base.refs(0, 0), base.refs(0, 1)) == ((), ("a1",))
     old, new = list(base.digests(0)), list(changed_a.digests(0))
+    assert old == [base.digest(0, i) for i in range(3)] and len(set(old)) == 3
     assert old[0] != new[0]  # A itself changed
     assert old[1] != new[1]  # B's text did not, but the A it names did
     assert old[2] == new[2]

@@ -24,12 +24,13 @@ next time, and a rerun uploads files holding only the elements still to load.
 - **Lines**: a filtered file is written anew (the interchange's root, then
   the kept elements), so the server's line numbers are translated back to the
   original file's before anything is reported.
-- **Memory**: per element, only fixed-size arrays stay in memory (its line,
-  digest, whether it is kept, whether it has refs: 26 bytes); the ``id`` s,
-  the ``ref`` s and the mixed digests -- strings and tuples of 100s of bytes
-  each, which made a 5,000-student load hold 130 MB more than a 1,000-student
-  one -- go to a private temporary SQLite database (deleted when closed), and
-  what a target accepted goes to the state's segments as it is recorded.
+- **Memory**: per element, two bytes stay in memory (whether it is kept,
+  whether it has refs); its line and digest go to an unnamed temporary file
+  of fixed-size entries, the ``id`` s, the ``ref`` s and the mixed digests --
+  strings and tuples of 100s of bytes each, which made a 5,000-student load
+  hold 130 MB more than a 1,000-student one -- to a private temporary SQLite
+  database (deleted when closed), and what a target accepted to the state's
+  segments as it is recorded.
 
 Nothing here imports Prefect.
 """
@@ -41,6 +42,7 @@ import hashlib
 import os
 import re
 import sqlite3
+import struct
 import tempfile
 from array import array
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -54,6 +56,8 @@ from .reader import SAFE_PARSING
 
 DIGEST = 16
 FLUSH = 16384  # accepted digests buffered before the state writes a segment
+_ENTRY = struct.Struct(f"<Q{DIGEST}s")  # an element's start line and digest, on disk
+BLOCK = 4096  # entries read at once
 STATE_PREFIX = "/bulk-v1"  # the state's "resource" folders: /bulk-v1/InterchangeStudent
 _REF = re.compile(rb"""\sref\s*=\s*(["'])(.*?)\1""")
 _PARSE: dict[str, Any] = {
@@ -83,30 +87,63 @@ class StateStore(Protocol):
 class FileIndex:
     """The top-level elements of one local file: start line, digest, ``id`` and ``ref`` s.
 
-    The ``id`` s and ``ref`` s wait in an unnamed temporary file (``spill``: one
-    JSON line ``[element index, id, [refs]]`` per element that has either)
-    until an ``ElementPlan`` indexes them.
+    Lines and digests are fixed-size entries in an unnamed temporary file
+    (``table``); the ``id`` s and ``ref`` s wait in another (``spill``: one JSON
+    line ``[element index, id, [refs]]`` per element that has either) until an
+    ``ElementPlan`` indexes them.
     """
 
     path: str
     interchange: str
-    lines: array[int] = field(default_factory=lambda: array("l"))
-    digests: bytearray = field(default_factory=bytearray)  # DIGEST bytes per element
     has_refs: bytearray = field(default_factory=bytearray)  # 1 per element with a ref
+    table: IO[bytes] = field(default_factory=lambda: tempfile.TemporaryFile())  # noqa: SIM115
     spill: IO[bytes] = field(default_factory=lambda: tempfile.TemporaryFile())  # noqa: SIM115
     root: bytes = b""  # the root's start tag, to write a filtered copy
     close: bytes = b""  # its end tag
 
     def __len__(self) -> int:
-        return len(self.lines)
+        return len(self.has_refs)
+
+    def _entry(self, i: int) -> tuple[int, bytes]:
+        self.table.seek(i * _ENTRY.size)
+        line, digest = _ENTRY.unpack(self.table.read(_ENTRY.size))
+        return line, digest
+
+    def line(self, i: int) -> int:
+        return self._entry(i)[0]
 
     def digest(self, i: int) -> bytes:
-        return bytes(self.digests[i * DIGEST : (i + 1) * DIGEST])
+        return self._entry(i)[1]
+
+    def entries(self) -> Iterator[tuple[int, bytes]]:
+        """(line, digest) of every element in order, read a block at a time."""
+        pos = 0
+        while True:
+            self.table.seek(pos)  # a lookup between blocks may have moved it
+            block = self.table.read(_ENTRY.size * BLOCK)
+            if not block:
+                return
+            pos += len(block)
+            yield from _ENTRY.iter_unpack(block)
 
     def at_line(self, line: int) -> int | None:
         """The element whose start line is the last at or before ``line``."""
-        i = bisect.bisect_right(self.lines, line) - 1
+        lines = _Lines(self)
+        i = bisect.bisect_right(lines, line) - 1
         return i if i >= 0 else None
+
+
+class _Lines(Sequence[int]):
+    """A file's element start lines, read from its table (for a binary search)."""
+
+    def __init__(self, of: FileIndex):
+        self._of = of
+
+    def __len__(self) -> int:
+        return len(self._of)
+
+    def __getitem__(self, i: Any) -> Any:
+        return self._of.line(i)
 
 
 def _top_level(path: str) -> Iterator[tuple[Any, Any]]:
@@ -137,15 +174,16 @@ def scan(path: str, interchange: str) -> FileIndex:
         if not index.root:
             index.root, index.close = _root_tags(root)
         raw = etree.tostring(el, with_tail=False)
-        i = len(index.lines)
-        index.lines.append(el.sourceline or 0)
-        index.digests += hashlib.blake2b(raw, digest_size=DIGEST).digest()
+        i = len(index.has_refs)
+        digest = hashlib.blake2b(raw, digest_size=DIGEST).digest()
+        index.table.write(_ENTRY.pack(el.sourceline or 0, digest))
         ident = el.get("id")
         found = [m.group(2).decode() for m in _REF.finditer(raw)] if b"ref" in raw else []
         index.has_refs.append(1 if found else 0)
         if ident or found:
             index.spill.write(orjson.dumps([i, ident, found]) + b"\n")
     index.spill.flush()
+    index.table.flush()
     return index
 
 
@@ -226,8 +264,9 @@ class ElementPlan:
         return out
 
     def digests(self, f: int) -> Iterator[bytes]:
-        for i in range(len(self.files[f])):
-            yield self.digest(f, i)
+        index = self.files[f]
+        for i, (_, own) in enumerate(index.entries()):
+            yield self.digest(f, i) if index.has_refs[i] else own
 
     def skip_accepted(self, states: Mapping[str, ElementState]) -> int:
         """Mark the elements the target accepted unchanged; keep what a kept one refers to.
@@ -275,7 +314,7 @@ class ElementPlan:
                 if not keep[i]:
                     continue
                 raw = etree.tostring(el, with_tail=False) + b"\n"
-                lines.add(line, index.lines[i])
+                lines.add(line, index.line(i))
                 fh.write(raw)
                 line += raw.count(b"\n")
             fh.write(index.close + b"\n")
