@@ -58,6 +58,7 @@ DIGEST = 16
 FLUSH = 16384  # accepted digests buffered before the state writes a segment
 _ENTRY = struct.Struct(f"<Q{DIGEST}s")  # an element's start line and digest, on disk
 BLOCK = 4096  # entries read at once
+SPOOL_MAX = 256 << 10  # bytes of a file's table (or spill) kept in memory before it goes to disk
 STATE_PREFIX = "/bulk-v1"  # the state's "resource" folders: /bulk-v1/InterchangeStudent
 _REF = re.compile(rb"""\sref\s*=\s*(["'])(.*?)\1""")
 _PARSE: dict[str, Any] = {
@@ -96,8 +97,8 @@ class FileIndex:
     path: str
     interchange: str
     has_refs: bytearray = field(default_factory=bytearray)  # 1 per element with a ref
-    table: IO[bytes] = field(default_factory=lambda: tempfile.TemporaryFile())  # noqa: SIM115
-    spill: IO[bytes] = field(default_factory=lambda: tempfile.TemporaryFile())  # noqa: SIM115
+    table: IO[bytes] = field(default_factory=lambda: _scratch())
+    spill: IO[bytes] = field(default_factory=lambda: _scratch())
     root: bytes = b""  # the root's start tag, to write a filtered copy
     close: bytes = b""  # its end tag
 
@@ -131,6 +132,12 @@ class FileIndex:
         lines = _Lines(self)
         i = bisect.bisect_right(lines, line) - 1
         return i if i >= 0 else None
+
+
+def _scratch() -> IO[bytes]:
+    """An unnamed temporary file, in memory while small: a load of many small files
+    then holds no file descriptor per file (the limit is often 1,024)."""
+    return tempfile.SpooledTemporaryFile(SPOOL_MAX)
 
 
 class _Lines(Sequence[int]):
