@@ -193,7 +193,14 @@ class Store:
             conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=OFF")
-            conn.execute("PRAGMA cache_size=-200000")
+            # a small page cache: each COMMIT costs more the more pages are cached (with
+            # 200 MB a write cost 230 us at a 1,000-student district, 170 us with 8 MB),
+            # and reads of the database file come through the memory map, not the cache
+            conn.execute("PRAGMA cache_size=-8000")
+            # checkpoint every 40 MB of log, not 4 MB: a page written again and again
+            # (an index's last leaf) is copied back once per checkpoint (7-18% less CPU
+            # a write at a 1,000-student district)
+            conn.execute("PRAGMA wal_autocheckpoint=10000")
             conn.execute("PRAGMA temp_store=MEMORY")
             conn.execute("PRAGMA mmap_size=1073741824")
             self._local.conn = conn
