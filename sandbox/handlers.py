@@ -3,7 +3,7 @@
 Handlers take the sandbox and the routed ``Call`` and return a response, or
 raise the ``ApiError`` the ODS/API would answer. Reads that touch SQLite run
 in a worker thread; a POST writes one record and stays on the event loop
-(cheaper than the thread hop).
+(cheaper than the thread hop), where concurrent POSTs share a COMMIT.
 """
 
 from __future__ import annotations
@@ -240,8 +240,9 @@ async def post(sb: Sandbox, call: Call) -> Response:
     body = await read_body(call)
     if sb.faults.forbid_students_until_enrolled and resource.name == "students":
         await sb.forbid_unenrolled(store, body)
-    # a POST writes one record (no cascade): cheaper on the event loop than a thread hop
-    result = store.upsert(resource, body)
+    # a POST writes one record (no cascade): cheaper on the event loop than a thread hop,
+    # and POSTs running together there share a COMMIT (Store.post)
+    result = await store.post(resource, body)
     headers = {
         "ETag": f'"{result.cv}"',
         "Location": sb.location(call, resource, result.id),

@@ -124,6 +124,11 @@ def unauthenticated(error: str, *, expired: bool = False) -> ApiError:
     )
 
 
+def server_error(detail: str) -> ApiError:
+    """500: the write could not be made durable (its transaction was rolled back)."""
+    return ApiError(500, "internal-server-error", "Internal Server Error", detail)
+
+
 def not_found(detail: str = "The specified item could not be found.") -> ApiError:
     return ApiError(404, "not-found", "Not Found", detail)
 
