@@ -101,6 +101,9 @@ def main(argv: list[str] | None = None) -> None:
         access_log=False,
         lifespan="off",
         timeout_keep_alive=30,
+        # the app reads X-Forwarded-* itself (Sandbox.public_base): uvicorn's proxy
+        # middleware would only add a call to every request
+        proxy_headers=False,
     )
     uvicorn.Server(config).run()
     sys.exit(0)

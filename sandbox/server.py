@@ -192,6 +192,9 @@ def serve_in_thread(
         access_log=False,
         lifespan="off",
         timeout_keep_alive=30,
+        # the app reads X-Forwarded-* itself (Sandbox.public_base): uvicorn's proxy
+        # middleware would only add a call to every request
+        proxy_headers=False,
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="edfi-sandbox", daemon=True)

@@ -19,12 +19,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import bisect
-import datetime as dt
 import heapq
 import os
 import sqlite3
 import threading
-import uuid
+import time
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -166,6 +165,8 @@ class _Tables:
 
 class Store:
     """One data set. Thread-safe: reads use a connection per thread, writes one lock."""
+
+    _clock: tuple[int, str] = (-1, "")  # a second and its text, for _now
 
     def __init__(self, model: ApiModel, path: str, *, seed: int = 1):
         self.model = model
@@ -355,11 +356,18 @@ class Store:
         return self._cv
 
     def _new_id(self) -> str:
-        return uuid.UUID(int=self._rng.getrandbits(128), version=4).hex
+        """A random (version 4) UUID's hex, as ``uuid.UUID(int=..., version=4).hex`` (4x dearer)."""
+        return "%032x" % (self._rng.getrandbits(128) & _UUID_CLEAR | _UUID_V4)
 
     @staticmethod
     def _now() -> str:
-        return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        """UTC now as ``2025-01-31T12:00:00.123456Z``; the seconds part formatted once a second."""
+        now = time.time()
+        second = int(now)
+        clock = Store._clock
+        if clock[0] != second:
+            clock = Store._clock = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+        return f"{clock[1]}.{int((now - second) * 1e6):06d}Z"
 
     @staticmethod
     def key_string(values: Sequence[Any]) -> str:
@@ -1001,6 +1009,10 @@ class Store:
             conn.close()
             self._local.conn = None
 
+
+# a version 4 UUID from 128 random bits: variant bits 10, version nibble 4
+_UUID_CLEAR = ~((0xC000 << 48) | (0xF000 << 64))
+_UUID_V4 = (0x8000 << 48) | (0x4000 << 64)
 
 _Find = Callable[[int, str], "tuple[int, str] | None"]
 
