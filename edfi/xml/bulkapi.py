@@ -219,27 +219,31 @@ class BulkUpload:
                 )
         finally:
             shutil.rmtree(folder, ignore_errors=True)
-        by_index = dict(zip(sent, result.files, strict=True))
-        files: list[FileResult] = []
-        for f, p in enumerate(prepared):
-            r = by_index.get(f)
-            skipped = len(plan.files[f]) - plan.kept(f)
-            if r is None:
-                files.append(FileResult(p.file, p.interchange, 0, "Unchanged", skipped=skipped))
-                continue
-            r.skipped = skipped
-            line_map = maps[f]
-            if line_map is not None:
-                for e in r.exceptions:
-                    if e.get("lineNumber"):
-                        e["lineNumber"] = line_map.original(int(e["lineNumber"]))
-            r.accepted = await asyncio.to_thread(
-                plan.accept, f, r.status, r.exceptions, states[p.interchange]
-            )
-            files.append(r)
-        for s in states.values():
-            await asyncio.to_thread(s.compact)
-        return OperationResult(result.id, result.status, files, result.seconds)
+        # the plan's files are temporary: let go of them now, not when it is collected
+        try:
+            by_index = dict(zip(sent, result.files, strict=True))
+            files: list[FileResult] = []
+            for f, p in enumerate(prepared):
+                r = by_index.get(f)
+                skipped = len(plan.files[f]) - plan.kept(f)
+                if r is None:
+                    files.append(FileResult(p.file, p.interchange, 0, "Unchanged", skipped=skipped))
+                    continue
+                r.skipped = skipped
+                line_map = maps[f]
+                if line_map is not None:
+                    for e in r.exceptions:
+                        if e.get("lineNumber"):
+                            e["lineNumber"] = line_map.original(int(e["lineNumber"]))
+                r.accepted = await asyncio.to_thread(
+                    plan.accept, f, r.status, r.exceptions, states[p.interchange]
+                )
+                files.append(r)
+            for s in states.values():
+                await asyncio.to_thread(s.compact)
+            return OperationResult(result.id, result.status, files, result.seconds)
+        finally:
+            plan.close()
 
     async def prepare(
         self, files: Sequence[str], paths: Sequence[str], only: set[str] | None = None

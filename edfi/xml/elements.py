@@ -237,7 +237,10 @@ class ElementPlan:
         refs.clear()
 
     def close(self) -> None:
+        """Let go of the database and each file's table (temporary: nothing stays behind)."""
         self.db.close()
+        for index in self.files:
+            index.table.close()
 
     def target(self, ident: str) -> tuple[int, int] | None:
         """The element (file, index) with that ``id``."""
