@@ -38,6 +38,8 @@ from sandbox.server import free_port
 _HOP = frozenset(
     {"content-length", "transfer-encoding", "connection", "keep-alive", "content-encoding"}
 )
+# the proxy's upstream client, kept on the app (typed key: aiohttp warns about str keys)
+SESSION = web.AppKey("session", aiohttp.ClientSession)
 
 
 @dataclass
@@ -75,7 +77,7 @@ class HostileProxy:
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP}
         headers["Host"] = request.host
         body = await request.read()
-        session: aiohttp.ClientSession = request.app["session"]
+        session: aiohttp.ClientSession = request.app[SESSION]
         async with session.request(
             request.method,
             self.upstream + request.path_qs,
@@ -160,14 +162,14 @@ def hostile_proxy(upstream: str, hostility: Hostility | None = None) -> Iterator
         nonlocal stop
         stop = asyncio.Event()
         app = web.Application(client_max_size=1 << 30)
-        app["session"] = aiohttp.ClientSession(auto_decompress=True)
+        app[SESSION] = aiohttp.ClientSession(auto_decompress=True)
         app.router.add_route("*", "/{tail:.*}", proxy.handle)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", port).start()
         ready.set()
         await stop.wait()
-        await app["session"].close()
+        await app[SESSION].close()
         await runner.cleanup()
 
     thread = threading.Thread(target=loop.run_until_complete, args=(serve(),), daemon=True)
